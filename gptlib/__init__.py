@@ -1,0 +1,39 @@
+"""gptlib: the GPT that the book "GPT from Scratch" builds, one module per chapter's concept.
+
+In book order:
+
+- `gptlib.data` (ch. 1): download and verify Tiny Shakespeare
+- `gptlib.tokenizer` (ch. 1): `CharTokenizer`
+- `gptlib.batches` (ch. 1): `train_val_split`, `get_batch`
+- `gptlib.bigram` (ch. 2): `BigramLanguageModel`
+- `gptlib.training` (ch. 2): `estimate_loss`, `train`
+- `gptlib.sampling` (ch. 2): `generate`
+- `gptlib.attention` (ch. 3): `Head`, `MultiHeadAttention`
+- `gptlib.model` (ch. 4-5): `FeedForward`, `Block`, `GPT`
+- `gptlib.config`, `gptlib.presets`: `GPTConfig`, `TrainConfig`, the named presets
+- `gptlib.checkpoint`, `gptlib.device`, `gptlib.errors`, `gptlib.cli`
+"""
+
+from gptlib.attention import Head, MultiHeadAttention
+from gptlib.batches import get_batch, train_val_split
+from gptlib.bigram import BigramLanguageModel
+from gptlib.checkpoint import load_checkpoint, save_checkpoint
+from gptlib.config import GPTConfig, TrainConfig
+from gptlib.data import load_text
+from gptlib.device import pick_device
+from gptlib.errors import GPTLibError
+from gptlib.model import GPT, Block, FeedForward, count_parameters
+from gptlib.presets import PRESETS, Preset, auto_preset, get_preset
+from gptlib.sampling import generate, iter_generate
+from gptlib.tokenizer import CharTokenizer
+from gptlib.training import History, TrainState, estimate_loss, train
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "BigramLanguageModel", "Block", "CharTokenizer", "FeedForward", "GPT", "GPTConfig", "GPTLibError",
+    "Head", "History", "MultiHeadAttention", "PRESETS", "Preset", "TrainConfig", "TrainState",
+    "auto_preset", "count_parameters", "estimate_loss", "generate", "get_batch", "get_preset",
+    "iter_generate", "load_checkpoint", "load_text", "pick_device", "save_checkpoint", "train",
+    "train_val_split",
+]

@@ -1,0 +1,43 @@
+"""The 90/10 train/val split and random batches of ``block_size`` tokens with targets shifted by one.
+
+Shapes: B = batch size, T = block size (time).
+"""
+
+import torch
+
+from gptlib.errors import DataError
+
+
+def train_val_split(data: torch.Tensor, train_fraction: float = 0.9) -> tuple[torch.Tensor, torch.Tensor]:
+    """The first 90% of the tokens for training, the last 10% for validation (no shuffling:
+    the validation text is a stretch of the play the model never sees)."""
+    if not 0.0 < train_fraction < 1.0:
+        raise DataError(f"train_fraction must be in (0, 1), got {train_fraction!r}")
+    n = int(train_fraction * len(data))
+    return data[:n], data[n:]
+
+
+def get_batch(data: torch.Tensor, batch_size: int, block_size: int, generator: torch.Generator,
+              device: torch.device | str = "cpu") -> tuple[torch.Tensor, torch.Tensor]:
+    """``batch_size`` random chunks of ``block_size`` tokens (x) and the same chunks shifted by one (y).
+
+    One chunk holds ``block_size`` training examples: for every t, x[:t+1] is the context and y[t]
+    the character that comes next. ``generator`` (a CPU ``torch.Generator``) makes the batches
+    reproducible without touching torch's global random state.
+    """
+    if block_size >= len(data):
+        raise DataError(f"block_size ({block_size}) must be smaller than the data split "
+                        f"({len(data):,} tokens); use a smaller block_size or more text")
+    starts = len(data) - block_size  # every start position that leaves room for the shifted target
+    if batch_size > starts:
+        raise DataError(f"batch_size ({batch_size}) is larger than the {starts:,} distinct chunks of "
+                        f"{block_size} tokens this data split holds; use a smaller batch_size")
+    ix = torch.randint(starts, (batch_size,), generator=generator)  # (B,)
+    # One gather instead of a Python loop: row b holds data[ix[b] : ix[b] + T + 1].
+    chunk = data[ix[:, None] + torch.arange(block_size + 1)]  # (B, T+1)
+    x, y = chunk[:, :-1].contiguous(), chunk[:, 1:].contiguous()  # (B,T), (B,T)
+    device = torch.device(device)
+    if device.type == "cuda":
+        # pinned memory lets the copy to the GPU overlap with compute
+        return x.pin_memory().to(device, non_blocking=True), y.pin_memory().to(device, non_blocking=True)
+    return x.to(device), y.to(device)

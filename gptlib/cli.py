@@ -1,0 +1,155 @@
+"""The command line, the original project's ``python main.py``: ``python -m gptlib train`` / ``sample``.
+
+    python -m gptlib train --preset cpu --out runs/cpu
+    python -m gptlib sample --checkpoint runs/cpu/best.pt --prompt "ROMEO:" --max-new-tokens 300
+
+A mistake on the command line or in the input is one line on stderr and exit code 2, no traceback.
+"""
+
+import argparse
+import sys
+from dataclasses import fields, replace
+from pathlib import Path
+
+import torch
+
+from gptlib.batches import train_val_split
+from gptlib.checkpoint import load_checkpoint, save_checkpoint
+from gptlib.config import GPTConfig, TrainConfig
+from gptlib.data import load_text
+from gptlib.device import pick_device
+from gptlib.errors import GPTLibError
+from gptlib.model import GPT, count_parameters
+from gptlib.presets import PRESETS, get_preset
+from gptlib.sampling import iter_generate
+from gptlib.tokenizer import CharTokenizer
+
+
+def _add_config_options(parser: argparse.ArgumentParser, config_class, skip=()) -> None:
+    """One ``--field-name`` option per dataclass field; unset options keep the preset's value."""
+    group = parser.add_argument_group(f"{config_class.__name__} overrides (default: the preset's value)")
+    for f in fields(config_class):
+        if f.name in skip:
+            continue
+        flag = "--" + f.name.replace("_", "-")
+        if f.type in (bool, "bool"):
+            group.add_argument(flag, dest=f.name, action=argparse.BooleanOptionalAction, default=None)
+        else:
+            kind = {"int": int, "float": float}.get(f.type, f.type) if isinstance(f.type, str) else f.type
+            group.add_argument(flag, dest=f.name, type=kind, default=None, metavar=kind.__name__.upper())
+
+
+def _overrides(args: argparse.Namespace, config_class) -> dict:
+    return {f.name: getattr(args, f.name) for f in fields(config_class)
+            if getattr(args, f.name, None) is not None}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argparse parser for ``python -m gptlib``."""
+    parser = argparse.ArgumentParser(prog="python -m gptlib", description="Train and sample a character-level GPT.")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    t = sub.add_parser("train", help="train a GPT on Tiny Shakespeare (or --data FILE) and save a checkpoint")
+    t.add_argument("--preset", default="cpu", help=f"one of: {', '.join(PRESETS)} (default: cpu)")
+    t.add_argument("--device", default="auto", help="auto (cuda, then mps, then cpu), cpu, cuda or mps")
+    t.add_argument("--out", default="runs/latest", type=Path, help="folder for checkpoints (default: runs/latest)")
+    t.add_argument("--data", default=None, type=Path, help="a UTF-8 text file to train on instead of Tiny Shakespeare")
+    t.add_argument("--sample-tokens", default=500, type=int, help="characters to print at the end (default 500)")
+    _add_config_options(t, GPTConfig, skip=("vocab_size",))
+    _add_config_options(t, TrainConfig)
+
+    s = sub.add_parser("sample", help="generate text from a checkpoint")
+    s.add_argument("--checkpoint", required=True, type=Path, help="a checkpoint written by `train`")
+    s.add_argument("--prompt", default="\n", help="text to continue (default: a newline)")
+    s.add_argument("--max-new-tokens", default=500, type=int)
+    s.add_argument("--temperature", default=1.0, type=float, help="0 = greedy, <1 sharper, >1 more random")
+    s.add_argument("--top-k", default=None, type=int, help="sample only from the k most likely characters")
+    s.add_argument("--seed", default=1337, type=int)
+    s.add_argument("--device", default="auto")
+    return parser
+
+
+def _stream(model, tokenizer, prompt: str, max_new_tokens: int, device, **kwargs) -> None:
+    """Print ``prompt`` and then each sampled character as soon as it is made."""
+    idx = torch.tensor([tokenizer.encode(prompt)], dtype=torch.long, device=device)  # (1,T)
+    tokens = iter_generate(model, idx, max_new_tokens, **kwargs)
+    first = next(tokens, None)  # checks the arguments before anything is printed
+    sys.stdout.write(prompt)
+    if first is not None:
+        sys.stdout.write(tokenizer.decode(first[0].tolist()))
+        for tok in tokens:
+            sys.stdout.write(tokenizer.decode(tok[0].tolist()))
+            sys.stdout.flush()
+    sys.stdout.write("\n")
+    sys.stdout.flush()
+
+
+def cmd_train(args: argparse.Namespace) -> None:
+    """``train``: build the preset, train with progress, save last.pt and best.pt, print a sample."""
+    from tqdm.auto import tqdm
+
+    from gptlib.training import train
+
+    device = pick_device(args.device)
+    preset = get_preset(args.preset)
+    text = load_text(args.data)
+    tokenizer = CharTokenizer.from_text(text)
+    model_config = replace(preset.model, vocab_size=tokenizer.vocab_size, **_overrides(args, GPTConfig))
+    train_config = replace(preset.train, **_overrides(args, TrainConfig))
+    if args.sample_tokens < 0:
+        raise GPTLibError(f"--sample-tokens must be >= 0, got {args.sample_tokens}")
+
+    data = torch.tensor(tokenizer.encode(text), dtype=torch.long)
+    train_data, val_data = train_val_split(data)
+    torch.manual_seed(train_config.seed)
+    model = GPT(model_config)
+    print(f"preset {preset.name} on {device}: {count_parameters(model) / 1e6:.2f}M parameters, "
+          f"{len(train_data):,} train / {len(val_data):,} val tokens, vocab {tokenizer.vocab_size}")
+
+    out = Path(args.out)
+
+    def report_and_save(state) -> None:
+        h = state.history
+        tqdm.write(f"step {h.step[-1]:>5}: train loss {h.train_loss[-1]:.4f}, val loss {h.val_loss[-1]:.4f}"
+                   f" ({h.elapsed[-1]:.1f}s)")
+        extra = {"history": h.to_dict()}
+        save_checkpoint(out / "last.pt", model, tokenizer, model_config, train_config, state.step, extra)
+        if state.improved:
+            save_checkpoint(out / "best.pt", model, tokenizer, model_config, train_config, state.step, extra)
+
+    state = train(model, train_data, val_data, train_config, block_size=model_config.block_size,
+                  device=device, callbacks=[report_and_save])
+    print(f"best val loss {state.history.best_val_loss:.4f}; checkpoints in {out}/ (best.pt, last.pt)")
+    if args.sample_tokens:
+        best = load_checkpoint(out / "best.pt").build_model(device)
+        _stream(best, tokenizer, "\n", args.sample_tokens, device,
+                generator=torch.Generator(device=device).manual_seed(train_config.seed))
+
+
+def cmd_sample(args: argparse.Namespace) -> None:
+    """``sample``: load a checkpoint and stream a continuation of the prompt."""
+    device = pick_device(args.device)
+    ckpt = load_checkpoint(args.checkpoint)
+    if not args.prompt:
+        raise GPTLibError("--prompt is empty; give at least one character to continue (the default is a newline)")
+    model = ckpt.build_model(device)
+    _stream(model, ckpt.tokenizer, args.prompt, args.max_new_tokens, device, temperature=args.temperature,
+            top_k=args.top_k, generator=torch.Generator(device=device).manual_seed(args.seed))
+
+
+COMMANDS = {"train": cmd_train, "sample": cmd_sample}
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point: parse, run, and turn a user error into one line and exit code 2."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        COMMANDS[args.command](args)
+    except (GPTLibError, FileNotFoundError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    return 0

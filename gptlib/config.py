@@ -1,0 +1,94 @@
+"""The two small configs: what the model is (`GPTConfig`) and how it is trained (`TrainConfig`).
+
+Both are frozen dataclasses that check their values when they are made, so a bad value fails at once
+with a message that names the field, not deep inside torch.
+"""
+
+import math
+from dataclasses import dataclass, fields
+
+from gptlib.errors import ConfigError
+
+
+def _check_positive(obj, *names):
+    for name in names:
+        value = getattr(obj, name)
+        if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
+            raise ConfigError(f"{name} must be a positive integer, got {value!r}")
+
+
+def _check_fraction(obj, name):
+    value = getattr(obj, name)
+    if not isinstance(value, (int, float)) or not 0.0 <= value < 1.0:
+        raise ConfigError(f"{name} must be in [0, 1), got {value!r}")
+
+
+@dataclass(frozen=True)
+class GPTConfig:
+    """The shape of the model: vocabulary, context length, width, heads, depth and dropout."""
+
+    vocab_size: int = 65  # number of distinct characters in Tiny Shakespeare
+    block_size: int = 256  # the longest context the model can attend to
+    n_embd: int = 384  # width of the residual stream (C)
+    n_head: int = 6  # attention heads per block; each has head_size = n_embd // n_head
+    n_layer: int = 6  # transformer blocks
+    dropout: float = 0.2  # on attention weights, head outputs and the feed-forward output
+
+    def __post_init__(self):
+        _check_positive(self, "vocab_size", "block_size", "n_embd", "n_head", "n_layer")
+        _check_fraction(self, "dropout")
+        if self.n_embd % self.n_head != 0:
+            raise ConfigError(
+                f"n_embd ({self.n_embd}) must be divisible by n_head ({self.n_head}): each head gets "
+                f"n_embd // n_head channels. Try n_head in {_divisors(self.n_embd)}."
+            )
+
+    @property
+    def head_size(self) -> int:
+        """Channels per attention head (hs)."""
+        return self.n_embd // self.n_head
+
+
+def _divisors(n: int) -> list[int]:
+    return [d for d in range(1, min(n, 16) + 1) if n % d == 0]
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """How to train: batch size, steps, evaluation, optimiser and learning-rate schedule."""
+
+    batch_size: int = 64  # sequences per step (B)
+    max_iters: int = 5000  # optimiser steps
+    eval_interval: int = 500  # estimate train/val loss every this many steps (and at the last step)
+    eval_iters: int = 200  # batches averaged per loss estimate
+    learning_rate: float = 3e-4  # peak learning rate
+    min_lr: float = 3e-5  # where cosine decay ends (used when decay_lr is True)
+    warmup_iters: int = 0  # linear warm-up steps from 0 to learning_rate
+    decay_lr: bool = False  # cosine decay from learning_rate to min_lr after warm-up
+    weight_decay: float = 0.0  # AdamW weight decay on matrices (never on biases or LayerNorm)
+    beta1: float = 0.9
+    beta2: float = 0.99
+    grad_clip: float = 0.0  # clip the gradient norm to this value; 0 turns clipping off
+    seed: int = 1337  # seeds the weights, dropout and the batch sampler
+
+    def __post_init__(self):
+        _check_positive(self, "batch_size", "max_iters", "eval_interval", "eval_iters")
+        if not isinstance(self.warmup_iters, int) or self.warmup_iters < 0:
+            raise ConfigError(f"warmup_iters must be a non-negative integer, got {self.warmup_iters!r}")
+        for name in ("learning_rate", "min_lr", "weight_decay", "grad_clip"):
+            value = getattr(self, name)
+            if not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
+                raise ConfigError(f"{name} must be a finite number >= 0, got {value!r}")
+        if self.learning_rate <= 0:
+            raise ConfigError(f"learning_rate must be > 0, got {self.learning_rate!r}")
+        if self.min_lr > self.learning_rate:
+            raise ConfigError(f"min_lr ({self.min_lr}) must not exceed learning_rate ({self.learning_rate})")
+        for name in ("beta1", "beta2"):
+            _check_fraction(self, name)
+        if not isinstance(self.seed, int) or isinstance(self.seed, bool):
+            raise ConfigError(f"seed must be an integer, got {self.seed!r}")
+
+
+def field_names(config_class) -> list[str]:
+    """The field names of a config dataclass, in order (the CLI makes one option per field)."""
+    return [f.name for f in fields(config_class)]

@@ -1,0 +1,127 @@
+"""Tiny Shakespeare: download once, check the checksum, cache under ``data/``, read offline.
+
+Where the text comes from, in order:
+
+1. an explicit ``path`` argument (any UTF-8 text file: train on your own corpus),
+2. the ``GPTLIB_DATA`` environment variable (a local copy of Tiny Shakespeare; checksum verified),
+3. the cache, ``data/tinyshakespeare.txt`` in a checkout (else ``~/.cache/gptlib``), checksum verified,
+4. a download from ``TINY_SHAKESPEARE_URL``, written atomically (temp file, then rename).
+"""
+
+import hashlib
+import os
+import tempfile
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+from gptlib.errors import DataError, DataNotFoundError
+
+TINY_SHAKESPEARE_URL = "https://raw.githubusercontent.com/karpathy/char-rnn/master/data/tinyshakespeare/input.txt"
+TINY_SHAKESPEARE_SHA256 = "86c4e6aa9db7c042ec79f339dcb96d42b0075e16b8fc2e86bf0ca57e2dc565ed"
+TINY_SHAKESPEARE_BYTES = 1_115_394
+FILENAME = "tinyshakespeare.txt"
+ENV_VAR = "GPTLIB_DATA"
+
+
+def default_cache_dir() -> Path:
+    """``data/`` beside the package in a checkout (editable install), else ``~/.cache/gptlib``."""
+    repo = Path(__file__).resolve().parent.parent
+    if (repo / "pyproject.toml").is_file() and (repo / "data").is_dir():
+        return repo / "data"
+    return Path.home() / ".cache" / "gptlib"
+
+
+def sha256_of(path: Path) -> str:
+    """The hex sha256 of a file, read in 1 MiB chunks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def download(url: str, dest: Path, sha256: str, *, timeout: float = 30.0, progress: bool = True) -> Path:
+    """Download ``url`` to ``dest`` and verify its sha256; nothing is left at ``dest`` unless it checks out.
+
+    The bytes go to a temp file in ``dest``'s folder, hashed as they stream in, and only a file with
+    the right checksum is renamed into place, so an interrupted or corrupted download never leaves a
+    partial file behind.
+    """
+    from tqdm.auto import tqdm
+
+    dest = Path(dest)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".part", dir=dest.parent)
+    tmp = Path(tmp_name)
+    try:
+        digest = hashlib.sha256()
+        with os.fdopen(fd, "wb") as out, urllib.request.urlopen(url, timeout=timeout) as response:
+            total = int(response.headers.get("Content-Length") or 0) or None
+            with tqdm(total=total, unit="B", unit_scale=True, desc=f"downloading {dest.name}",
+                      disable=not progress) as bar:
+                for chunk in iter(lambda: response.read(1 << 16), b""):
+                    out.write(chunk)
+                    digest.update(chunk)
+                    bar.update(len(chunk))
+            if total is not None and bar.n != total:
+                raise DataError(f"download of {url} broke off after {bar.n:,} of {total:,} bytes; try again")
+            out.flush()
+            os.fsync(out.fileno())
+        if digest.hexdigest() != sha256:
+            raise DataError(f"the file downloaded from {url} has sha256 {digest.hexdigest()}, expected "
+                            f"{sha256}; it was not saved. Check the URL, or place a good copy at {dest}")
+        os.replace(tmp, dest)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return dest
+
+
+def _missing_message(dest: Path, reason: str) -> str:
+    return (f"Tiny Shakespeare is not available offline and could not be downloaded ({reason}). "
+            f"Place the file ({TINY_SHAKESPEARE_BYTES:,} bytes, sha256 {TINY_SHAKESPEARE_SHA256}) at "
+            f"{dest}, or set {ENV_VAR}=/path/to/tinyshakespeare.txt. It is at {TINY_SHAKESPEARE_URL}")
+
+
+def tiny_shakespeare_path(*, cache_dir: Path | None = None, url: str = TINY_SHAKESPEARE_URL,
+                          progress: bool = True) -> Path:
+    """The path of a verified copy of Tiny Shakespeare, downloading it into the cache if needed."""
+    override = os.environ.get(ENV_VAR)
+    if override:
+        path = Path(override).expanduser()
+        if not path.is_file():
+            raise DataNotFoundError(f"{ENV_VAR} points at {path}, which is not a file; fix the path or unset "
+                                    f"{ENV_VAR} to download the data into the cache")
+        if sha256_of(path) != TINY_SHAKESPEARE_SHA256:
+            raise DataError(f"{path} (from {ENV_VAR}) is not Tiny Shakespeare: its sha256 is not "
+                            f"{TINY_SHAKESPEARE_SHA256}. Point {ENV_VAR} at a good copy, or pass your own "
+                            f"text file as an explicit path")
+        return path
+
+    dest = Path(cache_dir or default_cache_dir()) / FILENAME
+    if dest.is_file():
+        if sha256_of(dest) == TINY_SHAKESPEARE_SHA256:
+            return dest
+        # A cached file with the wrong checksum is not trusted: replace it with a fresh download.
+        dest.unlink()
+    try:
+        return download(url, dest, TINY_SHAKESPEARE_SHA256, progress=progress)
+    except (urllib.error.URLError, OSError) as err:
+        raise DataNotFoundError(_missing_message(dest, str(getattr(err, "reason", err)))) from err
+
+
+def load_text(path: str | os.PathLike | None = None, **kwargs) -> str:
+    """The training text: ``path`` if given (any UTF-8 text file), else verified Tiny Shakespeare."""
+    if path is None:
+        path = tiny_shakespeare_path(**kwargs)
+    path = Path(path).expanduser()
+    if not path.is_file():
+        raise DataNotFoundError(f"no text file at {path}; pass an existing file, or no path to use "
+                                f"Tiny Shakespeare")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as err:
+        raise DataError(f"{path} is not UTF-8 text ({err.reason} at byte {err.start})") from err
+    if not text:
+        raise DataError(f"{path} is empty; the model needs text to learn from")
+    return text

@@ -1,0 +1,33 @@
+"""The errors gptlib raises: each says what went wrong and what to do about it.
+
+Every class is also a standard exception (``ValueError``, ``FileNotFoundError``...), so code that
+catches the standard one keeps working. The CLI turns any ``GPTLibError`` into one line and exit code 2.
+"""
+
+
+class GPTLibError(Exception):
+    """Base class of every error that gptlib raises on purpose."""
+
+
+class ConfigError(GPTLibError, ValueError):
+    """A configuration value is out of range (e.g. ``n_embd`` not divisible by ``n_head``)."""
+
+
+class DataError(GPTLibError, ValueError):
+    """The data is unusable: wrong checksum, too short for the block size, unknown characters."""
+
+
+class DataNotFoundError(GPTLibError, FileNotFoundError):
+    """The data file is missing and could not be downloaded."""
+
+
+class CheckpointError(GPTLibError, ValueError):
+    """A checkpoint is truncated, is not a gptlib checkpoint, or does not fit the model."""
+
+
+class DeviceError(GPTLibError, ValueError):
+    """The requested device is not available on this machine."""
+
+
+class TrainingDivergedError(GPTLibError, RuntimeError):
+    """The loss became NaN or infinite during training."""

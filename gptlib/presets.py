@@ -1,0 +1,76 @@
+"""Named presets: a model size and a training budget for each kind of machine.
+
+- ``tiny``: the original project's ``main.py`` values (block 8, 32 wide, 4 heads, 6 layers).
+- ``lecture``: the size trained at the end of "Let's build GPT" (~10.7M parameters), for a GPU.
+- ``cpu``: trains to a sensible loss in a few minutes on a 2-core CPU.
+- ``smoke``: seconds; what the tests and ``pytest --nbval`` use.
+"""
+
+import os
+from dataclasses import dataclass, replace
+
+import torch
+
+from gptlib.config import GPTConfig, TrainConfig
+from gptlib.errors import ConfigError
+
+PRESET_ENV_VAR = "GPTLIB_PRESET"
+
+
+@dataclass(frozen=True)
+class Preset:
+    """A named pair of configs: what to build and how to train it."""
+
+    name: str
+    description: str
+    model: GPTConfig
+    train: TrainConfig
+
+    def with_vocab(self, vocab_size: int) -> "Preset":
+        """The same preset with the model's vocabulary set from the tokenizer."""
+        return replace(self, model=replace(self.model, vocab_size=vocab_size))
+
+
+PRESETS: dict[str, Preset] = {
+    p.name: p
+    for p in [
+        Preset(
+            "tiny", "the original project's main.py hyperparameters",
+            GPTConfig(block_size=8, n_embd=32, n_head=4, n_layer=6, dropout=0.2),
+            TrainConfig(batch_size=32, max_iters=5000, eval_interval=500, eval_iters=200, learning_rate=1e-3),
+        ),
+        Preset(
+            "lecture", "the lecture's final model, ~10.7M parameters; for a GPU",
+            GPTConfig(block_size=256, n_embd=384, n_head=6, n_layer=6, dropout=0.2),
+            TrainConfig(batch_size=64, max_iters=5000, eval_interval=500, eval_iters=200, learning_rate=3e-4),
+        ),
+        Preset(
+            "cpu", "a few minutes on a 2-core CPU",
+            GPTConfig(block_size=64, n_embd=128, n_head=4, n_layer=4, dropout=0.0),
+            TrainConfig(batch_size=16, max_iters=2000, eval_interval=250, eval_iters=50, learning_rate=1e-3,
+                        min_lr=1e-4, warmup_iters=100, decay_lr=True, grad_clip=1.0),
+        ),
+        Preset(
+            "smoke", "a few seconds; for tests",
+            GPTConfig(block_size=8, n_embd=16, n_head=2, n_layer=1, dropout=0.0),
+            TrainConfig(batch_size=4, max_iters=20, eval_interval=10, eval_iters=2, learning_rate=1e-3),
+        ),
+    ]
+}
+
+
+def get_preset(name: str) -> Preset:
+    """The preset called ``name``; an unknown name is a `ConfigError` listing the known ones."""
+    try:
+        return PRESETS[name]
+    except KeyError:
+        raise ConfigError(f"unknown preset {name!r}; choose one of: {', '.join(PRESETS)}") from None
+
+
+def auto_preset(device: torch.device | str) -> Preset:
+    """The preset for this run: ``$GPTLIB_PRESET`` if set (the tests set ``smoke``), else ``lecture``
+    on a CUDA GPU and ``cpu`` anywhere else."""
+    name = os.environ.get(PRESET_ENV_VAR)
+    if name:
+        return get_preset(name)
+    return get_preset("lecture" if torch.device(device).type == "cuda" else "cpu")

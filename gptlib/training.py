@@ -1,0 +1,179 @@
+"""Training: `estimate_loss`, the learning-rate schedule and a `train` loop that knows nothing about GPT.
+
+The loop works with any model that follows the book's contract, ``forward(idx, targets) -> (logits,
+loss)``. Callbacks see a `TrainState` after every evaluation: that is where live plots, checkpoints
+and early stopping plug in, without the loop knowing about any of them.
+"""
+
+import math
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import asdict, dataclass, field
+
+import torch
+import torch.nn as nn
+
+from gptlib.batches import get_batch
+from gptlib.config import TrainConfig
+from gptlib.errors import TrainingDivergedError
+
+
+@dataclass
+class History:
+    """One row per evaluation: step, mean train and val loss, learning rate, seconds since start."""
+
+    step: list[int] = field(default_factory=list)
+    train_loss: list[float] = field(default_factory=list)
+    val_loss: list[float] = field(default_factory=list)
+    lr: list[float] = field(default_factory=list)
+    elapsed: list[float] = field(default_factory=list)
+
+    def append(self, step: int, train_loss: float, val_loss: float, lr: float, elapsed: float) -> None:
+        """Add one evaluation's row."""
+        for name, value in zip(("step", "train_loss", "val_loss", "lr", "elapsed"),
+                               (step, train_loss, val_loss, lr, elapsed)):
+            getattr(self, name).append(value)
+
+    def __len__(self) -> int:
+        return len(self.step)
+
+    @property
+    def best_val_loss(self) -> float:
+        """The lowest validation loss seen so far (inf before the first evaluation)."""
+        return min(self.val_loss, default=math.inf)
+
+    def to_dict(self) -> dict:
+        """Plain lists, for JSON and checkpoints."""
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "History":
+        """The inverse of `to_dict`."""
+        return cls(**{k: list(v) for k, v in d.items()})
+
+
+@dataclass
+class TrainState:
+    """Everything the loop is working with, handed to callbacks after each evaluation."""
+
+    model: nn.Module
+    optimizer: torch.optim.Optimizer
+    config: TrainConfig
+    step: int  # optimiser steps completed
+    history: History
+    batch_generator: torch.Generator  # draws the training batches
+    eval_generator: torch.Generator  # draws the evaluation batches
+    improved: bool = False  # whether the last evaluation set a new best validation loss
+    stop: bool = False  # a callback may set this to end training after the current evaluation
+
+
+Callback = Callable[[TrainState], None]
+
+
+@torch.no_grad()
+def estimate_loss(model: nn.Module, splits: dict[str, torch.Tensor], batch_size: int, block_size: int,
+                  eval_iters: int, generator: torch.Generator, device: torch.device | str) -> dict[str, float]:
+    """Mean loss over ``eval_iters`` random batches of each split, in eval mode (no dropout).
+
+    One batch's loss is noisy; the mean of many is a steady number to compare runs by. The model is
+    put back in the mode it was in.
+    """
+    was_training = model.training
+    model.eval()
+    out = {}
+    for name, data in splits.items():
+        losses = torch.zeros(eval_iters)
+        for k in range(eval_iters):
+            x, y = get_batch(data, batch_size, block_size, generator, device)
+            _, loss = model(x, y)
+            losses[k] = loss.item()
+        out[name] = losses.mean().item()
+    model.train(was_training)
+    return out
+
+
+def get_lr(step: int, config: TrainConfig) -> float:
+    """Linear warm-up to ``learning_rate``, then (if ``decay_lr``) cosine decay to ``min_lr``."""
+    if step < config.warmup_iters:
+        return config.learning_rate * (step + 1) / config.warmup_iters
+    if not config.decay_lr:
+        return config.learning_rate
+    progress = (step - config.warmup_iters) / max(1, config.max_iters - config.warmup_iters)
+    coeff = 0.5 * (1.0 + math.cos(math.pi * min(progress, 1.0)))  # 1 -> 0
+    return config.min_lr + coeff * (config.learning_rate - config.min_lr)
+
+
+def make_optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.AdamW:
+    """AdamW with weight decay on matrices only; biases, LayerNorm and 1-D tensors are not decayed."""
+    params = [p for p in model.parameters() if p.requires_grad]
+    groups = [
+        {"params": [p for p in params if p.dim() >= 2], "weight_decay": config.weight_decay},
+        {"params": [p for p in params if p.dim() < 2], "weight_decay": 0.0},
+    ]
+    return torch.optim.AdamW(groups, lr=config.learning_rate, betas=(config.beta1, config.beta2))
+
+
+def make_generators(seed: int) -> tuple[torch.Generator, torch.Generator]:
+    """Separate random streams for training and evaluation batches, so evaluating does not change
+    which batches training sees."""
+    return torch.Generator().manual_seed(seed), torch.Generator().manual_seed(seed + 1)
+
+
+def train(model: nn.Module, train_data: torch.Tensor, val_data: torch.Tensor, config: TrainConfig, *,
+          block_size: int, device: torch.device | str = "cpu", callbacks: Iterable[Callback] = (),
+          state: TrainState | None = None, progress: bool = True) -> TrainState:
+    """Train ``model`` for ``config.max_iters`` steps and return the final `TrainState`.
+
+    Evaluates every ``eval_interval`` steps and at the last step, appends to ``state.history`` and
+    calls each callback with the state. Pass a previous ``state`` to continue where it stopped.
+    A loss that turns NaN or infinite stops training with `TrainingDivergedError`.
+    """
+    from tqdm.auto import tqdm
+
+    device = torch.device(device)
+    model.to(device)
+    model.train()
+    if state is None:
+        batch_gen, eval_gen = make_generators(config.seed)
+        state = TrainState(model=model, optimizer=make_optimizer(model, config), config=config, step=0,
+                           history=History(), batch_generator=batch_gen, eval_generator=eval_gen)
+    splits = {"train": train_data, "val": val_data}
+    callbacks = list(callbacks)
+    start = time.perf_counter() - (state.history.elapsed[-1] if len(state.history) else 0.0)
+
+    bar = tqdm(total=config.max_iters, initial=state.step, desc="training", disable=not progress,
+               dynamic_ncols=True)
+    try:
+        while state.step < config.max_iters:
+            lr = get_lr(state.step, config)
+            for group in state.optimizer.param_groups:
+                group["lr"] = lr
+            x, y = get_batch(train_data, config.batch_size, block_size, state.batch_generator, device)
+            _, loss = model(x, y)
+            state.optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            if config.grad_clip > 0:
+                nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
+            loss_value = loss.item()
+            if not math.isfinite(loss_value):
+                raise TrainingDivergedError(
+                    f"the loss became {loss_value} at step {state.step}; training stopped. Try a lower "
+                    f"learning_rate (now {config.learning_rate}) or set grad_clip (e.g. 1.0)")
+            state.optimizer.step()
+            state.step += 1
+            bar.update(1)
+            bar.set_postfix(loss=f"{loss_value:.3f}", refresh=False)
+
+            if state.step % config.eval_interval == 0 or state.step == config.max_iters:
+                losses = estimate_loss(model, splits, config.batch_size, block_size, config.eval_iters,
+                                       state.eval_generator, device)
+                state.improved = losses["val"] < state.history.best_val_loss
+                state.history.append(state.step, losses["train"], losses["val"], lr,
+                                     time.perf_counter() - start)
+                for callback in callbacks:
+                    callback(state)
+                if state.stop:
+                    break
+    finally:
+        bar.close()
+    return state
