@@ -55,7 +55,7 @@ def download(url: str, dest: Path, sha256: str, *, timeout: float = 30.0, progre
     fd, tmp_name = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".part", dir=dest.parent)
     tmp = Path(tmp_name)
     try:
-        digest = hashlib.sha256()
+        digest, received = hashlib.sha256(), 0
         with os.fdopen(fd, "wb") as out, urllib.request.urlopen(url, timeout=timeout) as response:
             total = int(response.headers.get("Content-Length") or 0) or None
             with tqdm(total=total, unit="B", unit_scale=True, desc=f"downloading {dest.name}",
@@ -63,9 +63,10 @@ def download(url: str, dest: Path, sha256: str, *, timeout: float = 30.0, progre
                 for chunk in iter(lambda: response.read(1 << 16), b""):
                     out.write(chunk)
                     digest.update(chunk)
+                    received += len(chunk)
                     bar.update(len(chunk))
-            if total is not None and bar.n != total:
-                raise DataError(f"download of {url} broke off after {bar.n:,} of {total:,} bytes; try again")
+            if total is not None and received != total:
+                raise DataError(f"download of {url} broke off after {received:,} of {total:,} bytes; try again")
             out.flush()
             os.fsync(out.fileno())
         if digest.hexdigest() != sha256:

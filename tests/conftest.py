@@ -1,0 +1,33 @@
+"""Fixtures shared by the unit tests: the text (small and real), a tokenizer, tiny configs."""
+
+import pytest
+import torch
+
+from gptlib.config import GPTConfig
+from gptlib.tokenizer import CharTokenizer
+
+# A few lines of real text, so the tests need neither the network nor the data file.
+TEXT = (
+    "First Citizen:\nBefore we proceed any further, hear me speak.\n\nAll:\nSpeak, speak.\n\n"
+    "First Citizen:\nYou are all resolved rather to die than to famish?\n\nAll:\nResolved. resolved.\n"
+) * 20
+
+
+@pytest.fixture
+def text() -> str:
+    return TEXT
+
+
+@pytest.fixture
+def tokenizer() -> CharTokenizer:
+    return CharTokenizer.from_text(TEXT)
+
+
+@pytest.fixture
+def data(tokenizer) -> torch.Tensor:
+    return torch.tensor(tokenizer.encode(TEXT), dtype=torch.long)
+
+
+@pytest.fixture
+def tiny_config(tokenizer) -> GPTConfig:
+    return GPTConfig(vocab_size=tokenizer.vocab_size, block_size=16, n_embd=32, n_head=4, n_layer=2, dropout=0.0)

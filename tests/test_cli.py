@@ -1,0 +1,51 @@
+"""The command line end to end: train the smoke preset, then sample from its checkpoint.
+
+Run: pytest tests/test_cli.py
+"""
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+from gptlib.data import ENV_VAR
+
+
+def gptlib_cli(*args, cwd):
+    return subprocess.run([sys.executable, "-m", "gptlib", *args], capture_output=True, text=True,
+                          cwd=cwd, env=os.environ.copy(), timeout=300)
+
+
+@pytest.fixture
+def corpus(tmp_path):
+    """Tiny Shakespeare when available offline, else a small text of our own (--data)."""
+    if os.environ.get(ENV_VAR):
+        return []
+    path = tmp_path / "corpus.txt"
+    path.write_text("Speak, speak. You are all resolved rather to die than to famish?\n" * 300)
+    return ["--data", str(path)]
+
+
+def test_train_then_sample(tmp_path, corpus):
+    out = tmp_path / "run"
+    result = gptlib_cli("train", "--preset", "smoke", "--out", str(out), "--max-iters", "30",
+                        "--sample-tokens", "40", "--device", "cpu", *corpus, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "val loss" in result.stdout
+    assert (out / "best.pt").is_file() and (out / "last.pt").is_file()
+
+    sample = gptlib_cli("sample", "--checkpoint", str(out / "best.pt"), "--prompt", "Speak",
+                        "--max-new-tokens", "25", "--seed", "7", cwd=tmp_path)
+    assert sample.returncode == 0, sample.stderr
+    assert sample.stdout.startswith("Speak") and len(sample.stdout.rstrip("\n")) == len("Speak") + 25
+    again = gptlib_cli("sample", "--checkpoint", str(out / "best.pt"), "--prompt", "Speak",
+                       "--max-new-tokens", "25", "--seed", "7", cwd=tmp_path)
+    assert again.stdout == sample.stdout  # same seed, same text
+
+
+def test_user_error_is_one_line_and_exit_2(tmp_path):
+    result = gptlib_cli("train", "--preset", "huge", "--out", str(tmp_path), cwd=tmp_path)
+    assert result.returncode == 2
+    assert result.stderr.strip().count("\n") == 0 and "unknown preset 'huge'" in result.stderr
+    assert "Traceback" not in result.stderr

@@ -1,0 +1,116 @@
+"""Training and sampling: the loss falls, one batch can be overfitted, same seed same numbers,
+estimate_loss restores the mode, and generate crops, is greedy at temperature 0 and checks its input.
+
+Run: pytest tests/test_training_sampling.py
+"""
+
+import math
+from dataclasses import replace
+
+import pytest
+import torch
+
+from gptlib.batches import get_batch, train_val_split
+from gptlib.config import TrainConfig
+from gptlib.model import GPT
+from gptlib.sampling import generate
+from gptlib.training import estimate_loss, get_lr, make_optimizer, train
+
+FAST = TrainConfig(batch_size=8, max_iters=60, eval_interval=20, eval_iters=4, learning_rate=3e-3)
+
+
+def run(tiny_config, data, config=FAST, seed=0):
+    torch.manual_seed(seed)
+    model = GPT(replace(tiny_config, dropout=0.1))
+    train_data, val_data = train_val_split(data)
+    state = train(model, train_data, val_data, config, block_size=tiny_config.block_size, progress=False)
+    return model, state
+
+
+def test_loss_falls_and_history_is_recorded(tiny_config, data):
+    _, state = run(tiny_config, data)
+    h = state.history
+    assert h.step == [20, 40, 60] and len(h.lr) == len(h.elapsed) == 3
+    assert h.train_loss[-1] < h.train_loss[0] < math.log(tiny_config.vocab_size) + 0.1
+    assert h.val_loss[-1] < math.log(tiny_config.vocab_size)
+
+
+def test_same_seed_same_losses(tiny_config, data):
+    _, a = run(tiny_config, data)
+    _, b = run(tiny_config, data)
+    assert a.history.train_loss == b.history.train_loss and a.history.val_loss == b.history.val_loss
+
+
+def test_overfit_one_batch(tiny_config, data):
+    """A correct model and loss can memorise a single batch (llm.c's correctness check)."""
+    torch.manual_seed(0)
+    model = GPT(tiny_config)
+    x, y = get_batch(data, 4, tiny_config.block_size, torch.Generator().manual_seed(0))
+    opt = make_optimizer(model, replace(FAST, learning_rate=1e-2))
+    for _ in range(150):
+        _, loss = model(x, y)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    assert loss.item() < 0.1
+
+
+def test_estimate_loss_restores_training_mode(tiny_config, data):
+    model = GPT(tiny_config)
+    model.train()
+    out = estimate_loss(model, {"val": data}, 2, 8, 3, torch.Generator().manual_seed(0), "cpu")
+    assert model.training and set(out) == {"val"}
+    model.eval()
+    estimate_loss(model, {"val": data}, 2, 8, 3, torch.Generator().manual_seed(0), "cpu")
+    assert not model.training
+
+
+def test_warmup_then_cosine_decay():
+    config = TrainConfig(max_iters=100, warmup_iters=10, learning_rate=1.0, min_lr=0.1, decay_lr=True)
+    lrs = [get_lr(s, config) for s in range(100)]
+    assert lrs[0] == pytest.approx(0.1) and lrs[9] == pytest.approx(1.0)
+    assert all(a >= b for a, b in zip(lrs[10:], lrs[11:]))  # non-increasing after warm-up
+    assert lrs[-1] == pytest.approx(0.1, abs=1e-3)
+
+
+def test_diverging_loss_stops_with_a_clear_error(tiny_config, data):
+    with pytest.raises(RuntimeError, match="learning_rate"):
+        run(tiny_config, data, replace(FAST, learning_rate=1e9))
+
+
+def test_generate_crops_and_is_reproducible(tiny_config):
+    torch.manual_seed(0)
+    model = GPT(tiny_config)
+    idx = torch.zeros((2, 1), dtype=torch.long)
+    n = 3 * tiny_config.block_size  # far past block_size: the context must be cropped
+    a = generate(model, idx, n, generator=torch.Generator().manual_seed(1))
+    b = generate(model, idx, n, generator=torch.Generator().manual_seed(1))
+    assert a.shape == (2, 1 + n) and torch.equal(a, b)
+
+
+def test_temperature_zero_is_greedy(tiny_config):
+    torch.manual_seed(0)
+    model = GPT(tiny_config).eval()
+    idx = torch.tensor([[1, 2, 3]])
+    out = generate(model, idx, 5, temperature=0)
+    for t in range(3, 8):  # every new token is the argmax given what came before
+        logits, _ = model(out[:, :t])
+        assert out[0, t] == logits[0, -1].argmax()
+    assert torch.equal(out, generate(model, idx, 5, temperature=1.0, top_k=1,
+                                     generator=torch.Generator().manual_seed(9)))
+
+
+def test_generate_restores_training_mode(tiny_config):
+    model = GPT(tiny_config).train()
+    generate(model, torch.zeros((1, 1), dtype=torch.long), 2)
+    assert model.training
+
+
+@pytest.mark.parametrize("kwargs", [
+    dict(max_new_tokens=-1), dict(temperature=-0.5), dict(temperature=float("nan")),
+    dict(top_k=0), dict(top_k=10_000),
+])
+def test_generate_rejects_bad_arguments(tiny_config, kwargs):
+    args = dict(max_new_tokens=3) | kwargs
+    with pytest.raises(ValueError):
+        generate(GPT(tiny_config), torch.zeros((1, 1), dtype=torch.long), **args)
