@@ -3,9 +3,25 @@ resuming, the optimizer state, step, history and random states).
 
 Saved atomically (temp file, fsync, rename) so a crash mid-save leaves the previous checkpoint
 intact; loaded with ``torch.load(weights_only=True)``, which never executes code from the file.
+
+The file is a plain dict (only tensors, numbers, strings, lists, tuples and dicts)::
+
+    format, version       "gptlib-checkpoint", 1
+    model_config          asdict(GPTConfig)
+    train_config          asdict(TrainConfig) or None
+    vocab                 the tokenizer's characters, in id order
+    model                 the model's state_dict, on the CPU
+    step                  optimiser steps completed
+    extra                 {} for weights only; a resumable checkpoint (`save_training_state`) adds
+        history           History.to_dict(): step, train_loss, val_loss, lr, elapsed per evaluation
+        best_val_loss     the lowest val loss so far
+        optimizer         the optimizer's state_dict (AdamW moments and step counts)
+        rng               torch (CPU global), cuda (one per GPU, [] without), batch and eval
+                          (the `TrainState` generators): each a ByteTensor from get_state()
 """
 
 import os
+import re
 import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -17,6 +33,7 @@ from gptlib.config import GPTConfig, TrainConfig
 from gptlib.errors import CheckpointError
 from gptlib.model import GPT
 from gptlib.tokenizer import CharTokenizer
+from gptlib.training import History, TrainState, make_optimizer
 
 FORMAT = "gptlib-checkpoint"
 VERSION = 1
@@ -32,6 +49,12 @@ class Checkpoint:
     model_state: dict
     step: int = 0
     extra: dict | None = None  # optimizer state, history, random states: what resuming needs
+
+    @property
+    def resumable(self) -> bool:
+        """Whether this checkpoint holds a full training state (see `save_training_state`)."""
+        extra = self.extra or {}
+        return self.train_config is not None and all(k in extra for k in _RESUME_KEYS)
 
     def build_model(self, device: torch.device | str = "cpu") -> GPT:
         """A `GPT` with this checkpoint's config and weights, in eval mode on ``device``."""
@@ -55,6 +78,25 @@ def atomic_save(obj, path: str | os.PathLike) -> Path:
     finally:
         Path(tmp_name).unlink(missing_ok=True)
     return path
+
+
+def remove_stale_temp_files(path: str | os.PathLike) -> list[Path]:
+    """Delete the temp files that a save of ``path`` killed before its rename left behind.
+
+    Nothing ever reads them (the checkpoint at ``path`` is still the previous, complete one), so
+    they only take disk space. Call it when no other process is saving to ``path``, e.g. when a
+    run starts or resumes.
+    """
+    path = Path(path)
+    # atomic_save names them ".{name}.<random>.tmp"; match exactly that, nothing else in the folder.
+    pattern = re.compile(r"\." + re.escape(path.name) + r"\.[A-Za-z0-9_]+\.tmp")
+    removed = []
+    if path.parent.is_dir():
+        for candidate in path.parent.iterdir():
+            if pattern.fullmatch(candidate.name) and candidate.is_file():
+                candidate.unlink(missing_ok=True)
+                removed.append(candidate)
+    return removed
 
 
 def _fsync_dir(folder: Path) -> None:
@@ -138,3 +180,68 @@ def load_weights(model: nn.Module, state: dict, tokenizer: CharTokenizer | None 
         raise CheckpointError("the checkpoint does not fit this model: " + "; ".join(parts) +
                               ". Build the model from the checkpoint's own config")
     model.load_state_dict(state)
+
+
+_RESUME_KEYS = ("history", "optimizer", "rng")
+
+
+def rng_states(state: TrainState) -> dict:
+    """Every random state a training step draws from: torch's CPU and CUDA generators (dropout,
+    initialisation) and the state's batch and eval generators."""
+    return {
+        "torch": torch.get_rng_state(),
+        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+        "batch": state.batch_generator.get_state(),
+        "eval": state.eval_generator.get_state(),
+    }
+
+
+def save_training_state(path: str | os.PathLike, state: TrainState, tokenizer: CharTokenizer,
+                        model_config: GPTConfig, extra: dict | None = None) -> Path:
+    """Write a resumable checkpoint of ``state``: weights, optimizer, step, history and RNG states.
+
+    Call it between steps (a `train` callback is the place); `resume_training_state` then continues
+    exactly where this left off. ``extra`` adds your own entries (tensors, numbers, strings, lists).
+    """
+    training = {
+        "history": state.history.to_dict(),
+        "best_val_loss": state.history.best_val_loss,
+        "optimizer": state.optimizer.state_dict(),
+        "rng": rng_states(state),
+    }
+    return save_checkpoint(path, state.model, tokenizer, model_config, state.config, state.step,
+                           {**(extra or {}), **training})
+
+
+def resume_training_state(checkpoint: "Checkpoint | str | os.PathLike", model: nn.Module,
+                          device: torch.device | str = "cpu") -> TrainState:
+    """Load a `save_training_state` checkpoint into ``model`` and return the `TrainState` to pass to
+    `train(..., state=...)`.
+
+    This also sets torch's global random state (CPU, and CUDA when saved and present) to the
+    saved one, because dropout draws from it: build the model *before* calling this, and
+    call `train` right after, so nothing else draws random numbers in between.
+    """
+    ckpt = checkpoint if isinstance(checkpoint, Checkpoint) else load_checkpoint(checkpoint)
+    if not ckpt.resumable:
+        raise CheckpointError("this checkpoint holds weights only, without the optimizer and random "
+                              "states that resuming needs; sample from it, or start a new run from its "
+                              "weights (save resumable ones with save_training_state)")
+    load_weights(model, ckpt.model_state, ckpt.tokenizer)
+    model.to(device)  # before the optimizer loads its state, which it moves to each parameter's device
+    optimizer = make_optimizer(model, ckpt.train_config)
+    rng = ckpt.extra["rng"]
+    try:
+        optimizer.load_state_dict(ckpt.extra["optimizer"])
+        history = History.from_dict(ckpt.extra["history"])
+        batch_generator = torch.Generator().set_state(rng["batch"])
+        eval_generator = torch.Generator().set_state(rng["eval"])
+        torch.set_rng_state(rng["torch"])
+    except (KeyError, TypeError, ValueError, RuntimeError) as err:
+        raise CheckpointError(f"the checkpoint's training state is damaged: {type(err).__name__}: {err}") from None
+    if rng.get("cuda") and torch.cuda.is_available():
+        # A machine with fewer GPUs than the one that saved restores the ones it has.
+        for index, cuda_state in enumerate(rng["cuda"][:torch.cuda.device_count()]):
+            torch.cuda.set_rng_state(cuda_state, index)
+    return TrainState(model=model, optimizer=optimizer, config=ckpt.train_config, step=ckpt.step,
+                      history=history, batch_generator=batch_generator, eval_generator=eval_generator)

@@ -15,7 +15,7 @@ import torch.nn as nn
 
 from gptlib.batches import get_batch
 from gptlib.config import TrainConfig
-from gptlib.errors import TrainingDivergedError
+from gptlib.errors import DataError, TrainingDivergedError
 
 
 @dataclass
@@ -119,6 +119,16 @@ def make_generators(seed: int) -> tuple[torch.Generator, torch.Generator]:
     return torch.Generator().manual_seed(seed), torch.Generator().manual_seed(seed + 1)
 
 
+def _check_split(name: str, data: torch.Tensor, batch_size: int, block_size: int) -> None:
+    # Checked before the first step, so a too-small val split fails now, not at the first evaluation.
+    if block_size >= len(data):
+        raise DataError(f"the {name} split has {len(data):,} tokens, too few for block_size {block_size}: "
+                        f"use a smaller block_size or more text")
+    if batch_size > len(data) - block_size:
+        raise DataError(f"batch_size ({batch_size}) is larger than the {len(data) - block_size:,} distinct "
+                        f"chunks of {block_size} tokens in the {name} split; use a smaller batch_size")
+
+
 def train(model: nn.Module, train_data: torch.Tensor, val_data: torch.Tensor, config: TrainConfig, *,
           block_size: int, device: torch.device | str = "cpu", callbacks: Iterable[Callback] = (),
           state: TrainState | None = None, progress: bool = True) -> TrainState:
@@ -130,6 +140,8 @@ def train(model: nn.Module, train_data: torch.Tensor, val_data: torch.Tensor, co
     """
     from tqdm.auto import tqdm
 
+    for name, data in (("train", train_data), ("val", val_data)):
+        _check_split(name, data, config.batch_size, block_size)
     device = torch.device(device)
     model.to(device)
     model.train()
