@@ -1,0 +1,154 @@
+"""Plots the book draws again and again: a training run's loss curves and the ablation ladder.
+
+Every function takes data (a `gptlib.training.History` or its ``to_dict()``, a ladder dict as
+`gptlib.ladder.load_ladder` returns it), never a trainer or a model, draws on ``ax`` (a new figure
+if ``ax`` is None) and returns the axes. The model modules never import matplotlib; only this one does.
+"""
+
+import matplotlib.pyplot as plt
+
+
+def _as_dict(history) -> dict:
+    """A `History` or a plain dict of lists -> a plain dict of lists."""
+    return history.to_dict() if hasattr(history, "to_dict") else dict(history)
+
+
+def _axes(ax, figsize=(6, 3.5)):
+    if ax is None:
+        _, ax = plt.subplots(figsize=figsize)
+    return ax
+
+
+def plot_history(history, ax=None, label: str | None = None, color=None, show_train: bool = True):
+    """Train (dashed) and val (solid) loss against the step, one point per evaluation."""
+    h = _as_dict(history)
+    ax = _axes(ax)
+    prefix = f"{label}: " if label else ""
+    (line,) = ax.plot(h["step"], h["val_loss"], "-", color=color, label=f"{prefix}val")
+    if show_train:
+        ax.plot(h["step"], h["train_loss"], "--", color=line.get_color(), alpha=0.7, label=f"{prefix}train")
+    ax.set_xlabel("step")
+    ax.set_ylabel("loss")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    return ax
+
+
+def _rungs(ladder: dict, names=None) -> list[dict]:
+    rungs = ladder["rungs"]
+    if names is not None:
+        by_name = {r["name"]: r for r in rungs}
+        rungs = [by_name[n] for n in names if n in by_name]
+    return rungs
+
+
+def plot_ladder(ladder: dict, ax=None, names=None):
+    """The final validation loss of each rung, bottom rung first; ``names`` picks and orders rungs."""
+    rungs = _rungs(ladder, names)
+    ax = _axes(ax, figsize=(7, 0.45 * len(rungs) + 1.2))
+    labels = [r.get("label", r["name"]) for r in rungs]
+    vals = [r["val_loss"] for r in rungs]
+    y = range(len(rungs))
+    bars = ax.barh(y, vals, color="tab:blue", alpha=0.8)
+    for bar, v in zip(bars, vals):
+        ax.text(bar.get_width() + 0.01, bar.get_y() + bar.get_height() / 2, f"{v:.3f}", va="center", fontsize=8)
+    ax.set_yticks(list(y), labels, fontsize=8)
+    ax.invert_yaxis()  # the bottom rung of the ladder at the top of the list, as in the table
+    ax.set_xlim(min(vals) - 0.3, max(vals) + 0.15)
+    ax.set_xlabel("validation loss (lower is better)")
+    ax.grid(axis="x", alpha=0.3)
+    return ax
+
+
+def plot_ladder_histories(ladder: dict, ax=None, names=None, show_train: bool = False):
+    """Each rung's validation loss curve on one axes (against the step; budgets may differ in length)."""
+    ax = _axes(ax, figsize=(7, 4))
+    for r in _rungs(ladder, names):
+        plot_history(r["history"], ax=ax, label=r.get("label", r["name"]), show_train=show_train)
+    return ax
+
+
+# --- chapter 7: live loss curves during training, attention maps ---
+
+def token_labels(tokens) -> list[str]:
+    """Characters as tick labels: a newline shows as '⏎' and a space as '␣', so neither is invisible."""
+    return [{"\n": "⏎", " ": "␣"}.get(ch, ch) for ch in tokens]
+
+
+def plot_loss_curves(history, ax=None, title: str | None = None):
+    """Train and val loss against the step on a log axis, with the best val loss marked."""
+    h = _as_dict(history)
+    ax = plot_history(h, ax=ax)
+    ax.set_xscale("log")
+    if h["val_loss"]:
+        best = min(range(len(h["val_loss"])), key=h["val_loss"].__getitem__)
+        ax.plot(h["step"][best], h["val_loss"][best], "o", color="black", ms=4,
+                label=f"best val {h['val_loss'][best]:.3f} (step {h['step'][best]})")
+        ax.legend(fontsize=8)
+    if title:
+        ax.set_title(title, fontsize=10)
+    return ax
+
+
+class LiveLossPlot:
+    """A `train` callback that redraws the loss curves in place after every evaluation (in Jupyter).
+
+    It reads only ``state.history``; the figure is drawn by `plot_loss_curves`.
+    """
+
+    def __init__(self, title: str | None = None, figsize=(6, 3.5)):
+        self.title = title
+        self.figsize = figsize
+        self.handle = None  # an IPython display handle, made at the first evaluation
+
+    def __call__(self, state) -> None:
+        from IPython.display import display
+
+        fig, ax = plt.subplots(figsize=self.figsize)
+        plot_loss_curves(state.history, ax=ax, title=self.title)
+        plt.close(fig)  # shown through the handle only, not again when the cell ends
+        if self.handle is None:
+            self.handle = display(fig, display_id=True)
+        else:
+            self.handle.update(fig)  # replaces the previous picture instead of adding one
+
+
+def plot_attention(weights, tokens, ax=None, title: str | None = None, labels: bool = True):
+    """One head's (T,T) attention matrix as a heatmap: row = the token reading, column = the token read."""
+    T = len(tokens)
+    ax = _axes(ax, figsize=(5, 5))
+    ax.imshow(weights, cmap="viridis", vmin=0.0, vmax=1.0)
+    if labels:
+        names = token_labels(tokens)
+        ax.set_xticks(range(T), names, fontsize=7, fontfamily="monospace")
+        ax.set_yticks(range(T), names, fontsize=7, fontfamily="monospace")
+        ax.tick_params(length=0, pad=1)
+    else:
+        ax.set_xticks([])
+        ax.set_yticks([])
+    if title:
+        ax.set_title(title, fontsize=9)
+    return ax
+
+
+def plot_attention_grid(maps, tokens, cell_size: float = 2.5):
+    """Every layer (rows) x head (columns) of ``maps`` (L,nh,T,T) as heatmaps; tokens label the left
+    column's rows and the bottom row's columns. Returns the figure."""
+    L, nh = maps.shape[:2]
+    fig, axes = plt.subplots(L, nh, figsize=(cell_size * nh + 0.6, cell_size * L + 0.4), squeeze=False)
+    names = token_labels(tokens)
+    fontsize = max(3.0, min(8.0, 0.8 * 72 * cell_size / len(tokens)))  # as large as the rows allow
+    for layer in range(L):
+        for head in range(nh):
+            ax = axes[layer][head]
+            plot_attention(maps[layer, head], tokens, ax=ax, labels=False)
+            if layer == 0:
+                ax.set_title(f"head {head}", fontsize=9)
+            if head == 0:
+                ax.set_ylabel(f"layer {layer}", fontsize=9)
+                ax.set_yticks(range(len(tokens)), names, fontsize=fontsize, fontfamily="monospace")
+            if layer == L - 1:
+                ax.set_xticks(range(len(tokens)), names, fontsize=fontsize, fontfamily="monospace")
+            ax.tick_params(length=0, pad=1)
+    fig.tight_layout()
+    return fig
