@@ -1,0 +1,144 @@
+"""KV-cache generation, beside the naive `gptlib.sampling.generate`.
+
+The naive loop runs the model over the whole context for every new token, although only the last
+position's logits are used and the keys and values of the earlier tokens never change (attention
+is causal). Here each layer keeps those keys and values in a `KVCache`; a step feeds only the new
+token, which attends to the cache. The work per token drops from a whole (T,T) forward pass to one
+row of it.
+
+**When the cache is full.** The model's positions are absolute (a learned table with ``block_size``
+rows), so the cache cannot simply slide by one token: every cached key would sit at the wrong
+position. The naive loop re-encodes the last ``block_size`` tokens at every step. Here, when the
+cache is full, it is rebuilt ("re-prefilled") from the last ``block_size // 2`` tokens, positions
+0 onwards, and filling continues from there. So the result is token-identical to `generate` while
+prompt + new tokens fit in ``block_size``; beyond that each token sees between ``block_size // 2``
+and ``block_size`` tokens of context (the naive loop: always ``block_size``), at about 1/``block_size``
+of the cost per token.
+
+Shapes: B = batch, T = time, C = channels, nh = heads, hs = head size, V = vocabulary size.
+"""
+
+from collections.abc import Iterator
+
+import torch
+import torch.nn as nn
+from torch.nn import functional as F
+
+from gptlib.errors import ConfigError
+from gptlib.fast import CausalSelfAttention, FastGPT, fast_from_readable
+from gptlib.sampling import check_sampling_args, sample_next
+
+
+class KVCache:
+    """The keys and values of every layer for the tokens seen so far, preallocated to ``block_size``."""
+
+    def __init__(self, n_layer: int, batch_size: int, n_head: int, block_size: int, head_size: int,
+                 device: torch.device | str, dtype: torch.dtype = torch.float32):
+        shape = (n_layer, batch_size, n_head, block_size, head_size)  # (L,B,nh,block_size,hs)
+        self.k = torch.zeros(shape, device=device, dtype=dtype)
+        self.v = torch.zeros(shape, device=device, dtype=dtype)
+        self.length = 0  # tokens held; the next token goes to position ``length``
+        self.block_size = block_size
+
+    def reset(self) -> None:
+        """Forget every token (the memory is kept and overwritten)."""
+        self.length = 0
+
+
+def _attend_cached(sa: CausalSelfAttention, x: torch.Tensor, cache: KVCache, layer: int) -> torch.Tensor:
+    """``sa`` for the new tokens ``x`` (B,Tn,C), reading earlier keys/values from ``cache`` -> (B,Tn,C)."""
+    B, Tn, C = x.shape
+    nh, hs = sa.n_head, C // sa.n_head
+    T0 = cache.length  # tokens already cached
+    q, k, v = sa.qkv(x).split(C, dim=2)  # (B,Tn,C) -> 3 x (B,Tn,C)
+    q, k, v = (t.view(B, Tn, nh, hs).transpose(1, 2) for t in (q, k, v))  # 3 x (B,nh,Tn,hs)
+    cache.k[layer, :, :, T0:T0 + Tn] = k  # store the new keys and values at their positions
+    cache.v[layer, :, :, T0:T0 + Tn] = v
+    keys = cache.k[layer, :, :, :T0 + Tn]  # (B,nh,T0+Tn,hs)
+    values = cache.v[layer, :, :, :T0 + Tn]  # (B,nh,T0+Tn,hs)
+    if Tn == 1:
+        y = F.scaled_dot_product_attention(q, keys, values)  # one new token may read every cached one
+    elif T0 == 0:
+        y = F.scaled_dot_product_attention(q, keys, values, is_causal=True)  # prefill: plain causal
+    else:
+        # new token i (at position T0 + i) reads positions <= T0 + i
+        allowed = torch.ones(Tn, T0 + Tn, dtype=torch.bool, device=x.device).tril(T0)  # (Tn,T0+Tn)
+        y = F.scaled_dot_product_attention(q, keys, values, attn_mask=allowed)
+    y = y.transpose(1, 2).reshape(B, Tn, C)  # (B,nh,Tn,hs) -> (B,Tn,C)
+    return sa.proj(y)  # (B,Tn,C); no dropout when sampling
+
+
+@torch.no_grad()
+def forward_cached(model: FastGPT, idx: torch.Tensor, cache: KVCache) -> torch.Tensor:
+    """Logits (B,Tn,V) for the new tokens ``idx`` (B,Tn), placed after the ``cache.length`` cached ones."""
+    B, Tn = idx.shape
+    T0 = cache.length
+    if T0 + Tn > cache.block_size:
+        raise ConfigError(f"the cache holds {T0} tokens; {Tn} more would exceed block_size {cache.block_size}")
+    pos = torch.arange(T0, T0 + Tn, device=idx.device)  # absolute positions of the new tokens
+    x = model.token_embedding_table(idx) + model.position_embedding_table(pos)  # (B,Tn,C)
+    for layer, block in enumerate(model.blocks):
+        x = x + _attend_cached(block.sa, block.ln1(x), cache, layer)  # (B,Tn,C)
+        x = x + block.ffwd(block.ln2(x))  # (B,Tn,C)
+    cache.length = T0 + Tn
+    return model.lm_head(model.ln_f(x))  # (B,Tn,V)
+
+
+def _as_fast(model: nn.Module) -> FastGPT:
+    """The model as a `FastGPT` (a readable `GPT` gets its weights mapped; cheap, done once)."""
+    if isinstance(model, FastGPT):
+        return model
+    if not hasattr(model, "blocks") or not hasattr(model, "config"):
+        raise ConfigError(f"KV-cache generation needs a GPT or FastGPT, got {type(model).__name__}")
+    return fast_from_readable(model)
+
+
+@torch.no_grad()
+def iter_generate_cached(model: nn.Module, idx: torch.Tensor, max_new_tokens: int, temperature: float = 1.0,
+                         top_k: int | None = None,
+                         generator: torch.Generator | None = None) -> Iterator[torch.Tensor]:
+    """Yield ``max_new_tokens`` new tokens one at a time, each (B,1), using a KV cache.
+
+    The same arguments and checks as `gptlib.sampling.iter_generate`; see the module docstring for
+    what happens when the context outgrows ``block_size``.
+    """
+    if idx.dim() != 2 or idx.shape[1] == 0:
+        raise ConfigError(f"idx must be a (B,T) tensor of token ids with T >= 1 (a non-empty prompt), "
+                          f"got shape {tuple(idx.shape)}")
+    config = getattr(model, "config", None)
+    check_sampling_args(max_new_tokens, temperature, top_k, getattr(config, "vocab_size", None))
+    if max_new_tokens == 0:
+        return
+    fast = _as_fast(model)
+    was_training = fast.training
+    fast.eval()
+    block_size = fast.block_size
+    keep = max(1, block_size // 2)  # tokens kept when the cache is full and is rebuilt
+    p = next(fast.parameters())
+    cache = KVCache(len(fast.blocks), idx.shape[0], fast.config.n_head, block_size, fast.config.head_size,
+                    p.device, p.dtype)
+    try:
+        logits = forward_cached(fast, idx[:, -block_size:], cache)  # prefill with the (cropped) prompt
+        context = idx[:, -block_size:]  # the tokens the cache holds (for re-prefilling)
+        for i in range(max_new_tokens):
+            idx_next = sample_next(logits[:, -1, :], temperature, top_k, generator)  # (B,1)
+            yield idx_next
+            if i == max_new_tokens - 1:
+                break
+            context = torch.cat((context, idx_next), dim=1)  # (B,T+1)
+            if cache.length < block_size:
+                logits = forward_cached(fast, idx_next, cache)  # (B,1,V): one token's work
+            else:
+                # Full: positions are absolute, so re-encode the last `keep` tokens from position 0.
+                context = context[:, -keep:]
+                cache.reset()
+                logits = forward_cached(fast, context, cache)
+    finally:
+        fast.train(was_training)
+
+
+def generate_cached(model: nn.Module, idx: torch.Tensor, max_new_tokens: int, temperature: float = 1.0,
+                    top_k: int | None = None, generator: torch.Generator | None = None) -> torch.Tensor:
+    """`gptlib.sampling.generate` with a KV cache: extend ``idx`` (B,T) -> (B, T + max_new_tokens)."""
+    new = list(iter_generate_cached(model, idx, max_new_tokens, temperature, top_k, generator))
+    return torch.cat([idx, *new], dim=1)

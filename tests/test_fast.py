@@ -1,0 +1,141 @@
+"""The fast path equals the readable one: same outputs and gradients after mapping the weights.
+
+Run: pytest tests/test_fast.py
+"""
+
+import pytest
+import torch
+
+from gptlib.config import GPTConfig
+from gptlib.fast import (CausalSelfAttention, FastDropout, FastGPT, dropout_drop_mask, fast_from_readable,
+                         fast_to_readable, readable_from_fast, readable_to_fast)
+from gptlib.model import GPT
+
+CONFIG = GPTConfig(vocab_size=11, block_size=16, n_embd=24, n_head=3, n_layer=2, dropout=0.0)
+
+
+def _pair(config=CONFIG, seed=0):
+    torch.manual_seed(seed)
+    readable = GPT(config)
+    return readable, fast_from_readable(readable)
+
+
+def _batch(config=CONFIG, B=3, T=16, seed=1):
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randint(config.vocab_size, (B, T), generator=g)
+    y = torch.randint(config.vocab_size, (B, T), generator=g)
+    return x, y
+
+
+def test_weight_mapping_round_trips():
+    readable, fast = _pair()
+    back = fast_to_readable(readable_to_fast(readable.state_dict(), CONFIG), CONFIG)
+    assert back.keys() == readable.state_dict().keys()
+    for name, tensor in readable.state_dict().items():
+        assert torch.equal(back[name], tensor), name
+    again = readable_from_fast(fast)
+    for name, tensor in readable.state_dict().items():
+        assert torch.equal(again.state_dict()[name], tensor), name
+
+
+@pytest.mark.parametrize("train_mode", [False, True])  # dropout 0: train mode takes the SDPA path too
+def test_same_logits_and_loss(train_mode):
+    readable, fast = _pair()
+    readable.train(train_mode)
+    fast.train(train_mode)
+    x, y = _batch()
+    logits_r, loss_r = readable(x, y)
+    logits_f, loss_f = fast(x, y)
+    assert logits_f.shape == logits_r.shape == (3, 16, CONFIG.vocab_size)
+    torch.testing.assert_close(logits_f, logits_r, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(loss_f, loss_r, rtol=1e-5, atol=1e-5)
+
+
+def test_same_gradients_after_mapping():
+    readable, fast = _pair()
+    x, y = _batch()
+    readable(x, y)[1].backward()
+    fast(x, y)[1].backward()
+    grads_r = {n: p.grad for n, p in readable.named_parameters()}
+    grads_f = {n: p.grad for n, p in fast.named_parameters()}
+    mapped = fast_to_readable(grads_f, CONFIG)  # qkv's gradient splits like its weight
+    assert mapped.keys() == grads_r.keys()
+    for name, grad in grads_r.items():
+        torch.testing.assert_close(mapped[name], grad, rtol=1e-4, atol=1e-6, msg=name)
+
+
+def test_explicit_attention_path_equals_sdpa_and_readable():
+    """The CPU training path (explicit attention, used when dropout > 0) with the dropout switched
+    off by p -> 0 inside must equal SDPA's causal attention."""
+    torch.manual_seed(0)
+    attn = CausalSelfAttention(CONFIG)
+    x = torch.randn(2, 16, CONFIG.n_embd)
+    B, T, C = x.shape
+    q, k, v = attn.qkv(x).split(C, dim=2)
+    q, k, v = (t.view(B, T, 3, 8).transpose(1, 2) for t in (q, k, v))
+    explicit = attn.explicit_attention(q, k, v)  # dropout is 0 in CONFIG: the plain softmax branch
+    fused = torch.nn.functional.scaled_dot_product_attention(q, k, v, is_causal=True)
+    torch.testing.assert_close(explicit, fused, rtol=1e-5, atol=1e-6)
+
+
+def test_causal_future_tokens_do_not_change_past_logits():
+    _, fast = _pair()
+    fast.eval()
+    x, _ = _batch(B=1)
+    x2 = x.clone()
+    x2[0, 10:] = (x2[0, 10:] + 1) % CONFIG.vocab_size  # change only the future
+    with torch.no_grad():
+        a, _ = fast(x)
+        b, _ = fast(x2)
+    torch.testing.assert_close(a[0, :10], b[0, :10])
+    assert not torch.allclose(a[0, 10:], b[0, 10:])
+
+
+def test_causal_with_dropout_training_path():
+    """With dropout on, the explicit path must stay causal: a future token's gradient into a past
+    position's output is zero."""
+    config = GPTConfig(vocab_size=11, block_size=16, n_embd=24, n_head=3, n_layer=1, dropout=0.2)
+    torch.manual_seed(0)
+    fast = FastGPT(config).train()
+    x, _ = _batch(config, B=1)
+    emb = fast.token_embedding_table(x).detach().requires_grad_(True)
+    pos = fast.position_embedding_table(torch.arange(16))
+    out = fast.blocks(emb + pos)  # (1,T,C)
+    out[0, 5].sum().backward()
+    assert emb.grad[0, 6:].abs().sum() == 0  # tokens after 5 never influence position 5
+    assert emb.grad[0, :6].abs().sum() > 0
+
+
+def test_dropout_training_matches_readable_in_expectation():
+    """With dropout on, the two models draw different masks; averaged over many masks, they agree."""
+    config = GPTConfig(vocab_size=11, block_size=8, n_embd=16, n_head=2, n_layer=1, dropout=0.2)
+    readable, fast = _pair(config)
+    x, y = _batch(config, B=64, T=8)
+    torch.manual_seed(3)
+    with torch.no_grad():
+        loss_r = torch.stack([readable(x, y)[1] for _ in range(40)]).mean()
+        loss_f = torch.stack([fast(x, y)[1] for _ in range(40)]).mean()
+    assert abs(loss_r.item() - loss_f.item()) < 0.02
+
+
+def test_drop_mask_rate_and_seed():
+    torch.manual_seed(0)
+    mask = dropout_drop_mask(torch.Size((1000, 1001)), 0.2, "cpu")
+    assert mask.dtype == torch.bool and mask.shape == (1000, 1001)
+    assert abs(mask.float().mean().item() - 0.2) < 0.002
+    torch.manual_seed(0)
+    assert torch.equal(dropout_drop_mask(torch.Size((1000, 1001)), 0.2, "cpu"), mask)
+    assert not dropout_drop_mask(torch.Size((100,)), 0.0, "cpu").any()
+
+
+def test_fast_dropout_forward_and_backward():
+    torch.manual_seed(0)
+    drop = FastDropout(0.5).train()
+    x = torch.ones(10_000, requires_grad=True)
+    y = drop(x)
+    kept = y != 0
+    assert torch.all(y[kept] == 2.0)  # survivors scaled by 1 / (1 - p)
+    assert abs(kept.float().mean().item() - 0.5) < 0.03
+    y.sum().backward()
+    assert torch.equal(x.grad, y.detach())  # the gradient passes exactly where the value did
+    assert torch.equal(drop.eval()(x), x)
