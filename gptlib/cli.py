@@ -89,7 +89,8 @@ def _stream(model, tokenizer, prompt: str, max_new_tokens: int, device, **kwargs
 
 
 def cmd_train(args: argparse.Namespace) -> None:
-    """``train``: build the preset, train with progress, save last.pt and best.pt, print a sample."""
+    """``train``: build the preset (or ``--resume`` the run in ``--out``), train with progress, save a
+    resumable last.pt every evaluation and best.pt when val improves, print a sample."""
     from tqdm.auto import tqdm
 
     from gptlib.training import train
@@ -98,6 +99,7 @@ def cmd_train(args: argparse.Namespace) -> None:
     out = Path(args.out)
     if args.sample_tokens < 0:
         raise GPTLibError(f"--sample-tokens must be >= 0, got {args.sample_tokens}")
+    preset = None if args.resume else get_preset(args.preset or "cpu")  # a bad name fails before the data loads
     text = load_text(args.data)
     # Saved in last.pt, so that --resume can tell when it is given different text.
     data_sha256 = hashlib.sha256(text.encode("utf-8")).hexdigest()
@@ -106,7 +108,6 @@ def cmd_train(args: argparse.Namespace) -> None:
         tokenizer, model_config, train_config = ckpt.tokenizer, ckpt.model_config, ckpt.train_config
         label = f"resuming {out / 'last.pt'} at step {ckpt.step} of {train_config.max_iters}"
     else:
-        preset = get_preset(args.preset or "cpu")
         tokenizer = CharTokenizer.from_text(text)
         model_config = replace(preset.model, vocab_size=tokenizer.vocab_size, **_overrides(args, GPTConfig))
         train_config = replace(preset.train, **_overrides(args, TrainConfig))

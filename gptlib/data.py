@@ -9,6 +9,7 @@ Where the text comes from, in order:
 """
 
 import hashlib
+import http.client
 import os
 import tempfile
 import urllib.error
@@ -73,6 +74,10 @@ def download(url: str, dest: Path, sha256: str, *, timeout: float = 30.0, progre
             raise DataError(f"the file downloaded from {url} has sha256 {digest.hexdigest()}, expected "
                             f"{sha256}; it was not saved. Check the URL, or place a good copy at {dest}")
         os.replace(tmp, dest)
+    except http.client.HTTPException as err:
+        # e.g. IncompleteRead when a chunked response breaks off; it is not an OSError
+        raise DataError(f"download of {url} broke off ({type(err).__name__}: {err}); try again, or place "
+                        f"a good copy at {dest}") from err
     finally:
         tmp.unlink(missing_ok=True)
     return dest

@@ -1,0 +1,505 @@
+"""Bad input: each case from the reliability issue gets a clear error that says what to do, and
+nothing is left written half.
+
+The cases, in the issue's order: unknown prompt characters, an empty prompt, max_new_tokens < 0,
+temperature < 0 or NaN, top_k < 1 or > vocab, n_embd % n_head != 0, zero/negative sizes, dropout
+outside [0, 1), block_size larger than a data split, a batch size the data cannot fill, the data file
+missing offline, a data file with the wrong checksum, a download that breaks off, a truncated or
+non-checkpoint file, a pickle with code in it, a checkpoint whose vocabulary or shape differs,
+--device cuda without a GPU, an unknown preset, a loss that turns NaN/inf; then the ways --resume can
+be misused. On the command line each is one line on stderr and exit code 2: a few are checked in a
+real subprocess, the rest through `gptlib.cli.main` in this process, which is faster.
+
+Run: pytest tests/test_bad_input.py
+"""
+
+import builtins
+import http.server
+import math
+import os
+import pickle
+import subprocess
+import sys
+import threading
+import time
+
+import pytest
+import torch
+import torch.nn as nn
+
+from gptlib import data as gdata
+from gptlib.checkpoint import load_checkpoint, load_weights, resume_training_state, save_checkpoint
+from gptlib.cli import main
+from gptlib.config import GPTConfig, TrainConfig
+from gptlib.device import pick_device
+from gptlib.errors import (CheckpointError, ConfigError, DataError, DataNotFoundError, DeviceError,
+                           GPTLibError, TrainingDivergedError)
+from gptlib.model import GPT
+from gptlib.presets import get_preset
+from gptlib.sampling import generate
+from gptlib.tokenizer import CharTokenizer
+from gptlib.training import train
+
+VOCAB = CharTokenizer(sorted(set("\n !',.:;?ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz")))
+TINY = GPTConfig(vocab_size=VOCAB.vocab_size, block_size=8, n_embd=16, n_head=2, n_layer=1, dropout=0.0)
+CORPUS = "First Citizen:\nBefore we proceed any further, hear me speak.\n\nAll:\nSpeak, speak.\n\n" * 40
+
+
+# --- helpers ------------------------------------------------------------------------------------
+
+def cli_error(capsys, *argv: str, after_progress: bool = False, stdout: str | None = None) -> str:
+    """Run ``python -m gptlib *argv`` in this process; assert exit 2 and one error line; return it.
+
+    ``stdout``, when given, is what must have been printed to stdout before the error.
+    """
+    code = main(list(argv))
+    captured = capsys.readouterr()
+    err = captured.err
+    assert code == 2, err
+    if stdout is not None:
+        assert captured.out == stdout
+    assert "Traceback" not in err
+    if not after_progress:  # a run that failed mid-training has progress bars on stderr before the line
+        assert err.count("\n") == 1, err
+    line = err.strip().splitlines()[-1]
+    assert line.startswith("error: "), err
+    return line
+
+
+def cli_subprocess(*argv: str, env: dict | None = None) -> str:
+    """The same through a real ``python -m gptlib`` process; return its one stderr line."""
+    result = subprocess.run([sys.executable, "-m", "gptlib", *argv], capture_output=True, text=True,
+                            timeout=180, env={**os.environ, "OMP_NUM_THREADS": "1", **(env or {})})
+    assert result.returncode == 2, result.stderr
+    assert "Traceback" not in result.stderr and result.stderr.count("\n") == 1, result.stderr
+    return result.stderr.strip()
+
+
+@pytest.fixture
+def corpus(tmp_path):
+    path = tmp_path / "corpus.txt"
+    path.write_text(CORPUS)
+    return path
+
+
+@pytest.fixture
+def checkpoint(tmp_path):
+    """A weights-only checkpoint of a tiny untrained GPT over VOCAB."""
+    torch.manual_seed(0)
+    return save_checkpoint(tmp_path / "tiny.pt", GPT(TINY), VOCAB, TINY, TrainConfig())
+
+
+def smoke_train(corpus, out, *extra: str) -> list[str]:
+    return ["train", "--preset", "smoke", "--data", str(corpus), "--out", str(out), "--device", "cpu",
+            "--sample-tokens", "0", *extra]
+
+
+class Evil:
+    """Unpickling this runs code: it creates the file ``marker``."""
+
+    def __init__(self, marker):
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        return builtins.exec, (f"open({self.marker!r}, 'w').close()",)
+
+
+# --- 1-5: sampling ------------------------------------------------------------------------------
+
+def test_unknown_prompt_characters_are_named():
+    with pytest.raises(DataError) as info:
+        VOCAB.encode("Zoë says ¿qué?")
+    message = str(info.value)
+    assert "'ë' (U+00EB)" in message and "'¿' (U+00BF)" in message and "'é' (U+00E9)" in message
+    assert "'Z'" not in message  # only the unknown ones
+
+
+def test_unknown_prompt_characters_on_the_command_line(checkpoint):
+    line = cli_subprocess("sample", "--checkpoint", str(checkpoint), "--prompt", "Zoë", "--device", "cpu")
+    assert "'ë'" in line and "remove or replace" in line
+
+
+def test_empty_prompt(checkpoint, capsys):
+    with pytest.raises(ConfigError, match="non-empty prompt"):
+        generate(GPT(TINY), torch.zeros((1, 0), dtype=torch.long), 5)
+    assert "--prompt is empty" in cli_error(capsys, "sample", "--checkpoint", str(checkpoint), "--prompt", "")
+
+
+@pytest.mark.parametrize("option, value, kwargs, match", [
+    ("--max-new-tokens", "-1", dict(max_new_tokens=-1), "max_new_tokens must be an integer >= 0"),
+    ("--temperature", "-0.5", dict(temperature=-0.5), "temperature must be a finite number >= 0"),
+    ("--temperature", "nan", dict(temperature=math.nan), "temperature must be a finite number >= 0"),
+    ("--top-k", "0", dict(top_k=0), "top_k must be an integer >= 1"),
+    ("--top-k", str(VOCAB.vocab_size + 1), dict(top_k=VOCAB.vocab_size + 1), "cannot exceed the vocabulary size"),
+])
+def test_sampling_arguments_out_of_range(checkpoint, capsys, option, value, kwargs, match):
+    with pytest.raises(ConfigError, match=match):
+        generate(GPT(TINY), torch.zeros((1, 1), dtype=torch.long), **{"max_new_tokens": 3, **kwargs})
+    # The arguments are checked before anything is printed, so stdout stays empty.
+    line = cli_error(capsys, "sample", "--checkpoint", str(checkpoint), "--device", "cpu", option, value, stdout="")
+    assert match in line
+
+
+# --- 6-8: configs -------------------------------------------------------------------------------
+
+def test_n_embd_not_divisible_by_n_head(corpus, tmp_path, capsys):
+    with pytest.raises(ConfigError, match=r"n_embd \(30\) must be divisible by n_head \(4\).*Try n_head in"):
+        GPTConfig(n_embd=30, n_head=4)
+    assert "must be divisible by n_head (3)" in cli_error(capsys, *smoke_train(corpus, tmp_path / "r", "--n-head", "3"))
+
+
+@pytest.mark.parametrize("config_class, name, value", [
+    (GPTConfig, "vocab_size", 0), (GPTConfig, "block_size", -8), (GPTConfig, "n_embd", 0),
+    (GPTConfig, "n_head", -1), (GPTConfig, "n_layer", 0), (TrainConfig, "batch_size", 0),
+    (TrainConfig, "max_iters", -5), (TrainConfig, "eval_interval", 0), (TrainConfig, "eval_iters", 0),
+])
+def test_zero_or_negative_sizes(config_class, name, value):
+    with pytest.raises(ConfigError, match=f"{name} must be a positive integer, got {value}"):
+        config_class(**{name: value})
+
+
+def test_zero_size_on_the_command_line(corpus, tmp_path, capsys):
+    line = cli_error(capsys, *smoke_train(corpus, tmp_path / "r", "--batch-size", "0"))
+    assert "batch_size must be a positive integer, got 0" in line
+    assert not (tmp_path / "r").exists()  # nothing written
+
+
+@pytest.mark.parametrize("dropout", [1.0, 1.5, -0.1, math.nan])
+def test_dropout_outside_zero_one(dropout):
+    with pytest.raises(ConfigError, match=r"dropout must be in \[0, 1\)"):
+        GPTConfig(dropout=dropout)
+
+
+# --- 9-10: data too small for the sizes ---------------------------------------------------------
+
+def test_block_size_larger_than_the_val_split_fails_before_training():
+    torch.manual_seed(0)
+    model = GPT(TINY)
+    before = [p.clone() for p in model.parameters()]
+    data = torch.tensor(VOCAB.encode(CORPUS[:200]))
+    with pytest.raises(DataError, match="the val split has 20 tokens, too few for block_size 32"):
+        train(model, data[:180], data[180:], TrainConfig(batch_size=2, max_iters=5), block_size=32, progress=False)
+    assert all(torch.equal(a, b) for a, b in zip(before, model.parameters()))  # not one step taken
+
+
+def test_block_size_larger_than_the_data_on_the_command_line(tmp_path, capsys):
+    small = tmp_path / "small.txt"
+    small.write_text("To be, or not to be.\n" * 3)  # 63 characters: a val split of 7
+    line = cli_error(capsys, *smoke_train(small, tmp_path / "r", "--block-size", "16"))
+    assert "too few for block_size 16" in line and "smaller block_size or more text" in line
+
+
+def test_batch_size_larger_than_the_data_allows():
+    data = torch.tensor(VOCAB.encode(CORPUS[:300]))
+    with pytest.raises(DataError, match=r"batch_size \(64\) is larger than the 22 distinct chunks.*val split"):
+        train(GPT(TINY), data[:270], data[270:], TrainConfig(batch_size=64, max_iters=5), block_size=8,
+              progress=False)
+
+
+# --- 11-13: the data file -----------------------------------------------------------------------
+
+class _Server(http.server.BaseHTTPRequestHandler):
+    """Loopback routes: /bytes serves ``body``; /short, /chunked and /stall break off mid-way."""
+
+    body = b""
+
+    def do_GET(self):
+        body = self.body
+        self.send_response(200)
+        if self.path == "/chunked":
+            self.send_header("Transfer-Encoding", "chunked")
+            self.end_headers()
+            self.wfile.write(b"%x\r\n" % len(body) + body[: len(body) // 2])  # promise a chunk, send half
+            return
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        if self.path == "/bytes":
+            self.wfile.write(body)
+        elif self.path == "/short":
+            self.wfile.write(body[: len(body) // 2])  # then the connection closes
+        elif self.path == "/stall":
+            self.wfile.write(body[:100])
+            self.wfile.flush()
+            time.sleep(1)  # longer than the client's timeout
+
+    def log_message(self, *args):
+        pass
+
+
+@pytest.fixture
+def server():
+    """A loopback HTTP server on 127.0.0.1 in a thread; yields (base URL, handler class)."""
+    handler = type("Handler", (_Server,), {"body": b"not shakespeare\n" * 1000})
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    httpd.daemon_threads = True
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{httpd.server_address[1]}", handler
+    httpd.shutdown()
+    httpd.server_close()
+    thread.join(timeout=10)
+
+
+@pytest.fixture
+def offline(monkeypatch, tmp_path):
+    """No GPTLIB_DATA and an empty cache folder: tiny_shakespeare_path has to download."""
+    monkeypatch.delenv(gdata.ENV_VAR, raising=False)
+    cache = tmp_path / "cache"
+    cache.mkdir()
+    return cache
+
+
+def test_missing_data_offline_says_where_to_put_it(offline, tmp_path, capsys):
+    with pytest.raises(DataNotFoundError) as info:
+        gdata.tiny_shakespeare_path(cache_dir=offline, url="http://127.0.0.1:9/closed-port", progress=False)
+    message = str(info.value)
+    assert f"at {offline / gdata.FILENAME}" in message and f"set {gdata.ENV_VAR}=" in message
+    assert gdata.TINY_SHAKESPEARE_SHA256 in message and list(offline.iterdir()) == []
+    line = cli_error(capsys, *smoke_train(tmp_path / "nope.txt", tmp_path / "r"))
+    assert f"no text file at {tmp_path / 'nope.txt'}" in line
+
+
+def test_wrong_checksum_download_is_not_saved(offline, server):
+    url, _ = server
+    with pytest.raises(DataError, match="has sha256 .* expected .*it was not saved.*place a good copy at"):
+        gdata.tiny_shakespeare_path(cache_dir=offline, url=f"{url}/bytes", progress=False)
+    assert list(offline.iterdir()) == []  # neither the file nor a partial one
+
+
+def test_cached_file_with_wrong_checksum_is_replaced_by_a_good_download(monkeypatch, tmp_path, server):
+    source = os.environ.get(gdata.ENV_VAR)  # the local copy the tests run with, served over loopback
+    if not source or not os.path.isfile(source) or gdata.sha256_of(source) != gdata.TINY_SHAKESPEARE_SHA256:
+        pytest.skip(f"needs {gdata.ENV_VAR} to point at a verified copy of Tiny Shakespeare")
+    monkeypatch.delenv(gdata.ENV_VAR)
+    url, handler = server
+    handler.body = open(source, "rb").read()
+    cached = tmp_path / gdata.FILENAME
+    cached.write_bytes(handler.body[:-1] + b"!")  # one byte changed: same size, wrong checksum
+    assert gdata.tiny_shakespeare_path(cache_dir=tmp_path, url=f"{url}/bytes", progress=False) == cached
+    assert gdata.sha256_of(cached) == gdata.TINY_SHAKESPEARE_SHA256
+    assert [p.name for p in tmp_path.iterdir()] == [gdata.FILENAME]
+
+
+def test_cached_file_with_wrong_checksum_is_not_trusted_offline(offline):
+    (offline / gdata.FILENAME).write_text("First Citizen: tampered")
+    with pytest.raises(DataNotFoundError, match="could not be downloaded"):
+        gdata.tiny_shakespeare_path(cache_dir=offline, url="http://127.0.0.1:9/closed-port", progress=False)
+    assert list(offline.iterdir()) == []
+
+
+def test_env_override_with_wrong_checksum(monkeypatch, tmp_path):
+    fake = tmp_path / "tinyshakespeare.txt"
+    fake.write_text(CORPUS)
+    monkeypatch.setenv(gdata.ENV_VAR, str(fake))
+    with pytest.raises(DataError, match=f"not Tiny Shakespeare.*Point {gdata.ENV_VAR} at a good copy"):
+        gdata.load_text()
+
+
+@pytest.mark.parametrize("route, match", [
+    ("/short", "broke off after 8,000 of 16,000 bytes; try again"),
+    ("/chunked", "broke off \\(IncompleteRead.*try again, or place a good copy at"),
+])
+def test_download_that_breaks_off_leaves_no_file(offline, server, route, match):
+    url, _ = server
+    with pytest.raises(DataError, match=match):
+        gdata.tiny_shakespeare_path(cache_dir=offline, url=f"{url}{route}", progress=False)
+    assert list(offline.iterdir()) == []
+
+
+def test_download_that_stalls_times_out_and_leaves_no_file(offline, server):
+    url, _ = server
+    with pytest.raises(TimeoutError):
+        gdata.download(f"{url}/stall", offline / gdata.FILENAME, gdata.TINY_SHAKESPEARE_SHA256, timeout=0.3,
+                       progress=False)
+    assert list(offline.iterdir()) == []
+
+
+# --- 14-16: checkpoints -------------------------------------------------------------------------
+
+@pytest.mark.parametrize("keep", [0.0, 0.01, 0.5, 0.99])
+def test_truncated_checkpoint(checkpoint, keep):
+    blob = checkpoint.read_bytes()
+    checkpoint.write_bytes(blob[: int(len(blob) * keep)])
+    with pytest.raises(CheckpointError, match=r"is not a readable gptlib checkpoint \(truncated"):
+        load_checkpoint(checkpoint)
+
+
+@pytest.mark.parametrize("content, match", [
+    ("text", "not a readable gptlib checkpoint"),
+    ({"weights": torch.ones(3)}, "no 'gptlib-checkpoint' marker"),
+    (torch.ones(3), "no 'gptlib-checkpoint' marker"),
+    ({"format": "gptlib-checkpoint", "version": 99}, "format version 99; this gptlib reads version 1"),
+    ({"format": "gptlib-checkpoint", "version": 1, "model_config": {}}, "is damaged"),
+])
+def test_not_a_checkpoint(tmp_path, content, match):
+    path = tmp_path / "other.pt"
+    if content == "text":
+        path.write_text("this is a README, not a checkpoint\n")
+    else:
+        torch.save(content, path)
+    with pytest.raises(CheckpointError, match=match):
+        load_checkpoint(path)
+
+
+@pytest.mark.parametrize("writer", ["torch.save", "pickle.dump"])
+def test_pickle_with_code_is_refused_and_never_runs(tmp_path, writer):
+    marker = tmp_path / "pwned"
+    # The control: this payload really runs code when unpickled the unsafe way.
+    pickle.loads(pickle.dumps(Evil(tmp_path / "control")))
+    assert (tmp_path / "control").exists()
+
+    path = tmp_path / "evil.pt"
+    payload = {"format": "gptlib-checkpoint", "version": 1, "model": Evil(marker)}
+    if writer == "torch.save":
+        torch.save(payload, path)
+    else:
+        path.write_bytes(pickle.dumps(payload, protocol=2))  # torch.load's own protocol: no warning
+    with pytest.raises(CheckpointError, match="not a readable gptlib checkpoint"):
+        load_checkpoint(path)
+    assert not marker.exists()
+
+
+def test_pickle_with_code_on_the_command_line(tmp_path):
+    marker, path = tmp_path / "pwned", tmp_path / "evil.pt"
+    torch.save({"format": "gptlib-checkpoint", "version": 1, "model": Evil(marker)}, path)
+    assert "not a readable gptlib checkpoint" in cli_subprocess("sample", "--checkpoint", str(path))
+    assert not marker.exists()
+
+
+def test_checkpoint_with_another_shape(checkpoint):
+    ckpt = load_checkpoint(checkpoint)
+    wider = GPT(GPTConfig(vocab_size=VOCAB.vocab_size, block_size=8, n_embd=32, n_head=2, n_layer=1))
+    with pytest.raises(CheckpointError, match=r"shapes differ: .*checkpoint \(.*16\) vs model \(.*32\).*own config"):
+        load_weights(wider, ckpt.model_state, ckpt.tokenizer)
+    deeper = GPT(GPTConfig(vocab_size=VOCAB.vocab_size, block_size=8, n_embd=16, n_head=2, n_layer=2))
+    with pytest.raises(CheckpointError, match=r"missing \d+ tensors \(e.g. blocks.1"):
+        load_weights(deeper, ckpt.model_state, ckpt.tokenizer)
+
+
+def test_checkpoint_with_another_vocabulary(checkpoint, tmp_path):
+    ckpt = load_checkpoint(checkpoint)
+    other = GPT(GPTConfig(vocab_size=65, block_size=8, n_embd=16, n_head=2, n_layer=1))
+    with pytest.raises(CheckpointError, match=f"vocabulary has {VOCAB.vocab_size} characters; this model has vocab_size 65"):
+        load_weights(other, ckpt.model_state, ckpt.tokenizer)
+    # A file whose vocabulary disagrees with its own config (edited by hand, or mixed up).
+    payload = torch.load(checkpoint, weights_only=True)
+    payload["vocab"] = payload["vocab"][:-1]
+    torch.save(payload, tmp_path / "mixed.pt")
+    with pytest.raises(CheckpointError, match="the vocabulary has .* characters but the model config says"):
+        load_checkpoint(tmp_path / "mixed.pt")
+
+
+# --- 17-18: device and preset -------------------------------------------------------------------
+
+def test_cuda_without_a_gpu(monkeypatch, corpus, tmp_path, capsys):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)  # as on a machine without a GPU
+    with pytest.raises(DeviceError, match="no CUDA GPU is available here; use --device cpu"):
+        pick_device("cuda")
+    line = cli_error(capsys, "train", "--preset", "smoke", "--data", str(corpus), "--out", str(tmp_path / "r"),
+                     "--device", "cuda")
+    assert "--device cuda" in line and "available: " in line and "cpu" in line
+
+
+def test_unknown_preset(corpus, tmp_path, capsys):
+    with pytest.raises(ConfigError, match="unknown preset 'huge'; choose one of: .*smoke"):
+        get_preset("huge")
+    line = cli_error(capsys, *smoke_train(corpus, tmp_path / "r", "--preset", "huge"))
+    assert "unknown preset 'huge'" in line
+
+
+# --- 19: a loss that turns NaN or inf -----------------------------------------------------------
+
+class BlowsUp(nn.Module):
+    """A model whose loss becomes ``bad`` (NaN or inf) from the ``at``-th forward pass in training."""
+
+    def __init__(self, bad: float, at: int):
+        super().__init__()
+        self.gpt, self.bad, self.at, self.calls = GPT(TINY), bad, at, 0
+
+    def forward(self, idx, targets=None):
+        logits, loss = self.gpt(idx, targets)
+        if self.training:
+            self.calls += 1
+            if self.calls >= self.at:
+                loss = loss * self.bad
+        return logits, loss
+
+
+@pytest.mark.parametrize("bad", [math.nan, math.inf])
+def test_loss_that_turns_nan_or_inf_stops_training(bad):
+    torch.manual_seed(0)
+    model = BlowsUp(bad, at=4)
+    data = torch.tensor(VOCAB.encode(CORPUS))
+    n = int(0.9 * len(data))
+    with pytest.raises(TrainingDivergedError, match=f"loss became {bad} at step 3.*lower learning_rate.*grad_clip"):
+        train(model, data[:n], data[n:], TrainConfig(batch_size=2, max_iters=10, eval_interval=2, eval_iters=1),
+              block_size=8, progress=False)
+    # The bad step was never applied: the weights are still finite.
+    assert all(torch.isfinite(p).all() for p in model.parameters())
+
+
+def test_divergence_on_the_command_line_keeps_the_last_good_checkpoint(monkeypatch, corpus, tmp_path, capsys):
+    import gptlib.training
+    real_get_lr = gptlib.training.get_lr
+    # From step 15 an infinite learning rate wrecks the weights; the loss at step 16 is NaN.
+    monkeypatch.setattr(gptlib.training, "get_lr", lambda step, cfg: math.inf if step >= 15 else real_get_lr(step, cfg))
+    out = tmp_path / "r"
+    line = cli_error(capsys, *smoke_train(corpus, out, "--max-iters", "40", "--eval-interval", "10"),
+                     after_progress=True)
+    assert "the loss became nan at step 16" in line
+    assert f"the last good checkpoint, {out / 'last.pt'} (step 10), is kept" in line
+    last = load_checkpoint(out / "last.pt")
+    assert last.step == 10 and last.resumable
+    assert all(torch.isfinite(t).all() for t in last.model_state.values())
+    assert load_checkpoint(out / "best.pt").step == 10
+
+
+# --- --resume misused ---------------------------------------------------------------------------
+
+def test_resume_with_nothing_to_resume(tmp_path):
+    line = cli_subprocess("train", "--resume", "--out", str(tmp_path / "empty"), "--device", "cpu")
+    assert f"nothing to resume: no checkpoint at {tmp_path / 'empty' / 'last.pt'}" in line
+
+
+@pytest.fixture
+def finished_run(corpus, tmp_path):
+    """A finished 10-step smoke run in tmp_path/run."""
+    out = tmp_path / "run"
+    assert main(smoke_train(corpus, out, "--max-iters", "10", "--eval-interval", "10")) == 0
+    return out
+
+
+def test_resume_with_conflicting_configs(finished_run, corpus, capsys):
+    capsys.readouterr()
+    base = ["train", "--resume", "--out", str(finished_run), "--data", str(corpus), "--device", "cpu"]
+    line = cli_error(capsys, *base, "--n-embd", "32", "--max-iters", "20")
+    assert "n_embd (saved 16, asked 32); max_iters (saved 10, asked 20)" in line
+    assert "another --out" in line
+    line = cli_error(capsys, *base, "--preset", "tiny")  # a named preset must match in every field
+    assert "block_size (saved 8, asked 8)" not in line and "n_layer (saved 1, asked 6)" in line
+    assert main([*base, "--preset", "smoke", "--max-iters", "10", "--sample-tokens", "0"]) == 0  # same: fine
+
+
+def test_resume_with_other_data(finished_run, tmp_path, capsys):
+    capsys.readouterr()
+    other = tmp_path / "other.txt"
+    other.write_text(CORPUS + CORPUS[:100])  # the same characters, different text
+    line = cli_error(capsys, "train", "--resume", "--out", str(finished_run), "--data", str(other))
+    assert "was trained on different text" in line and "same --data" in line
+
+
+def test_resume_from_weights_only(tmp_path, corpus, capsys, checkpoint):
+    (tmp_path / "w").mkdir()
+    checkpoint.rename(tmp_path / "w" / "last.pt")
+    line = cli_error(capsys, "train", "--resume", "--out", str(tmp_path / "w"), "--data", str(corpus))
+    assert "holds weights only" in line
+    with pytest.raises(CheckpointError, match="weights only"):
+        resume_training_state(tmp_path / "w" / "last.pt", GPT(TINY))
+
+
+def test_every_error_is_a_gptlib_error_and_a_standard_one():
+    """What the CLI and a reader's ``except ValueError`` catch."""
+    for cls, base in [(ConfigError, ValueError), (DataError, ValueError), (CheckpointError, ValueError),
+                      (DeviceError, ValueError), (DataNotFoundError, FileNotFoundError),
+                      (TrainingDivergedError, RuntimeError)]:
+        assert issubclass(cls, GPTLibError) and issubclass(cls, base)
