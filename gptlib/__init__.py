@@ -10,11 +10,14 @@ In book order:
 - `gptlib.sampling` (ch. 2): `generate`
 - `gptlib.attention` (ch. 3): `Head`, `MultiHeadAttention`
 - `gptlib.model` (ch. 4-5): `FeedForward`, `Block`, `GPT`
+- `gptlib.attention_maps` (ch. 7): `attention_maps`, every head's weights for a prompt
+- `gptlib.widgets` (ch. 7): `sample_text`, `sampler_widget`
 - `gptlib.config`, `gptlib.presets`: `GPTConfig`, `TrainConfig`, the named presets
 - `gptlib.checkpoint`, `gptlib.device`, `gptlib.errors`, `gptlib.cli`
 """
 
 from gptlib.attention import Head, MultiHeadAttention
+from gptlib.attention_maps import attention_maps
 from gptlib.batches import get_batch, train_val_split
 from gptlib.bigram import BigramLanguageModel
 from gptlib.checkpoint import load_checkpoint, save_checkpoint
@@ -27,13 +30,14 @@ from gptlib.presets import PRESETS, Preset, auto_preset, get_preset
 from gptlib.sampling import generate, iter_generate
 from gptlib.tokenizer import CharTokenizer
 from gptlib.training import History, TrainState, estimate_loss, train
+from gptlib.widgets import sample_text, sampler_widget
 
 __version__ = "0.1.0"
 
 __all__ = [
     "BigramLanguageModel", "Block", "CharTokenizer", "FeedForward", "GPT", "GPTConfig", "GPTLibError",
     "Head", "History", "MultiHeadAttention", "PRESETS", "Preset", "TrainConfig", "TrainState",
-    "auto_preset", "count_parameters", "estimate_loss", "generate", "get_batch", "get_preset",
-    "iter_generate", "load_checkpoint", "load_text", "pick_device", "save_checkpoint", "train",
-    "train_val_split",
+    "attention_maps", "auto_preset", "count_parameters", "estimate_loss", "generate", "get_batch",
+    "get_preset", "iter_generate", "load_checkpoint", "load_text", "pick_device", "sample_text",
+    "sampler_widget", "save_checkpoint", "train", "train_val_split",
 ]

@@ -1,4 +1,5 @@
-"""Plots the book draws again and again: a training run's loss curves and the ablation ladder.
+"""Plots the book draws again and again: a training run's loss curves and the ablation ladder, and
+chapter 7's live loss plot (a `train` callback that reads only the history) and attention maps.
 
 Every function takes data (a `gptlib.training.History` or its ``to_dict()``, a ladder dict as
 `gptlib.ladder.load_ladder` returns it), never a trainer or a model, draws on ``ax`` (a new figure
@@ -117,6 +118,8 @@ def plot_attention(weights, tokens, ax=None, title: str | None = None, labels: b
     """One head's (T,T) attention matrix as a heatmap: row = the token reading, column = the token read."""
     T = len(tokens)
     ax = _axes(ax, figsize=(5, 5))
+    if hasattr(weights, "detach"):  # a torch tensor: matplotlib wants a NumPy array
+        weights = weights.detach().cpu().numpy()
     ax.imshow(weights, cmap="viridis", vmin=0.0, vmax=1.0)
     if labels:
         names = token_labels(tokens)

@@ -1,0 +1,73 @@
+"""Attention maps: every head's attention weights for one prompt, read through the readable `GPT`.
+
+Fused attention kernels (``F.scaled_dot_product_attention``, `gptlib.fast`) never write the (T,T)
+weights to memory, so they cannot be plotted. `attention_maps` walks the readable model block by
+block instead and asks each `Head` for its weights (`Head.attention_weights`); the tests check that
+these weights reproduce the model's own outputs.
+
+Shapes: T = time, C = channels (n_embd), L = layers, nh = heads per layer.
+"""
+
+import torch
+
+from gptlib.errors import ConfigError
+from gptlib.model import GPT
+
+
+@torch.no_grad()
+def attention_maps(model: GPT, idx: torch.Tensor) -> torch.Tensor:
+    """The attention weights of every layer and head for one sequence ``idx`` (T,) or (1,T) ->
+    (L, nh, T, T); entry [l, h, t, s] is how much token t reads from token s in head h of block l.
+
+    Computed in eval mode (no dropout), as when sampling; the model's mode is put back afterwards.
+    """
+    blocks = getattr(model, "blocks", None)
+    if blocks is None or not all(hasattr(getattr(b, "sa", None), "heads") for b in blocks):
+        raise ConfigError("attention_maps needs the readable GPT (gptlib.model.GPT), whose heads can "
+                          "return their weights; map a fast model's weights to a GPT first")
+    if idx.dim() == 1:
+        idx = idx[None]  # (T,) -> (1,T)
+    if idx.dim() != 2 or idx.shape[0] != 1 or idx.shape[1] == 0:
+        raise ConfigError(f"idx must be one non-empty sequence of token ids, (T,) or (1,T); got shape "
+                          f"{tuple(idx.shape)}")
+    T = idx.shape[1]
+    if T > model.block_size:
+        raise ConfigError(f"the prompt has {T} tokens, more than block_size {model.block_size}; crop it")
+    was_training = model.training
+    model.eval()
+    try:
+        tok_emb = model.token_embedding_table(idx)  # (1,T) -> (1,T,C)
+        pos_emb = model.position_embedding_table(torch.arange(T, device=idx.device))  # (T,C)
+        x = tok_emb + pos_emb  # (1,T,C), the same start as GPT.forward
+        maps = []
+        for block in blocks:
+            h = block.ln1(x)  # (1,T,C): what the block's attention sees (pre-norm)
+            maps.append(torch.stack([head.attention_weights(h)[0] for head in block.sa.heads]))  # (nh,T,T)
+            x = block(x)  # (1,T,C), on to the next block exactly as the model does
+    finally:
+        model.train(was_training)
+    return torch.stack(maps)  # (L,nh,T,T)
+
+
+def head_summary(maps: torch.Tensor) -> list[dict]:
+    """Three numbers per head of ``maps`` (L,nh,T,T), to find heads worth a closer look:
+
+    - ``previous``: mean weight a token puts on the token just before it (t-1)
+    - ``current``: mean weight a token puts on itself
+    - ``spread``: mean entropy of a row over the most it could be, log(t+1): 0 = reads one token,
+      1 = an even average of everything so far
+
+    Averaged over the rows t >= 1 (row 0 can only read itself). Returns one dict per head, layer by layer.
+    """
+    L, nh, T, _ = maps.shape
+    if T < 2:
+        raise ConfigError("head_summary needs at least two tokens")
+    t = torch.arange(1, T)
+    previous = maps[:, :, t, t - 1].mean(-1)  # (L,nh)
+    current = maps[:, :, t, t].mean(-1)  # (L,nh)
+    rows = maps[:, :, 1:, :]  # (L,nh,T-1,T)
+    entropy = -(rows * rows.clamp_min(1e-12).log()).sum(-1)  # (L,nh,T-1)
+    spread = (entropy / (t + 1).log()).mean(-1)  # (L,nh), each row over its own maximum
+    return [{"layer": layer, "head": head, "previous": previous[layer, head].item(),
+             "current": current[layer, head].item(), "spread": spread[layer, head].item()}
+            for layer in range(L) for head in range(nh)]

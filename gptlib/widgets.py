@@ -1,0 +1,123 @@
+"""The sampler of chapter 7: `sample_text`, a plain function, and `sampler_widget`, a panel around it.
+
+`sample_text` does all the work and all the checking, so the tests call it directly; the panel only
+reads its controls, calls it, and shows the text (as it is made) or the error message. ipywidgets is
+imported only when a panel is built, so the rest of gptlib does not need it.
+"""
+
+import html
+import time
+from collections.abc import Callable
+
+import torch
+import torch.nn as nn
+
+from gptlib.errors import ConfigError
+from gptlib.sampling import check_sampling_args, iter_generate
+from gptlib.tokenizer import CharTokenizer
+
+
+def sample_text(model: nn.Module, tokenizer: CharTokenizer, prompt: str, max_new_tokens: int = 300,
+                temperature: float = 1.0, top_k: int | None = None, seed: int = 1337,
+                on_token: Callable[[str], None] | None = None) -> str:
+    """``prompt`` followed by ``max_new_tokens`` sampled characters; ``on_token`` gets each new one as
+    soon as it is made.
+
+    Everything is checked before the first character is sampled: an empty prompt, a character
+    outside the vocabulary or a number out of range is a `ValueError` whose message says what to
+    change. The same ``seed`` gives the same text.
+    """
+    if not isinstance(prompt, str) or not prompt:
+        raise ConfigError("the prompt is empty: type at least one character for the model to continue "
+                          "(a newline will do)")
+    ids = tokenizer.encode(prompt)  # an unknown character is a DataError that names it
+    check_sampling_args(max_new_tokens, temperature, top_k, tokenizer.vocab_size)
+    if not isinstance(seed, int) or isinstance(seed, bool) or not 0 <= seed < 2**63:
+        raise ConfigError(f"seed must be an integer from 0 to 2**63 - 1, got {seed!r}")
+    device = next(model.parameters()).device
+    idx = torch.tensor([ids], dtype=torch.long, device=device)  # (1,T)
+    generator = torch.Generator().manual_seed(seed)  # on the CPU: the same seed, the same draws anywhere
+    pieces = []
+    for idx_next in iter_generate(model, idx, max_new_tokens, temperature, top_k, generator):  # (1,1)
+        ch = tokenizer.decode(idx_next[0].tolist())
+        pieces.append(ch)
+        if on_token is not None:
+            on_token(ch)
+    return prompt + "".join(pieces)
+
+
+class SamplerWidget:
+    """The panel: prompt, temperature, top-k, number of characters, seed, a Generate button and an
+    output area. Its controls are attributes, so code (and the tests) can set them and click."""
+
+    refresh_s = 0.05  # redraw the output at most this often while sampling (each redraw is a message)
+
+    def __init__(self, model: nn.Module, tokenizer: CharTokenizer, prompt: str = "ROMEO:\n",
+                 max_new_tokens: int = 300, temperature: float = 0.8, top_k: int = 0, seed: int = 1337):
+        import ipywidgets as widgets
+
+        self.model = model
+        self.tokenizer = tokenizer
+        wide = widgets.Layout(width="95%")
+        style = {"description_width": "130px"}
+        self.prompt = widgets.Textarea(value=prompt, description="prompt", rows=2, layout=wide, style=style)
+        self.temperature = widgets.FloatSlider(value=temperature, min=0.0, max=2.0, step=0.05,
+                                               description="temperature", style=style)
+        self.top_k = widgets.IntSlider(value=top_k, min=0, max=tokenizer.vocab_size,
+                                       description="top-k (0 = all)", style=style)
+        self.max_new_tokens = widgets.IntSlider(value=max_new_tokens, min=1, max=2000, step=10,
+                                                description="characters", style=style)
+        self.seed = widgets.IntText(value=seed, description="seed", style=style)
+        self.button = widgets.Button(description="Generate", button_style="primary", icon="play")
+        self.output = widgets.HTML(value=_pre(""), layout=wide)
+        self.button.on_click(self.generate)
+        self.panel = widgets.VBox([self.prompt, self.temperature, self.top_k, self.max_new_tokens,
+                                   self.seed, self.button, self.output])
+
+    def generate(self, _button=None) -> None:
+        """The button's click handler: sample with the controls' values and show the text as it grows,
+        or the error message (never a traceback) when the input is bad."""
+        self.button.disabled = True
+        text = [self.prompt.value]
+        last_redraw = time.monotonic()
+
+        def on_token(ch: str) -> None:
+            nonlocal last_redraw
+            text.append(ch)
+            if time.monotonic() - last_redraw > self.refresh_s:
+                self.output.value = _pre("".join(text))
+                last_redraw = time.monotonic()
+
+        try:
+            self.output.value = _pre(self.prompt.value)
+            result = sample_text(self.model, self.tokenizer, self.prompt.value, self.max_new_tokens.value,
+                                 self.temperature.value, self.top_k.value or None, self.seed.value, on_token)
+            self.output.value = _pre(result)
+        except ValueError as err:
+            self.output.value = _pre(f"Cannot generate: {err}", color="#b00020")
+        finally:
+            self.button.disabled = False
+
+    @property
+    def text(self) -> str:
+        """What the output area shows, as plain text."""
+        value = self.output.value
+        return html.unescape(value[value.index(">") + 1:value.rindex("</pre>")])
+
+    def _ipython_display_(self) -> None:
+        from IPython.display import display
+
+        display(self.panel)
+
+
+def _pre(text: str, color: str | None = None) -> str:
+    style = "white-space: pre-wrap; font-family: monospace; margin: 0"
+    if color:
+        style += f"; color: {color}"
+    return f'<pre style="{style}">{html.escape(text)}</pre>'
+
+
+def sampler_widget(model: nn.Module, tokenizer: CharTokenizer, **defaults) -> SamplerWidget:
+    """A `SamplerWidget` for ``model``; ``defaults`` set the controls' first values (prompt,
+    max_new_tokens, temperature, top_k, seed)."""
+    return SamplerWidget(model, tokenizer, **defaults)
