@@ -1,0 +1,278 @@
+"""The ablation ladder: the lecture's models between the bigram and the GPT, one small class per rung,
+the one training budget they all share, and the results file the chapters fill in.
+
+The rungs, bottom to top (chapter 2, 4 and 5 each train the ones they explain):
+
+==================  ======================================================  =========================
+name                model                                                   class
+==================  ======================================================  =========================
+``bigram``          a (V, V) lookup table                                   `gptlib.bigram.BigramLanguageModel`
+``single_head``     + position embeddings and one head (head_size = C)      `SingleHeadLM`
+``multi_head``      four heads of C/4 channels instead of one               `MultiHeadLM`
+``multi_head_ff``   + a feed-forward layer after attention                  `MultiHeadFeedForwardLM`
+``residual``        n_layer blocks with residual connections, no LayerNorm  `ResidualLM`
+``layernorm``       + pre-norm LayerNorm: the book's GPT                    `gptlib.model.GPT`
+``scaled_up``       the GPT at the ``cpu`` preset's size and budget          `gptlib.model.GPT`
+==================  ======================================================  =========================
+
+Every rung but the last trains with `LADDER` (same data, seed, batch, block, steps and learning rate);
+the last with the ``cpu`` preset. The results go into ``book/results/ladder.json`` through
+`record_rung`; `load_ladder` reads them back. The final chapter adds its own rung the same way.
+
+Shapes: B = batch, T = time, C = channels (n_embd), V = vocabulary size.
+"""
+
+import json
+import os
+import tempfile
+import time
+from dataclasses import asdict
+from pathlib import Path
+
+import torch
+import torch.nn as nn
+
+from gptlib.attention import Head, MultiHeadAttention
+from gptlib.bigram import lm_loss
+from gptlib.config import GPTConfig, TrainConfig
+from gptlib.init import init_weights
+from gptlib.model import FeedForward, count_parameters
+from gptlib.presets import PRESET_ENV_VAR, Preset, get_preset
+from gptlib.training import train
+
+# The shared budget: the lecture's small model (32 wide, 4 heads, 3 blocks, context 8, batch 32,
+# learning rate 1e-3), with fewer steps, so that a rung takes about a minute on a laptop CPU.
+LADDER = Preset(
+    "ladder", "the shared budget of the ablation ladder: the lecture's small model, fewer steps",
+    GPTConfig(vocab_size=65, block_size=8, n_embd=32, n_head=4, n_layer=3, dropout=0.0),
+    TrainConfig(batch_size=32, max_iters=3000, eval_interval=300, eval_iters=50, learning_rate=1e-3),
+)
+
+# The rung names in ladder order, and how the table labels them.
+RUNGS: dict[str, str] = {
+    "bigram": "bigram",
+    "single_head": "+ one head (with positions)",
+    "multi_head": "multi-head (4 heads)",
+    "multi_head_ff": "+ feed-forward",
+    "residual": "+ residual (3 blocks)",
+    "layernorm": "+ LayerNorm = GPT",
+    "scaled_up": "scaled up (cpu preset)",
+}
+
+DEFAULT_PATH = Path(__file__).resolve().parent.parent / "book" / "results" / "ladder.json"
+
+
+def is_smoke() -> bool:
+    """True under the tests (``GPTLIB_PRESET=smoke``): rungs then train for seconds and are not recorded."""
+    return os.environ.get(PRESET_ENV_VAR) == "smoke"
+
+
+def ladder_budget() -> Preset:
+    """The budget for every rung but the last: `LADDER`, or the ``smoke`` preset under the tests."""
+    return get_preset("smoke") if is_smoke() else LADDER
+
+
+def scaled_up_budget() -> Preset:
+    """The budget for the last rung: the ``cpu`` preset, or the ``smoke`` preset under the tests."""
+    return get_preset("smoke" if is_smoke() else "cpu")
+
+
+# ---------------------------------------------------------------------------------------------------
+# The rung models. Each follows the book's contract forward(idx, targets) -> ((B,T,V) logits, loss),
+# and has a ``block_size`` so that `gptlib.sampling.generate` can crop the context.
+
+
+class SingleHeadLM(nn.Module):
+    """Token + position embeddings, one self-attention head as wide as the embedding, a linear head."""
+
+    def __init__(self, config: GPTConfig):
+        super().__init__()
+        self.config = config
+        self.block_size = config.block_size
+        self.token_embedding_table = nn.Embedding(config.vocab_size, config.n_embd)
+        self.position_embedding_table = nn.Embedding(config.block_size, config.n_embd)
+        self.sa_head = Head(config, config.n_embd)  # head_size = C, so the output is (B,T,C)
+        self.lm_head = nn.Linear(config.n_embd, config.vocab_size)
+        self.apply(init_weights)
+
+    def forward(self, idx: torch.Tensor, targets: torch.Tensor | None = None):
+        """(B,T) -> logits (B,T,V), loss."""
+        T = idx.shape[1]
+        x = self.token_embedding_table(idx) + self.position_embedding_table(torch.arange(T, device=idx.device))
+        x = self.sa_head(x)  # (B,T,C): each token a weighted average of the values so far
+        logits = self.lm_head(x)  # (B,T,V)
+        return logits, None if targets is None else lm_loss(logits, targets)
+
+
+class MultiHeadLM(nn.Module):
+    """`SingleHeadLM` with n_head heads of C / n_head channels each, concatenated and projected."""
+
+    def __init__(self, config: GPTConfig):
+        super().__init__()
+        self.config = config
+        self.block_size = config.block_size
+        self.token_embedding_table = nn.Embedding(config.vocab_size, config.n_embd)
+        self.position_embedding_table = nn.Embedding(config.block_size, config.n_embd)
+        self.sa_heads = MultiHeadAttention(config)  # n_head x (B,T,hs) -> (B,T,C)
+        self.lm_head = nn.Linear(config.n_embd, config.vocab_size)
+        self.apply(init_weights)
+
+    def forward(self, idx: torch.Tensor, targets: torch.Tensor | None = None):
+        """(B,T) -> logits (B,T,V), loss."""
+        T = idx.shape[1]
+        x = self.token_embedding_table(idx) + self.position_embedding_table(torch.arange(T, device=idx.device))
+        x = self.sa_heads(x)  # (B,T,C)
+        logits = self.lm_head(x)  # (B,T,V)
+        return logits, None if targets is None else lm_loss(logits, targets)
+
+
+class MultiHeadFeedForwardLM(nn.Module):
+    """`MultiHeadLM` plus a per-token feed-forward layer: communication, then computation (one layer,
+    no residual connection and no LayerNorm yet)."""
+
+    def __init__(self, config: GPTConfig):
+        super().__init__()
+        self.config = config
+        self.block_size = config.block_size
+        self.token_embedding_table = nn.Embedding(config.vocab_size, config.n_embd)
+        self.position_embedding_table = nn.Embedding(config.block_size, config.n_embd)
+        self.sa_heads = MultiHeadAttention(config)
+        self.ffwd = FeedForward(config)
+        self.lm_head = nn.Linear(config.n_embd, config.vocab_size)
+        self.apply(init_weights)
+
+    def forward(self, idx: torch.Tensor, targets: torch.Tensor | None = None):
+        """(B,T) -> logits (B,T,V), loss."""
+        T = idx.shape[1]
+        x = self.token_embedding_table(idx) + self.position_embedding_table(torch.arange(T, device=idx.device))
+        x = self.sa_heads(x)  # (B,T,C) the tokens talk
+        x = self.ffwd(x)  # (B,T,C) each token thinks about what it heard
+        logits = self.lm_head(x)  # (B,T,V)
+        return logits, None if targets is None else lm_loss(logits, targets)
+
+
+class ResidualBlock(nn.Module):
+    """`gptlib.model.Block` without the LayerNorms: each sub-layer adds to the residual stream."""
+
+    def __init__(self, config: GPTConfig):
+        super().__init__()
+        self.sa = MultiHeadAttention(config)
+        self.ffwd = FeedForward(config)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """(B,T,C) -> (B,T,C)."""
+        x = x + self.sa(x)  # the addition passes gradients straight through
+        x = x + self.ffwd(x)
+        return x
+
+
+class ResidualLM(nn.Module):
+    """n_layer `ResidualBlock`s between the embeddings and the linear head: the GPT without LayerNorm."""
+
+    def __init__(self, config: GPTConfig):
+        super().__init__()
+        self.config = config
+        self.block_size = config.block_size
+        self.token_embedding_table = nn.Embedding(config.vocab_size, config.n_embd)
+        self.position_embedding_table = nn.Embedding(config.block_size, config.n_embd)
+        self.blocks = nn.Sequential(*[ResidualBlock(config) for _ in range(config.n_layer)])
+        self.lm_head = nn.Linear(config.n_embd, config.vocab_size)
+        self.apply(init_weights)
+
+    def forward(self, idx: torch.Tensor, targets: torch.Tensor | None = None):
+        """(B,T) -> logits (B,T,V), loss."""
+        T = idx.shape[1]
+        x = self.token_embedding_table(idx) + self.position_embedding_table(torch.arange(T, device=idx.device))
+        x = self.blocks(x)  # (B,T,C)
+        logits = self.lm_head(x)  # (B,T,V)
+        return logits, None if targets is None else lm_loss(logits, targets)
+
+
+# ---------------------------------------------------------------------------------------------------
+# Training a rung, and the results file.
+
+
+def budget_dict(budget: Preset) -> dict:
+    """A budget as plain JSON: its name, description and both configs."""
+    return {"name": budget.name, "description": budget.description,
+            "model": asdict(budget.model), "train": asdict(budget.train)}
+
+
+def train_rung(name: str, model: nn.Module, budget: Preset, train_data: torch.Tensor, val_data: torch.Tensor,
+               *, label: str | None = None, device: torch.device | str = "cpu", progress: bool = True) -> dict:
+    """Train ``model`` with ``budget.train`` and return its ladder entry (a JSON-ready dict).
+
+    Seed with ``budget.train.seed`` before building the model, so every rung starts alike; the
+    batches are seeded by the same number inside `gptlib.training.train`.
+    """
+    start = time.perf_counter()
+    state = train(model, train_data, val_data, budget.train, block_size=budget.model.block_size,
+                  device=device, progress=progress)
+    history = state.history.to_dict()
+    return {
+        "name": name,
+        "label": label or RUNGS.get(name, name),
+        "val_loss": history["val_loss"][-1],
+        "train_loss": history["train_loss"][-1],
+        "params": count_parameters(model),
+        "wall_s": round(time.perf_counter() - start, 1),
+        "device": str(torch.device(device)),
+        "budget": budget.name,
+        "history": history,
+    }
+
+
+def load_ladder(path: str | os.PathLike | None = None) -> dict:
+    """The ladder file as a dict ``{"budget": ..., "rungs": [...]}``; an empty ladder if there is none."""
+    path = Path(path) if path is not None else DEFAULT_PATH
+    if not path.exists():
+        return {"budget": budget_dict(LADDER), "rungs": []}
+    return json.loads(path.read_text())
+
+
+def _ladder_index(name: str) -> float:
+    order = list(RUNGS)
+    return order.index(name) if name in order else float("inf")
+
+
+def record_rung(rung: dict, path: str | os.PathLike | None = None) -> dict:
+    """Add ``rung`` to the ladder file and return the new ladder.
+
+    An entry with the same name is replaced in place; a new rung of the book's ladder goes to its
+    place in ladder order, any other name (the final chapter's "lecture GPU") at the end. The file is
+    written to a temporary file and renamed over the old one, so it is never left half written.
+    """
+    path = Path(path) if path is not None else DEFAULT_PATH
+    ladder = load_ladder(path)
+    ladder["budget"] = budget_dict(LADDER)
+    rungs = ladder["rungs"]
+    names = [r["name"] for r in rungs]
+    if rung["name"] in names:
+        rungs[names.index(rung["name"])] = rung
+    else:
+        i = _ladder_index(rung["name"])
+        pos = next((k for k, r in enumerate(rungs) if _ladder_index(r["name"]) > i), len(rungs))
+        rungs.insert(pos, rung)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w") as f:
+            json.dump(ladder, f, indent=1)
+            f.write("\n")
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return ladder
+
+
+def ladder_table(ladder: dict, names=None) -> str:
+    """The ladder as a fixed-width text table: rung, budget, params, train and val loss, wall time."""
+    rungs = ladder["rungs"]
+    if names is not None:
+        rungs = [r for r in rungs if r["name"] in set(names)]
+    lines = [f"{'rung':<30} {'budget':<8} {'params':>9} {'train':>7} {'val':>7} {'wall s':>7}  device"]
+    for r in rungs:
+        lines.append(f"{r['label']:<30} {r['budget']:<8} {r['params']:>9,} {r['train_loss']:>7.4f} "
+                     f"{r['val_loss']:>7.4f} {r['wall_s']:>7.1f}  {r['device']}")
+    return "\n".join(lines)
