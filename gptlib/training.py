@@ -16,6 +16,7 @@ import torch.nn as nn
 from gptlib.batches import get_batch
 from gptlib.config import TrainConfig
 from gptlib.errors import DataError, TrainingDivergedError
+from gptlib.speed import SpeedConfig, apply_backend_flags, autocast
 
 
 @dataclass
@@ -103,14 +104,15 @@ def get_lr(step: int, config: TrainConfig) -> float:
     return config.min_lr + coeff * (config.learning_rate - config.min_lr)
 
 
-def make_optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.AdamW:
+def make_optimizer(model: nn.Module, config: TrainConfig, *, fused: bool = False) -> torch.optim.AdamW:
     """AdamW with weight decay on matrices only; biases, LayerNorm and 1-D tensors are not decayed."""
     params = [p for p in model.parameters() if p.requires_grad]
     groups = [
         {"params": [p for p in params if p.dim() >= 2], "weight_decay": config.weight_decay},
         {"params": [p for p in params if p.dim() < 2], "weight_decay": 0.0},
     ]
-    return torch.optim.AdamW(groups, lr=config.learning_rate, betas=(config.beta1, config.beta2))
+    # fused=True: one kernel updates every parameter (CPU and CUDA), instead of a Python loop
+    return torch.optim.AdamW(groups, lr=config.learning_rate, betas=(config.beta1, config.beta2), fused=fused)
 
 
 def make_generators(seed: int) -> tuple[torch.Generator, torch.Generator]:
@@ -131,12 +133,14 @@ def _check_split(name: str, data: torch.Tensor, batch_size: int, block_size: int
 
 def train(model: nn.Module, train_data: torch.Tensor, val_data: torch.Tensor, config: TrainConfig, *,
           block_size: int, device: torch.device | str = "cpu", callbacks: Iterable[Callback] = (),
-          state: TrainState | None = None, progress: bool = True) -> TrainState:
+          state: TrainState | None = None, progress: bool = True,
+          speed: SpeedConfig | None = None) -> TrainState:
     """Train ``model`` for ``config.max_iters`` steps and return the final `TrainState`.
 
     Evaluates every ``eval_interval`` steps and at the last step, appends to ``state.history`` and
     calls each callback with the state. Pass a previous ``state`` to continue where it stopped.
-    A loss that turns NaN or infinite stops training with `TrainingDivergedError`.
+    A loss that turns NaN or infinite stops training with `TrainingDivergedError`. ``speed`` (see
+    `gptlib.speed.speed_plan`) switches on autocast, TF32, fused AdamW and torch.compile.
     """
     from tqdm.auto import tqdm
 
@@ -145,9 +149,13 @@ def train(model: nn.Module, train_data: torch.Tensor, val_data: torch.Tensor, co
     device = torch.device(device)
     model.to(device)
     model.train()
+    apply_backend_flags(speed)
+    # the training steps may run a compiled copy; evaluation runs the plain model (no recompiling)
+    step_model = torch.compile(model) if speed is not None and speed.compile else model
     if state is None:
         batch_gen, eval_gen = make_generators(config.seed)
-        state = TrainState(model=model, optimizer=make_optimizer(model, config), config=config, step=0,
+        optimizer = make_optimizer(model, config, fused=speed is not None and speed.fused_adamw)
+        state = TrainState(model=model, optimizer=optimizer, config=config, step=0,
                            history=History(), batch_generator=batch_gen, eval_generator=eval_gen)
     splits = {"train": train_data, "val": val_data}
     callbacks = list(callbacks)
@@ -161,7 +169,8 @@ def train(model: nn.Module, train_data: torch.Tensor, val_data: torch.Tensor, co
             for group in state.optimizer.param_groups:
                 group["lr"] = lr
             x, y = get_batch(train_data, config.batch_size, block_size, state.batch_generator, device)
-            _, loss = model(x, y)
+            with autocast(speed, device):
+                _, loss = step_model(x, y)
             state.optimizer.zero_grad(set_to_none=True)
             loss.backward()
             if config.grad_clip > 0:
@@ -177,8 +186,9 @@ def train(model: nn.Module, train_data: torch.Tensor, val_data: torch.Tensor, co
             bar.set_postfix(loss=f"{loss_value:.3f}", refresh=False)
 
             if state.step % config.eval_interval == 0 or state.step == config.max_iters:
-                losses = estimate_loss(model, splits, config.batch_size, block_size, config.eval_iters,
-                                       state.eval_generator, device)
+                with autocast(speed, device):
+                    losses = estimate_loss(model, splits, config.batch_size, block_size, config.eval_iters,
+                                           state.eval_generator, device)
                 state.improved = losses["val"] < state.history.best_val_loss
                 state.history.append(state.step, losses["train"], losses["val"], lr,
                                      time.perf_counter() - start)

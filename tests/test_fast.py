@@ -139,3 +139,45 @@ def test_fast_dropout_forward_and_backward():
     y.sum().backward()
     assert torch.equal(x.grad, y.detach())  # the gradient passes exactly where the value did
     assert torch.equal(drop.eval()(x), x)
+
+
+def test_training_with_the_speed_plan_follows_the_readable_run():
+    """Five AdamW steps: readable GPT (plain loop) vs FastGPT with the CPU speed plan (fused AdamW)."""
+    from dataclasses import replace
+
+    from gptlib.config import TrainConfig
+    from gptlib.speed import SpeedConfig, build_model, speed_plan
+    from gptlib.training import train
+
+    plan = speed_plan("cpu")
+    assert isinstance(plan, SpeedConfig) and plan.fast_model and plan.autocast_dtype is None
+    assert isinstance(build_model(CONFIG, plan), FastGPT)
+    assert isinstance(build_model(CONFIG, replace(plan, fast_model=False)), GPT)
+    data = torch.randint(CONFIG.vocab_size, (400,), generator=torch.Generator().manual_seed(0))
+    cfg = TrainConfig(batch_size=4, max_iters=5, eval_interval=5, eval_iters=2, learning_rate=1e-2)
+    readable, fast = _pair()
+    h_r = train(readable, data, data, cfg, block_size=16, progress=False).history
+    state = train(fast, data, data, cfg, block_size=16, progress=False, speed=plan)
+    assert state.optimizer.defaults["fused"]
+    torch.testing.assert_close(state.history.val_loss, h_r.val_loss, rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(state.history.train_loss, h_r.train_loss, rtol=1e-4, atol=1e-5)
+
+
+def test_speed_config_rejects_an_unknown_dtype():
+    from gptlib.errors import ConfigError
+    from gptlib.speed import SpeedConfig
+
+    with pytest.raises(ConfigError):
+        SpeedConfig(autocast_dtype="float8")
+
+
+def test_softmax_dropout_gradient_is_exact():
+    """gradcheck in float64 with the mask fixed by reseeding before each call."""
+    from gptlib.fast import _SoftmaxDropout
+
+    def f(scores):
+        torch.manual_seed(0)
+        return _SoftmaxDropout.apply(scores, 0.3)
+
+    scores = torch.randn(2, 5, 5, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(f, (scores,))
