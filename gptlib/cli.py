@@ -14,6 +14,7 @@ from pathlib import Path
 
 import torch
 
+from gptlib import bench
 from gptlib.batches import train_val_split
 from gptlib.checkpoint import (Checkpoint, load_checkpoint, remove_stale_temp_files, resume_training_state,
                                save_checkpoint, save_training_state)
@@ -70,6 +71,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--top-k", default=None, type=int, help="sample only from the k most likely characters")
     s.add_argument("--seed", default=1337, type=int)
     s.add_argument("--device", default="auto")
+
+    b = sub.add_parser("bench", help="time the readable model vs the fast path, naive vs KV-cache sampling")
+    bench.add_arguments(b)
     return parser
 
 
@@ -198,7 +202,7 @@ def cmd_sample(args: argparse.Namespace) -> None:
             top_k=args.top_k, generator=torch.Generator(device=device).manual_seed(args.seed))
 
 
-COMMANDS = {"train": cmd_train, "sample": cmd_sample}
+COMMANDS = {"train": cmd_train, "sample": cmd_sample, "bench": bench.cmd_bench}
 
 
 def main(argv: list[str] | None = None) -> int:
