@@ -49,25 +49,52 @@ def attention_maps(model: GPT, idx: torch.Tensor) -> torch.Tensor:
     return torch.stack(maps)  # (L,nh,T,T)
 
 
-def head_summary(maps: torch.Tensor) -> list[dict]:
-    """Three numbers per head of ``maps`` (L,nh,T,T), to find heads worth a closer look:
+def head_summary(maps: torch.Tensor, tokens: str | None = None) -> list[dict]:
+    """A few numbers per head of ``maps`` (L,nh,T,T), to find heads worth a closer look:
 
     - ``previous``: mean weight a token puts on the token just before it (t-1)
     - ``current``: mean weight a token puts on itself
     - ``spread``: mean entropy of a row over the most it could be, log(t+1): 0 = reads one token,
       1 = an even average of everything so far
 
-    Averaged over the rows t >= 1 (row 0 can only read itself). Returns one dict per head, layer by layer.
+    averaged over the rows t >= 1 (row 0 can only read itself); and, given the prompt's characters
+    ``tokens``:
+
+    - ``word_start``: mean weight on the last space or newline before the token, over the tokens at
+      least two characters into their word (so that it is not simply the previous token)
+    - ``line_start``: the same for the last newline, over the tokens at least two into their line
+
+    (NaN when the prompt has no such token). Returns one dict per head, layer by layer.
     """
     L, nh, T, _ = maps.shape
     if T < 2:
         raise ConfigError("head_summary needs at least two tokens")
+    if tokens is not None and len(tokens) != T:
+        raise ConfigError(f"tokens has {len(tokens)} characters but the maps are for {T} tokens")
     t = torch.arange(1, T)
-    previous = maps[:, :, t, t - 1].mean(-1)  # (L,nh)
-    current = maps[:, :, t, t].mean(-1)  # (L,nh)
+    stats = {
+        "previous": maps[:, :, t, t - 1].mean(-1),  # (L,nh)
+        "current": maps[:, :, t, t].mean(-1),  # (L,nh)
+    }
     rows = maps[:, :, 1:, :]  # (L,nh,T-1,T)
     entropy = -(rows * rows.clamp_min(1e-12).log()).sum(-1)  # (L,nh,T-1)
-    spread = (entropy / (t + 1).log()).mean(-1)  # (L,nh), each row over its own maximum
-    return [{"layer": layer, "head": head, "previous": previous[layer, head].item(),
-             "current": current[layer, head].item(), "spread": spread[layer, head].item()}
+    stats["spread"] = (entropy / (t + 1).log()).mean(-1)  # (L,nh), each row over its own maximum
+    if tokens is not None:
+        stats["word_start"] = _weight_on_last(maps, tokens, " \n")
+        stats["line_start"] = _weight_on_last(maps, tokens, "\n")
+    return [{"layer": layer, "head": head, **{k: v[layer, head].item() for k, v in stats.items()}}
             for layer in range(L) for head in range(nh)]
+
+
+def _weight_on_last(maps: torch.Tensor, tokens: str, marks: str) -> torch.Tensor:
+    """Mean weight each head puts on the last character in ``marks`` at t-2 or earlier -> (L,nh)."""
+    pairs, last = [], None
+    for t, ch in enumerate(tokens):
+        if last is not None and last < t - 1:
+            pairs.append((t, last))
+        if ch in marks:
+            last = t
+    if not pairs:
+        return torch.full(maps.shape[:2], float("nan"))
+    rows, cols = torch.tensor(pairs).T  # (P,), (P,)
+    return maps[:, :, rows, cols].mean(-1)  # (L,nh)

@@ -6,7 +6,10 @@ Every function takes data (a `gptlib.training.History` or its ``to_dict()``, a l
 if ``ax`` is None) and returns the axes. The model modules never import matplotlib; only this one does.
 """
 
+import math
+
 import matplotlib.pyplot as plt
+from matplotlib.ticker import FuncFormatter
 
 
 def _as_dict(history) -> dict:
@@ -81,6 +84,8 @@ def plot_loss_curves(history, ax=None, title: str | None = None):
     h = _as_dict(history)
     ax = plot_history(h, ax=ax)
     ax.set_xscale("log")
+    ax.xaxis.set_major_formatter(_step_label)  # 1000, not 10^3
+    ax.xaxis.set_minor_formatter(_step_label)  # and 200, 300, 500 in between
     if h["val_loss"]:
         best = min(range(len(h["val_loss"])), key=h["val_loss"].__getitem__)
         ax.plot(h["step"][best], h["val_loss"][best], "o", color="black", ms=4,
@@ -89,6 +94,14 @@ def plot_loss_curves(history, ax=None, title: str | None = None):
     if title:
         ax.set_title(title, fontsize=10)
     return ax
+
+
+@FuncFormatter
+def _step_label(value, _pos) -> str:
+    if value <= 0:
+        return ""
+    lead = round(value / 10 ** math.floor(math.log10(value) + 1e-9))
+    return f"{value:g}" if lead in (1, 2, 3, 5) else ""
 
 
 class LiveLossPlot:

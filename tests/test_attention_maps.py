@@ -155,3 +155,24 @@ def test_plot_attention_grid_has_one_panel_per_head_with_token_labels(model, idx
     bottom_left = fig.axes[(maps.shape[0] - 1) * maps.shape[1]]
     assert [t.get_text() for t in bottom_left.get_xticklabels()] == token_labels(tokens)
     assert token_labels("a \n") == ["a", "␣", "⏎"]
+
+
+def test_head_summary_word_and_line_starts():
+    from gptlib.attention_maps import head_summary
+
+    tokens = "ab\ncd ef"
+    T = len(tokens)
+    word = torch.zeros(T, T)  # every token reads the last space or newline before it (or itself)
+    last = None
+    for t, ch in enumerate(tokens):
+        word[t, last if last is not None else t] = 1
+        if ch in " \n":
+            last = t
+    rows = head_summary(torch.stack([word, torch.eye(T)])[None], tokens)
+    assert rows[0]["word_start"] == 1 and rows[1]["word_start"] == 0
+    # rows at least two into their line: 'd' (4), ' ' (5), 'e' (6), 'f' (7); the word head reads the
+    # newline from 'd' and ' ', and the space at 5 from 'e' and 'f'
+    assert abs(rows[0]["line_start"] - 0.5) < 1e-6
+    assert torch.isnan(torch.tensor(head_summary(torch.eye(3)[None, None], "abc")[0]["word_start"]))
+    with pytest.raises(ConfigError, match="characters"):
+        head_summary(torch.eye(3)[None, None], "ab")
