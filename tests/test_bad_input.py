@@ -22,6 +22,8 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.error
+import urllib.request
 
 import pytest
 import torch
@@ -43,6 +45,15 @@ from gptlib.training import train
 VOCAB = CharTokenizer(sorted(set("\n !',.:;?ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz")))
 TINY = GPTConfig(vocab_size=VOCAB.vocab_size, block_size=8, n_embd=16, n_head=2, n_layer=1, dropout=0.0)
 CORPUS = "First Citizen:\nBefore we proceed any further, hear me speak.\n\nAll:\nSpeak, speak.\n\n" * 40
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Run torch on one thread here: these tiny models are fastest that way, above all on a busy machine."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
 
 
 # --- helpers ------------------------------------------------------------------------------------
@@ -170,6 +181,10 @@ def test_dropout_outside_zero_one(dropout):
         GPTConfig(dropout=dropout)
 
 
+def test_dropout_on_the_command_line(corpus, tmp_path, capsys):
+    assert "dropout must be in [0, 1), got 1.0" in cli_error(capsys, *smoke_train(corpus, tmp_path / "r", "--dropout", "1"))
+
+
 # --- 9-10: data too small for the sizes ---------------------------------------------------------
 
 def test_block_size_larger_than_the_val_split_fails_before_training():
@@ -194,6 +209,12 @@ def test_batch_size_larger_than_the_data_allows():
     with pytest.raises(DataError, match=r"batch_size \(64\) is larger than the 22 distinct chunks.*val split"):
         train(GPT(TINY), data[:270], data[270:], TrainConfig(batch_size=64, max_iters=5), block_size=8,
               progress=False)
+
+
+def test_batch_size_larger_than_the_data_on_the_command_line(corpus, tmp_path, capsys):
+    line = cli_error(capsys, *smoke_train(corpus, tmp_path / "r", "--batch-size", "1000"))
+    assert "batch_size (1000) is larger than the" in line and "use a smaller batch_size" in line
+    assert not (tmp_path / "r").exists()  # failed before the first step: no checkpoint folder
 
 
 # --- 11-13: the data file -----------------------------------------------------------------------
@@ -232,7 +253,7 @@ def server():
     handler = type("Handler", (_Server,), {"body": b"not shakespeare\n" * 1000})
     httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
     httpd.daemon_threads = True
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
     thread.start()
     yield f"http://127.0.0.1:{httpd.server_address[1]}", handler
     httpd.shutdown()
@@ -249,13 +270,22 @@ def offline(monkeypatch, tmp_path):
     return cache
 
 
-def test_missing_data_offline_says_where_to_put_it(offline, tmp_path, capsys):
+def test_missing_data_offline_says_where_to_put_it(offline, monkeypatch, tmp_path, capsys):
     with pytest.raises(DataNotFoundError) as info:
         gdata.tiny_shakespeare_path(cache_dir=offline, url="http://127.0.0.1:9/closed-port", progress=False)
     message = str(info.value)
     assert f"at {offline / gdata.FILENAME}" in message and f"set {gdata.ENV_VAR}=" in message
     assert gdata.TINY_SHAKESPEARE_SHA256 in message and list(offline.iterdir()) == []
-    line = cli_error(capsys, *smoke_train(tmp_path / "nope.txt", tmp_path / "r"))
+
+    def no_network(*args, **kwargs):
+        raise urllib.error.URLError("no network")
+
+    # The command line, offline with an empty cache: the same message, on one line.
+    monkeypatch.setattr(gdata, "default_cache_dir", lambda: offline)
+    monkeypatch.setattr(urllib.request, "urlopen", no_network)
+    line = cli_error(capsys, "train", "--preset", "smoke", "--out", str(tmp_path / "r"), "--device", "cpu")
+    assert "could not be downloaded (no network). Place the file" in line and str(offline / gdata.FILENAME) in line
+    line = cli_error(capsys, *smoke_train(tmp_path / "nope.txt", tmp_path / "r"))  # --data FILE that is not there
     assert f"no text file at {tmp_path / 'nope.txt'}" in line
 
 
@@ -287,18 +317,20 @@ def test_cached_file_with_wrong_checksum_is_not_trusted_offline(offline):
     assert list(offline.iterdir()) == []
 
 
-def test_env_override_with_wrong_checksum(monkeypatch, tmp_path):
+def test_env_override_with_wrong_checksum(monkeypatch, tmp_path, capsys):
     fake = tmp_path / "tinyshakespeare.txt"
     fake.write_text(CORPUS)
     monkeypatch.setenv(gdata.ENV_VAR, str(fake))
     with pytest.raises(DataError, match=f"not Tiny Shakespeare.*Point {gdata.ENV_VAR} at a good copy"):
         gdata.load_text()
+    line = cli_error(capsys, "train", "--preset", "smoke", "--out", str(tmp_path / "r"), "--device", "cpu")
+    assert f"{fake} (from {gdata.ENV_VAR}) is not Tiny Shakespeare" in line
 
 
 @pytest.mark.parametrize("route, match", [
     ("/short", "broke off after 8,000 of 16,000 bytes; try again"),
     ("/chunked", "broke off \\(IncompleteRead.*try again, or place a good copy at"),
-])
+], ids=["short", "chunked"])
 def test_download_that_breaks_off_leaves_no_file(offline, server, route, match):
     url, _ = server
     with pytest.raises(DataError, match=match):
@@ -317,11 +349,12 @@ def test_download_that_stalls_times_out_and_leaves_no_file(offline, server):
 # --- 14-16: checkpoints -------------------------------------------------------------------------
 
 @pytest.mark.parametrize("keep", [0.0, 0.01, 0.5, 0.99])
-def test_truncated_checkpoint(checkpoint, keep):
+def test_truncated_checkpoint(checkpoint, keep, capsys):
     blob = checkpoint.read_bytes()
     checkpoint.write_bytes(blob[: int(len(blob) * keep)])
     with pytest.raises(CheckpointError, match=r"is not a readable gptlib checkpoint \(truncated"):
         load_checkpoint(checkpoint)
+    assert "is not a readable gptlib checkpoint" in cli_error(capsys, "sample", "--checkpoint", str(checkpoint))
 
 
 @pytest.mark.parametrize("content, match", [
@@ -376,7 +409,7 @@ def test_checkpoint_with_another_shape(checkpoint):
         load_weights(deeper, ckpt.model_state, ckpt.tokenizer)
 
 
-def test_checkpoint_with_another_vocabulary(checkpoint, tmp_path):
+def test_checkpoint_with_another_vocabulary(checkpoint, tmp_path, capsys):
     ckpt = load_checkpoint(checkpoint)
     other = GPT(GPTConfig(vocab_size=65, block_size=8, n_embd=16, n_head=2, n_layer=1))
     with pytest.raises(CheckpointError, match=f"vocabulary has {VOCAB.vocab_size} characters; this model has vocab_size 65"):
@@ -387,6 +420,8 @@ def test_checkpoint_with_another_vocabulary(checkpoint, tmp_path):
     torch.save(payload, tmp_path / "mixed.pt")
     with pytest.raises(CheckpointError, match="the vocabulary has .* characters but the model config says"):
         load_checkpoint(tmp_path / "mixed.pt")
+    line = cli_error(capsys, "sample", "--checkpoint", str(tmp_path / "mixed.pt"))
+    assert f"the vocabulary has {VOCAB.vocab_size - 1} characters but the model config says {VOCAB.vocab_size}" in line
 
 
 # --- 17-18: device and preset -------------------------------------------------------------------
