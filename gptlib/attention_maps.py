@@ -60,9 +60,10 @@ def head_summary(maps: torch.Tensor, tokens: str | None = None) -> list[dict]:
     averaged over the rows t >= 1 (row 0 can only read itself); and, given the prompt's characters
     ``tokens``:
 
-    - ``word_start``: mean weight on the last space or newline before the token, over the tokens at
-      least two characters into their word (so that it is not simply the previous token)
-    - ``line_start``: the same for the last newline, over the tokens at least two into their line
+    - ``word_start``: mean weight on the start of the token's word (the space or newline before it,
+      plus its first character), over the tokens at least two characters past that first character
+      (so that it is not simply the previous token)
+    - ``line_start``: the same for the start of the line (the newline, plus the line's first character)
 
     (NaN when the prompt has no such token). Returns one dict per head, layer by layer.
     """
@@ -80,21 +81,23 @@ def head_summary(maps: torch.Tensor, tokens: str | None = None) -> list[dict]:
     entropy = -(rows * rows.clamp_min(1e-12).log()).sum(-1)  # (L,nh,T-1)
     stats["spread"] = (entropy / (t + 1).log()).mean(-1)  # (L,nh), each row over its own maximum
     if tokens is not None:
-        stats["word_start"] = _weight_on_last(maps, tokens, " \n")
-        stats["line_start"] = _weight_on_last(maps, tokens, "\n")
+        stats["word_start"] = _weight_on_start(maps, tokens, " \n")
+        stats["line_start"] = _weight_on_start(maps, tokens, "\n")
     return [{"layer": layer, "head": head, **{k: v[layer, head].item() for k, v in stats.items()}}
             for layer in range(L) for head in range(nh)]
 
 
-def _weight_on_last(maps: torch.Tensor, tokens: str, marks: str) -> torch.Tensor:
-    """Mean weight each head puts on the last character in ``marks`` at t-2 or earlier -> (L,nh)."""
-    pairs, last = [], None
+def _weight_on_start(maps: torch.Tensor, tokens: str, marks: str) -> torch.Tensor:
+    """Mean weight each head puts on the last character in ``marks`` plus the character after it, from
+    the tokens at t >= mark + 3 -> (L,nh)."""
+    rows, cols, last = [], [], None
     for t, ch in enumerate(tokens):
-        if last is not None and last < t - 1:
-            pairs.append((t, last))
+        if last is not None and last < t - 2:
+            rows.append(t)
+            cols.append(last)
         if ch in marks:
             last = t
-    if not pairs:
+    if not rows:
         return torch.full(maps.shape[:2], float("nan"))
-    rows, cols = torch.tensor(pairs).T  # (P,), (P,)
-    return maps[:, :, rows, cols].mean(-1)  # (L,nh)
+    rows, cols = torch.tensor(rows), torch.tensor(cols)  # (P,), (P,)
+    return (maps[:, :, rows, cols] + maps[:, :, rows, cols + 1]).mean(-1)  # (L,nh)

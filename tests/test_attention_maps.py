@@ -160,19 +160,19 @@ def test_plot_attention_grid_has_one_panel_per_head_with_token_labels(model, idx
 def test_head_summary_word_and_line_starts():
     from gptlib.attention_maps import head_summary
 
-    tokens = "ab\ncd ef"
+    tokens = "ab\ncde fgh"
     T = len(tokens)
-    word = torch.zeros(T, T)  # every token reads the last space or newline before it (or itself)
-    last = None
+    word = torch.zeros(T, T)  # every token reads the first letter of its word (or itself)
+    first = 0
     for t, ch in enumerate(tokens):
-        word[t, last if last is not None else t] = 1
+        word[t, first] = 1
         if ch in " \n":
-            last = t
+            first = t + 1
     rows = head_summary(torch.stack([word, torch.eye(T)])[None], tokens)
+    # counted from two past the first letter: 'e' (5), ' ' (6), 'h' (10) for words; 'e', ' ', 'f', 'g', 'h'
+    # for the line, where the word head reads the line's first letter from 'e' and ' ' only
     assert rows[0]["word_start"] == 1 and rows[1]["word_start"] == 0
-    # rows at least two into their line: 'd' (4), ' ' (5), 'e' (6), 'f' (7); the word head reads the
-    # newline from 'd' and ' ', and the space at 5 from 'e' and 'f'
-    assert abs(rows[0]["line_start"] - 0.5) < 1e-6
+    assert abs(rows[0]["line_start"] - 2 / 5) < 1e-6
     assert torch.isnan(torch.tensor(head_summary(torch.eye(3)[None, None], "abc")[0]["word_start"]))
     with pytest.raises(ConfigError, match="characters"):
         head_summary(torch.eye(3)[None, None], "ab")
