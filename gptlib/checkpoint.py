@@ -190,7 +190,8 @@ def rng_states(state: TrainState) -> dict:
     initialisation) and the state's batch and eval generators."""
     return {
         "torch": torch.get_rng_state(),
-        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+        # Only once CUDA is in use: asking earlier would start CUDA in a run that never touches the GPU.
+        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_initialized() else [],
         "batch": state.batch_generator.get_state(),
         "eval": state.eval_generator.get_state(),
     }
@@ -230,18 +231,18 @@ def resume_training_state(checkpoint: "Checkpoint | str | os.PathLike", model: n
     load_weights(model, ckpt.model_state, ckpt.tokenizer)
     model.to(device)  # before the optimizer loads its state, which it moves to each parameter's device
     optimizer = make_optimizer(model, ckpt.train_config)
-    rng = ckpt.extra["rng"]
     try:
         optimizer.load_state_dict(ckpt.extra["optimizer"])
         history = History.from_dict(ckpt.extra["history"])
+        rng = ckpt.extra["rng"]
         batch_generator = torch.Generator().set_state(rng["batch"])
         eval_generator = torch.Generator().set_state(rng["eval"])
         torch.set_rng_state(rng["torch"])
-    except (KeyError, TypeError, ValueError, RuntimeError) as err:
+        if rng["cuda"] and torch.cuda.is_available():
+            # A machine with fewer GPUs than the one that saved restores the ones it has.
+            for index, cuda_state in enumerate(rng["cuda"][:torch.cuda.device_count()]):
+                torch.cuda.set_rng_state(cuda_state, index)
+    except (KeyError, TypeError, ValueError, RuntimeError, AttributeError) as err:
         raise CheckpointError(f"the checkpoint's training state is damaged: {type(err).__name__}: {err}") from None
-    if rng.get("cuda") and torch.cuda.is_available():
-        # A machine with fewer GPUs than the one that saved restores the ones it has.
-        for index, cuda_state in enumerate(rng["cuda"][:torch.cuda.device_count()]):
-            torch.cuda.set_rng_state(cuda_state, index)
     return TrainState(model=model, optimizer=optimizer, config=ckpt.train_config, step=ckpt.step,
                       history=history, batch_generator=batch_generator, eval_generator=eval_generator)

@@ -171,3 +171,19 @@ def test_best_val_loss_of_an_empty_history_round_trips(tmp_path, setup, tokenize
     assert math.isinf(load_checkpoint(tmp_path / "s.pt").extra["best_val_loss"])
     resumed = resume_training_state(tmp_path / "s.pt", fresh_model(config, 1))
     assert resumed.step == 0 and len(resumed.history) == 0
+
+
+@pytest.mark.parametrize("damage", ["generator state", "optimizer of another model"])
+def test_damaged_training_state_is_a_checkpoint_error(tmp_path, setup, tokenizer, damage):
+    config, train_data, val_data = setup
+    state = train(fresh_model(config, 0), train_data, val_data, CONFIG, block_size=config.block_size,
+                  callbacks=[stop_at(6)], progress=False)
+    save_training_state(tmp_path / "last.pt", state, tokenizer, config)
+    payload = torch.load(tmp_path / "last.pt", weights_only=True)
+    if damage == "generator state":
+        payload["extra"]["rng"]["batch"] = "not a generator state"
+    else:
+        payload["extra"]["optimizer"]["param_groups"][0]["params"].pop()  # one parameter short
+    torch.save(payload, tmp_path / "damaged.pt")
+    with pytest.raises(CheckpointError, match="training state is damaged"):
+        resume_training_state(tmp_path / "damaged.pt", fresh_model(config, 0))
