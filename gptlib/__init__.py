@@ -10,6 +10,10 @@ In book order:
 - `gptlib.sampling` (ch. 2): `generate`
 - `gptlib.attention` (ch. 3): `Head`, `MultiHeadAttention`
 - `gptlib.model` (ch. 4-5): `FeedForward`, `Block`, `GPT`
+- `gptlib.fast` (ch. 6): `CausalSelfAttention`, `FastGPT`, the weight mapping to and from `GPT`
+- `gptlib.speed` (ch. 6): `SpeedConfig`, `speed_plan`, `build_model`
+- `gptlib.kvcache` (ch. 6): `KVCache`, `generate_cached`
+- `gptlib.bench` (ch. 6): ``python -m gptlib bench``
 - `gptlib.attention_maps` (ch. 7): `attention_maps`, every head's weights for a prompt
 - `gptlib.widgets` (ch. 7): `sample_text`, `sampler_widget`
 - `gptlib.config`, `gptlib.presets`: `GPTConfig`, `TrainConfig`, the named presets
@@ -25,9 +29,12 @@ from gptlib.config import GPTConfig, TrainConfig
 from gptlib.data import load_text
 from gptlib.device import pick_device
 from gptlib.errors import GPTLibError
+from gptlib.fast import CausalSelfAttention, FastGPT, fast_to_readable, readable_to_fast
+from gptlib.kvcache import KVCache, generate_cached
 from gptlib.model import GPT, Block, FeedForward, count_parameters
 from gptlib.presets import PRESETS, Preset, auto_preset, get_preset
 from gptlib.sampling import generate, iter_generate
+from gptlib.speed import SpeedConfig, build_model, speed_plan
 from gptlib.tokenizer import CharTokenizer
 from gptlib.training import History, TrainState, estimate_loss, train
 from gptlib.widgets import sample_text, sampler_widget
@@ -35,9 +42,10 @@ from gptlib.widgets import sample_text, sampler_widget
 __version__ = "0.1.0"
 
 __all__ = [
-    "BigramLanguageModel", "Block", "CharTokenizer", "FeedForward", "GPT", "GPTConfig", "GPTLibError",
-    "Head", "History", "MultiHeadAttention", "PRESETS", "Preset", "TrainConfig", "TrainState",
-    "attention_maps", "auto_preset", "count_parameters", "estimate_loss", "generate", "get_batch",
-    "get_preset", "iter_generate", "load_checkpoint", "load_text", "pick_device", "sample_text",
-    "sampler_widget", "save_checkpoint", "train", "train_val_split",
+    "BigramLanguageModel", "Block", "CausalSelfAttention", "CharTokenizer", "FastGPT", "FeedForward", "GPT",
+    "GPTConfig", "GPTLibError", "Head", "History", "KVCache", "MultiHeadAttention", "PRESETS", "Preset",
+    "SpeedConfig", "TrainConfig", "TrainState", "attention_maps", "auto_preset", "build_model",
+    "count_parameters", "estimate_loss", "fast_to_readable", "generate", "generate_cached", "get_batch",
+    "get_preset", "iter_generate", "load_checkpoint", "load_text", "pick_device", "readable_to_fast",
+    "sample_text", "sampler_widget", "save_checkpoint", "speed_plan", "train", "train_val_split",
 ]
