@@ -58,7 +58,8 @@ def plot_ladder(ladder: dict, ax=None, names=None):
         ax.text(bar.get_width() + 0.01, bar.get_y() + bar.get_height() / 2, f"{v:.3f}", va="center", fontsize=8)
     ax.set_yticks(list(y), labels, fontsize=8)
     ax.invert_yaxis()  # the bottom rung of the ladder at the top of the list, as in the table
-    ax.set_xlim(min(vals) - 0.3, max(vals) + 0.15)
+    if vals:  # an empty ladder draws empty axes
+        ax.set_xlim(min(vals) - 0.3, max(vals) + 0.15)
     ax.set_xlabel("validation loss (lower is better)")
     ax.grid(axis="x", alpha=0.3)
     return ax
