@@ -47,9 +47,16 @@ def _overrides(args: argparse.Namespace, config_class) -> dict:
             if getattr(args, f.name, None) is not None}
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a usage mistake is one line (no usage dump), still exit code 2."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argparse parser for ``python -m gptlib``."""
-    parser = argparse.ArgumentParser(prog="python -m gptlib", description="Train and sample a character-level GPT.")
+    parser = _Parser(prog="python -m gptlib", description="Train and sample a character-level GPT.")
     sub = parser.add_subparsers(dest="command", required=True)
 
     t = sub.add_parser("train", help="train a GPT on Tiny Shakespeare (or --data FILE) and save a checkpoint")
@@ -60,6 +67,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--sample-tokens", default=500, type=int, help="characters to print at the end (default 500)")
     t.add_argument("--resume", action="store_true",
                    help="continue the run in --out from its last.pt with the saved configs (exact on the same CPU)")
+    t.add_argument("--overwrite", action="store_true",
+                   help="start a new run in an --out folder that already holds one, replacing its checkpoints")
     _add_config_options(t, GPTConfig, skip=("vocab_size",))
     _add_config_options(t, TrainConfig)
 
@@ -104,6 +113,11 @@ def cmd_train(args: argparse.Namespace) -> None:
     if args.sample_tokens < 0:
         raise GPTLibError(f"--sample-tokens must be >= 0, got {args.sample_tokens}")
     preset = None if args.resume else get_preset(args.preset or "cpu")  # a bad name fails before the data loads
+    existing = [name for name in ("last.pt", "best.pt") if (out / name).exists()]
+    if existing and not (args.resume or args.overwrite):
+        # Never replace someone's training run by accident.
+        raise GPTLibError(f"{out} already holds a run ({', '.join(existing)}); pass --resume to continue it, "
+                          f"--overwrite to replace it, or choose another --out")
     text = load_text(args.data)
     # Saved in last.pt, so that --resume can tell when it is given different text.
     data_sha256 = hashlib.sha256(text.encode("utf-8")).hexdigest()

@@ -49,3 +49,23 @@ def test_user_error_is_one_line_and_exit_2(tmp_path):
     assert result.returncode == 2
     assert result.stderr.strip().count("\n") == 0 and "unknown preset 'huge'" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_usage_mistake_is_one_line(capsys):
+    from gptlib.cli import main
+
+    with pytest.raises(SystemExit) as info:
+        main(["train", "--max-iters", "many"])
+    assert info.value.code == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "--max-iters" in err and "--help" in err
+
+
+def test_a_new_run_never_replaces_an_existing_one(tmp_path, capsys):
+    from gptlib.cli import main
+
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / "last.pt").write_bytes(b"someone's run")
+    assert main(["train", "--preset", "smoke", "--out", str(out)]) == 2
+    assert "--resume" in capsys.readouterr().err and (out / "last.pt").read_bytes() == b"someone's run"
