@@ -266,6 +266,7 @@ def record_rung(rung: dict, path: str | os.PathLike | None = None) -> dict:
         with os.fdopen(fd, "w") as f:
             json.dump(ladder, f, indent=1)
             f.write("\n")
+        os.chmod(tmp, 0o644)  # mkstemp makes it private; the results are for everyone to read
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
