@@ -37,3 +37,16 @@ def test_notebook_is_in_the_toc_and_has_a_colab_badge(path):
     assert f"file: {path.stem}" in TOC
     first = "".join(nb["cells"][0]["source"])
     assert f"colab.research.google.com/github/" in first and f"book/{path.name}" in first
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_nbval_markers_are_exact(path):
+    """nbval only honours a marker alone on its comment line (`# NBVAL_IGNORE_OUTPUT`); a reason
+    goes on the next line. `# NBVAL_IGNORE_OUTPUT: reason` would be silently ignored."""
+    nb = json.loads(path.read_text())
+    for cell in nb["cells"]:
+        for line in "".join(cell["source"]).splitlines():
+            comment = line.strip().lstrip("#").strip()
+            if line.strip().startswith("#") and comment.startswith("NBVAL_"):
+                assert comment in {"NBVAL_IGNORE_OUTPUT", "NBVAL_CHECK_OUTPUT", "NBVAL_SKIP",
+                                   "NBVAL_RAISES_EXCEPTION"}, f"{path.name}: {line.strip()!r}"
