@@ -38,7 +38,7 @@ from gptlib.kvcache import generate_cached
 from gptlib.model import GPT, count_parameters
 from gptlib.presets import PRESETS, get_preset
 from gptlib.sampling import generate
-from gptlib.speed import SpeedConfig, apply_backend_flags, autocast, build_model, speed_plan
+from gptlib.speed import SpeedConfig, autocast, build_model, speed_plan
 from gptlib.tokenizer import CharTokenizer
 from gptlib.training import make_optimizer, train
 
@@ -78,6 +78,8 @@ def matmul_peak(device: torch.device, dtype: torch.dtype, size: int | None = Non
 
 
 def _train_step(model: nn.Module, optimizer, x, y, speed: SpeedConfig | None, device: torch.device) -> None:
+    # TF32 is a global switch: on for the fast path if its plan says so, off for the readable baseline
+    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = bool(speed and speed.tf32)
     with autocast(speed, device):
         _, loss = model(x, y)
     optimizer.zero_grad(set_to_none=True)
@@ -279,7 +281,6 @@ def run_bench(args: argparse.Namespace) -> dict:
     plan = speed_plan(device)
     if args.compile is not None:
         plan = replace(plan, compile=args.compile)
-    apply_backend_flags(plan)
     text = load_text()
     tokenizer = CharTokenizer.from_text(text)
     config = replace(preset.model, vocab_size=tokenizer.vocab_size)

@@ -2,7 +2,7 @@
 
 - ``tiny``: the original project's ``main.py`` values (block 8, 32 wide, 4 heads, 6 layers).
 - ``lecture``: the size trained at the end of "Let's build GPT" (~10.7M parameters), for a GPU.
-- ``cpu``: trains to a sensible loss in a few minutes on a 2-core CPU.
+- ``cpu``: aims at val loss <= 1.88 in ~30 s of training on a 2-core CPU (the fast path of ch. 6).
 - ``smoke``: seconds; what the tests and ``pytest --nbval`` use.
 """
 
@@ -45,10 +45,14 @@ PRESETS: dict[str, Preset] = {
             TrainConfig(batch_size=64, max_iters=5000, eval_interval=500, eval_iters=200, learning_rate=3e-4),
         ),
         Preset(
-            "cpu", "a few minutes on a 2-core CPU",
+            "cpu", "a 2-core CPU: aims at val loss <= 1.88 in ~30 s of training on the fast path (ch. 6)",
             GPTConfig(block_size=64, n_embd=128, n_head=4, n_layer=4, dropout=0.0),
-            TrainConfig(batch_size=16, max_iters=2000, eval_interval=250, eval_iters=50, learning_rate=1e-3,
-                        min_lr=1e-4, warmup_iters=100, decay_lr=True, grad_clip=1.0),
+            # nanoGPT's CPU recipe, reshaped for time to loss: batch 32 (not 12) keeps the small matmuls
+            # busier, a 2x higher peak lr with a short cosine schedule reached val <= 1.88 at step 600 and
+            # 1.84 at step 700 here, and short evaluations keep their overhead small. Measure it with
+            # `python -m gptlib bench --time-to-loss`.
+            TrainConfig(batch_size=32, max_iters=700, eval_interval=100, eval_iters=10, learning_rate=2e-3,
+                        min_lr=2e-4, warmup_iters=50, decay_lr=True, grad_clip=1.0),
         ),
         Preset(
             "smoke", "a few seconds; for tests",
