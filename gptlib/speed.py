@@ -48,7 +48,8 @@ def speed_plan(device: torch.device | str) -> SpeedConfig:
     """The fastest measured settings for ``device`` at the same model semantics."""
     device = torch.device(device)
     if device.type == "cuda":
-        bf16 = torch.cuda.is_available() and torch.cuda.is_bf16_supported()
+        # bf16 needs Ampere or newer; asked about CUDA on a machine without it, describe a recent GPU
+        bf16 = torch.cuda.is_bf16_supported() if torch.cuda.is_available() else True
         return SpeedConfig(fast_model=True, autocast_dtype="bfloat16" if bf16 else None, tf32=True,
                            fused_adamw=True, compile=False)
     if device.type == "cpu":
