@@ -47,14 +47,6 @@ TINY = GPTConfig(vocab_size=VOCAB.vocab_size, block_size=8, n_embd=16, n_head=2,
 CORPUS = "First Citizen:\nBefore we proceed any further, hear me speak.\n\nAll:\nSpeak, speak.\n\n" * 40
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Run torch on one thread here: these tiny models are fastest that way, above all on a busy machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
 
 # --- helpers ------------------------------------------------------------------------------------
 

@@ -25,14 +25,6 @@ CONFIG = TrainConfig(batch_size=4, max_iters=24, eval_interval=6, eval_iters=2, 
                      min_lr=1e-3, warmup_iters=4, decay_lr=True, weight_decay=0.1, grad_clip=1.0, seed=3)
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Run torch on one thread here: these tiny models are fastest that way, above all on a busy machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
 
 @pytest.fixture
 def setup(tokenizer, data):

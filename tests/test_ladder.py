@@ -16,14 +16,6 @@ from gptlib.ladder import (DEFAULT_PATH, LADDER, RUNGS, LayerNormLM, MultiHeadFe
                            ResidualLM, SingleHeadLM, ladder_budget, ladder_table, load_ladder, record_rung, scaled_up_budget)
 from gptlib.model import GPT
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny models: one thread is faster, and much faster on a busy machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
 
 RUNG_CLASSES = [SingleHeadLM, MultiHeadLM, MultiHeadFeedForwardLM, ResidualLM, LayerNormLM]
 

@@ -36,7 +36,7 @@ def test_notebook_is_in_the_toc_and_has_a_colab_badge(path):
     nb = json.loads(path.read_text())
     assert f"file: {path.stem}" in TOC
     first = "".join(nb["cells"][0]["source"])
-    assert f"colab.research.google.com/github/" in first and f"book/{path.name}" in first
+    assert "colab.research.google.com/github/" in first and f"book/{path.name}" in first
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)

@@ -7,7 +7,6 @@ import pytest
 import torch
 
 from gptlib.batches import get_batch, train_val_split
-from gptlib.tokenizer import CharTokenizer
 
 
 def test_round_trip(tokenizer, text):
