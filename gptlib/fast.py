@@ -49,12 +49,14 @@ class _Dropout(torch.autograd.Function):
         drop = dropout_drop_mask(x.shape, p, x.device)
         ctx.save_for_backward(drop)
         ctx.scale = 1.0 / (1.0 - p)
-        return x.masked_fill(drop, 0.0).mul_(ctx.scale)  # scale the survivors so the mean is unchanged
+        # where() reads and writes once (masked_fill would copy, then fill); scale the survivors so
+        # the mean is unchanged
+        return torch.where(drop, 0.0, x).mul_(ctx.scale)
 
     @staticmethod
     def backward(ctx, grad_out: torch.Tensor):
         (drop,) = ctx.saved_tensors
-        return grad_out.masked_fill(drop, 0.0).mul_(ctx.scale), None
+        return torch.where(drop, 0.0, grad_out).mul_(ctx.scale), None
 
 
 class FastDropout(nn.Module):
@@ -81,12 +83,12 @@ class _SoftmaxDropout(torch.autograd.Function):
         probs = torch.softmax(scores, dim=-1)  # (..,T,T)
         drop = dropout_drop_mask(probs.shape, p, probs.device)  # (..,T,T) bool
         ctx.save_for_backward(probs, drop)
-        return probs.masked_fill(drop, 0.0)
+        return torch.where(drop, 0.0, probs)  # one pass over (T,T); masked_fill would copy first
 
     @staticmethod
     def backward(ctx, grad_out: torch.Tensor):
         probs, drop = ctx.saved_tensors
-        grad_probs = grad_out.masked_fill(drop, 0.0)  # back through the dropout
+        grad_probs = torch.where(drop, 0.0, grad_out)  # back through the dropout
         # back through softmax: dL/ds_i = p_i * (dL/dp_i - sum_j p_j dL/dp_j), one fused kernel
         return torch._softmax_backward_data(grad_probs, probs, -1, probs.dtype), None
 
