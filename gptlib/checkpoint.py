@@ -22,7 +22,6 @@ The file is a plain dict (only tensors, numbers, strings, lists, tuples and dict
 
 import os
 import re
-import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -31,6 +30,7 @@ import torch.nn as nn
 
 from gptlib.config import GPTConfig, TrainConfig
 from gptlib.errors import CheckpointError
+from gptlib.files import atomic_write
 from gptlib.model import GPT
 from gptlib.tokenizer import CharTokenizer
 from gptlib.training import History, TrainState, make_optimizer
@@ -65,19 +65,9 @@ class Checkpoint:
 
 def atomic_save(obj, path: str | os.PathLike) -> Path:
     """``torch.save`` to a temp file beside ``path``, fsync it, then rename it over ``path``."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(obj, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp_name, path)
-        _fsync_dir(path.parent)
-    finally:
-        Path(tmp_name).unlink(missing_ok=True)
-    return path
+    with atomic_write(path) as f:
+        torch.save(obj, f)
+    return Path(path)
 
 
 def remove_stale_temp_files(path: str | os.PathLike) -> list[Path]:
@@ -97,20 +87,6 @@ def remove_stale_temp_files(path: str | os.PathLike) -> list[Path]:
                 candidate.unlink(missing_ok=True)
                 removed.append(candidate)
     return removed
-
-
-def _fsync_dir(folder: Path) -> None:
-    # Make the rename itself durable (not possible on every platform, e.g. Windows).
-    try:
-        fd = os.open(folder, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
 
 
 def save_checkpoint(path: str | os.PathLike, model: nn.Module, tokenizer: CharTokenizer,

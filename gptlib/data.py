@@ -11,12 +11,12 @@ Where the text comes from, in order:
 import hashlib
 import http.client
 import os
-import tempfile
 import urllib.error
 import urllib.request
 from pathlib import Path
 
 from gptlib.errors import DataError, DataNotFoundError
+from gptlib.files import atomic_write
 
 TINY_SHAKESPEARE_URL = "https://raw.githubusercontent.com/karpathy/char-rnn/master/data/tinyshakespeare/input.txt"
 TINY_SHAKESPEARE_SHA256 = "86c4e6aa9db7c042ec79f339dcb96d42b0075e16b8fc2e86bf0ca57e2dc565ed"
@@ -52,12 +52,9 @@ def download(url: str, dest: Path, sha256: str, *, timeout: float = 30.0, progre
     from tqdm.auto import tqdm
 
     dest = Path(dest)
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".part", dir=dest.parent)
-    tmp = Path(tmp_name)
     try:
         digest, received = hashlib.sha256(), 0
-        with os.fdopen(fd, "wb") as out, urllib.request.urlopen(url, timeout=timeout) as response:
+        with atomic_write(dest, suffix=".part") as out, urllib.request.urlopen(url, timeout=timeout) as response:
             total = int(response.headers.get("Content-Length") or 0) or None
             with tqdm(total=total, unit="B", unit_scale=True, desc=f"downloading {dest.name}",
                       disable=not progress) as bar:
@@ -68,18 +65,13 @@ def download(url: str, dest: Path, sha256: str, *, timeout: float = 30.0, progre
                     bar.update(len(chunk))
             if total is not None and received != total:
                 raise DataError(f"download of {url} broke off after {received:,} of {total:,} bytes; try again")
-            out.flush()
-            os.fsync(out.fileno())
-        if digest.hexdigest() != sha256:
-            raise DataError(f"the file downloaded from {url} has sha256 {digest.hexdigest()}, expected "
-                            f"{sha256}; it was not saved. Check the URL, or place a good copy at {dest}")
-        os.replace(tmp, dest)
+            if digest.hexdigest() != sha256:  # raised inside the block: the temp file is never renamed
+                raise DataError(f"the file downloaded from {url} has sha256 {digest.hexdigest()}, expected "
+                                f"{sha256}; it was not saved. Check the URL, or place a good copy at {dest}")
     except http.client.HTTPException as err:
         # e.g. IncompleteRead when a chunked response breaks off; it is not an OSError
         raise DataError(f"download of {url} broke off ({type(err).__name__}: {err}); try again, or place "
                         f"a good copy at {dest}") from err
-    finally:
-        tmp.unlink(missing_ok=True)
     return dest
 
 

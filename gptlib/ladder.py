@@ -20,7 +20,6 @@ Shapes: B = batch, T = time, C = channels (n_embd), V = vocabulary size.
 
 import json
 import os
-import tempfile
 import time
 from dataclasses import asdict
 from pathlib import Path
@@ -31,6 +30,7 @@ import torch.nn as nn
 from gptlib.attention import Head, MultiHeadAttention
 from gptlib.bigram import lm_loss
 from gptlib.config import GPTConfig, TrainConfig
+from gptlib.files import atomic_write
 from gptlib.model import GPT, FeedForward, count_parameters
 from gptlib.presets import PRESET_ENV_VAR, Preset, get_preset
 from gptlib.training import train
@@ -260,17 +260,8 @@ def record_rung(rung: dict, path: str | os.PathLike | None = None) -> dict:
         i = _ladder_index(rung["name"])
         pos = next((k for k, r in enumerate(rungs) if _ladder_index(r["name"]) > i), len(rungs))
         rungs.insert(pos, rung)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(ladder, f, indent=1)
-            f.write("\n")
-        os.chmod(tmp, 0o644)  # mkstemp makes it private; the results are for everyone to read
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_write(path) as f:
+        f.write((json.dumps(ladder, indent=1) + "\n").encode("utf-8"))
     return ladder
 
 

@@ -109,3 +109,17 @@ def test_real_data_when_available():
     except DataNotFoundError:
         pytest.skip("Tiny Shakespeare is not available offline here")
     assert Path(path).stat().st_size == gdata.TINY_SHAKESPEARE_BYTES
+
+
+def test_atomic_write_gives_the_usual_file_mode(tmp_path):
+    """mkstemp makes private files; a written file gets the mode a new file would have."""
+    import os
+
+    from gptlib.files import atomic_write
+
+    with atomic_write(tmp_path / "f.txt") as f:
+        f.write(b"hello")
+    mask = os.umask(0)
+    os.umask(mask)
+    assert (tmp_path / "f.txt").stat().st_mode & 0o777 == 0o666 & ~mask
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["f.txt"]

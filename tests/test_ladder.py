@@ -120,7 +120,7 @@ def test_record_rung_is_atomic(tmp_path, monkeypatch):
     def fail(*args, **kwargs):
         raise OSError("disk full")
 
-    monkeypatch.setattr(json, "dump", fail)
+    monkeypatch.setattr(json, "dumps", fail)
     with pytest.raises(OSError):
         record_rung(_rung("single_head"), path)
     assert path.read_text() == before  # the old file is untouched
