@@ -39,6 +39,13 @@ def fresh_model(config: GPTConfig, seed: int) -> GPT:
     return GPT(config)
 
 
+def train_from_scratch(setup, **kwargs) -> TrainState:
+    """Train a fresh seed-0 model of ``setup`` with CONFIG (kwargs go to `train`, e.g. callbacks)."""
+    config, train_data, val_data = setup
+    return train(fresh_model(config, 0), train_data, val_data, CONFIG, block_size=config.block_size,
+                 progress=False, **kwargs)
+
+
 def stop_at(step: int):
     """A callback that ends training after the evaluation at ``step``."""
     def callback(state):
@@ -53,11 +60,9 @@ def losses(state) -> tuple[list, list]:
 
 def test_resume_is_exact(tmp_path, setup, tokenizer):
     config, train_data, val_data = setup
-    straight = train(fresh_model(config, 0), train_data, val_data, CONFIG, block_size=config.block_size,
-                     progress=False)
+    straight = train_from_scratch(setup)
 
-    first = train(fresh_model(config, 0), train_data, val_data, CONFIG, block_size=config.block_size,
-                  callbacks=[stop_at(12)], progress=False)
+    first = train_from_scratch(setup, callbacks=[stop_at(12)])
     assert first.step == 12
     path = save_training_state(tmp_path / "last.pt", first, tokenizer, config)
     torch.rand(1000)  # draw from the global RNG, as anything between save and resume might
@@ -79,10 +84,8 @@ def test_resume_is_exact(tmp_path, setup, tokenizer):
 def test_resume_without_the_rng_states_differs(tmp_path, setup, tokenizer):
     """The control: with dropout on, restoring weights and optimizer alone is not enough."""
     config, train_data, val_data = setup
-    straight = train(fresh_model(config, 0), train_data, val_data, CONFIG, block_size=config.block_size,
-                     progress=False)
-    first = train(fresh_model(config, 0), train_data, val_data, CONFIG, block_size=config.block_size,
-                  callbacks=[stop_at(12)], progress=False)
+    straight = train_from_scratch(setup)
+    first = train_from_scratch(setup, callbacks=[stop_at(12)])
     path = save_training_state(tmp_path / "last.pt", first, tokenizer, config)
     model = fresh_model(config, 0)
     state = resume_training_state(path, model)
@@ -94,9 +97,8 @@ def test_resume_without_the_rng_states_differs(tmp_path, setup, tokenizer):
 
 
 def test_checkpoint_holds_the_documented_entries(tmp_path, setup, tokenizer):
-    config, train_data, val_data = setup
-    state = train(fresh_model(config, 0), train_data, val_data, CONFIG, block_size=config.block_size,
-                  callbacks=[stop_at(6)], progress=False)
+    config = setup[0]
+    state = train_from_scratch(setup, callbacks=[stop_at(6)])
     save_training_state(tmp_path / "last.pt", state, tokenizer, config, extra={"note": "mine"})
     # weights_only=True: everything in it is plain data that loads without running code.
     payload = torch.load(tmp_path / "last.pt", weights_only=True)
@@ -167,9 +169,8 @@ def test_best_val_loss_of_an_empty_history_round_trips(tmp_path, setup, tokenize
 
 @pytest.mark.parametrize("damage", ["generator state", "optimizer of another model"])
 def test_damaged_training_state_is_a_checkpoint_error(tmp_path, setup, tokenizer, damage):
-    config, train_data, val_data = setup
-    state = train(fresh_model(config, 0), train_data, val_data, CONFIG, block_size=config.block_size,
-                  callbacks=[stop_at(6)], progress=False)
+    config = setup[0]
+    state = train_from_scratch(setup, callbacks=[stop_at(6)])
     save_training_state(tmp_path / "last.pt", state, tokenizer, config)
     payload = torch.load(tmp_path / "last.pt", weights_only=True)
     if damage == "generator state":
