@@ -7,7 +7,7 @@ In book order:
 - `gptlib.batches` (ch. 1): `train_val_split`, `get_batch`
 - `gptlib.bigram` (ch. 2): `BigramLanguageModel`
 - `gptlib.training` (ch. 2): `estimate_loss`, `train`
-- `gptlib.sampling` (ch. 2): `generate`
+- `gptlib.sampling` (ch. 2): `generate`, `sample_text`
 - `gptlib.attention` (ch. 3): `Head`, `MultiHeadAttention`
 - `gptlib.model` (ch. 4-5): `FeedForward`, `Block`, `GPT`
 - `gptlib.fast` (ch. 6): `CausalSelfAttention`, `FastGPT`, the weight mapping to and from `GPT`
@@ -15,7 +15,8 @@ In book order:
 - `gptlib.kvcache` (ch. 6): `KVCache`, `generate_cached`
 - `gptlib.bench` (ch. 6): ``python -m gptlib bench``
 - `gptlib.attention_maps` (ch. 7): `attention_maps`, every head's weights for a prompt
-- `gptlib.widgets` (ch. 7): `sample_text`, `sampler_widget`
+- `gptlib.run` (ch. 7): `Run`, `train_run`, `load_corpus`: one training run, from the data to the checkpoints
+- `gptlib.widgets` (ch. 7): `sampler_widget`
 - `gptlib.config`, `gptlib.presets`: `GPTConfig`, `TrainConfig`, the named presets
 - `gptlib.checkpoint`, `gptlib.device`, `gptlib.errors`, `gptlib.cli`
 """
@@ -32,20 +33,22 @@ from gptlib.errors import GPTLibError
 from gptlib.fast import CausalSelfAttention, FastGPT, fast_to_readable, readable_to_fast
 from gptlib.kvcache import KVCache, generate_cached
 from gptlib.model import GPT, Block, FeedForward, count_parameters
-from gptlib.presets import PRESETS, Preset, auto_preset, get_preset
-from gptlib.sampling import generate, iter_generate
-from gptlib.speed import SpeedConfig, build_model, speed_plan
+from gptlib.presets import PRESETS, Preset, auto_preset, choose, get_preset
+from gptlib.run import Corpus, Run, RunResult, load_corpus, train_run
+from gptlib.sampling import generate, iter_generate, sample_text
+from gptlib.speed import READABLE, SpeedConfig, build_model, speed_plan
 from gptlib.tokenizer import CharTokenizer
 from gptlib.training import History, TrainState, estimate_loss, train
-from gptlib.widgets import sample_text, sampler_widget
+from gptlib.widgets import sampler_widget
 
 __version__ = "0.1.0"
 
 __all__ = [
-    "BigramLanguageModel", "Block", "CausalSelfAttention", "CharTokenizer", "FastGPT", "FeedForward", "GPT",
-    "GPTConfig", "GPTLibError", "Head", "History", "KVCache", "MultiHeadAttention", "PRESETS", "Preset",
-    "SpeedConfig", "TrainConfig", "TrainState", "attention_maps", "auto_preset", "build_model",
-    "count_parameters", "estimate_loss", "fast_to_readable", "generate", "generate_cached", "get_batch",
-    "get_preset", "iter_generate", "load_checkpoint", "load_text", "pick_device", "readable_to_fast",
-    "sample_text", "sampler_widget", "save_checkpoint", "speed_plan", "train", "train_val_split",
+    "BigramLanguageModel", "Block", "CausalSelfAttention", "CharTokenizer", "Corpus", "FastGPT", "FeedForward",
+    "GPT", "GPTConfig", "GPTLibError", "Head", "History", "KVCache", "MultiHeadAttention", "PRESETS", "Preset",
+    "READABLE", "Run", "RunResult", "SpeedConfig", "TrainConfig", "TrainState", "attention_maps",
+    "auto_preset", "build_model", "choose", "count_parameters", "estimate_loss", "fast_to_readable",
+    "generate", "generate_cached", "get_batch", "get_preset", "iter_generate", "load_checkpoint",
+    "load_corpus", "load_text", "pick_device", "readable_to_fast", "sample_text", "sampler_widget",
+    "save_checkpoint", "speed_plan", "train", "train_run", "train_val_split",
 ]

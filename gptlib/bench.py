@@ -28,9 +28,8 @@ from pathlib import Path
 import torch
 import torch.nn as nn
 
-from gptlib.batches import get_batch, train_val_split
+from gptlib.batches import get_batch
 from gptlib.config import GPTConfig, TrainConfig
-from gptlib.data import load_text
 from gptlib.device import pick_device
 from gptlib.errors import ConfigError
 from gptlib.fast import fast_from_readable
@@ -38,9 +37,9 @@ from gptlib.kvcache import generate_cached
 from gptlib.model import GPT, count_parameters
 from gptlib.presets import PRESETS, get_preset
 from gptlib.sampling import generate
-from gptlib.speed import SpeedConfig, autocast, build_model, speed_plan
-from gptlib.tokenizer import CharTokenizer
-from gptlib.training import make_optimizer, train
+from gptlib.run import Corpus, Run, load_corpus, train_run
+from gptlib.speed import SpeedConfig, autocast, speed_plan
+from gptlib.training import make_optimizer
 
 # the optimiser settings for the timed steps (their values do not change the speed)
 _TRAIN = TrainConfig(learning_rate=1e-4)
@@ -151,15 +150,10 @@ def bench_sampling(config: GPTConfig, device: torch.device, new_tokens: int, rou
 
 
 def time_to_loss(preset_name: str, target: float, device: torch.device, plan: SpeedConfig,
-                 text: str) -> dict:
+                 corpus: Corpus) -> dict:
     """Train ``preset_name`` with ``plan`` until val loss <= ``target``: wall seconds (evaluations
     included, start-up excluded) and the step it happened at."""
     preset = get_preset(preset_name)
-    tokenizer = CharTokenizer.from_text(text)
-    train_data, val_data = train_val_split(torch.tensor(tokenizer.encode(text), dtype=torch.long))
-    config = replace(preset.model, vocab_size=tokenizer.vocab_size)
-    torch.manual_seed(preset.train.seed)
-    model = build_model(config, plan)
     hit = {}
 
     def stop_at_target(state) -> None:
@@ -168,9 +162,8 @@ def time_to_loss(preset_name: str, target: float, device: torch.device, plan: Sp
             hit.update(step=h.step[-1], seconds=h.elapsed[-1], val_loss=h.val_loss[-1])
             state.stop = True
 
-    state = train(model, train_data, val_data, preset.train, block_size=config.block_size, device=device,
-                  callbacks=[stop_at_target], progress=False, speed=plan)
-    h = state.history
+    run = Run.from_preset(preset, speed=plan, device=str(device))
+    h = train_run(run, callbacks=[stop_at_target], progress=False, corpus=corpus, log=lambda _: None).history
     return {"preset": preset_name, "target": target, "reached": bool(hit),
             "seconds": hit.get("seconds"), "step": hit.get("step"), "val_loss": hit.get("val_loss"),
             "final_step": h.step[-1], "final_val_loss": h.val_loss[-1], "final_seconds": h.elapsed[-1],
@@ -281,22 +274,20 @@ def run_bench(args: argparse.Namespace) -> dict:
     plan = speed_plan(device)
     if args.compile is not None:
         plan = replace(plan, compile=args.compile)
-    text = load_text()
-    tokenizer = CharTokenizer.from_text(text)
-    config = replace(preset.model, vocab_size=tokenizer.vocab_size)
+    corpus = load_corpus()
+    config = replace(preset.model, vocab_size=corpus.tokenizer.vocab_size)
     results = {"preset": preset.name, "machine": machine_info(device), "plan": asdict(plan),
                "model": asdict(config), "parameters": count_parameters(GPT(config))}
     if not args.no_train:
         peak_dtype = torch.bfloat16 if plan.autocast_dtype == "bfloat16" else torch.float32
         results["peak_dtype"] = str(peak_dtype).removeprefix("torch.")
         results["peak_flops"] = matmul_peak(device, peak_dtype)
-        train_data, _ = train_val_split(torch.tensor(tokenizer.encode(text), dtype=torch.long))
-        results["train"] = bench_training(config, train_data, args.batch_size or preset.train.batch_size, device,
+        results["train"] = bench_training(config, corpus.train_data, args.batch_size or preset.train.batch_size, device,
                                           plan, args.rounds, args.steps, results["peak_flops"])
     if not args.no_sample:
         results["sample"] = bench_sampling(config, device, args.new_tokens, args.rounds)
     if args.time_to_loss:
-        results["time_to_loss"] = time_to_loss(args.ttl_preset, args.target, device, plan, text)
+        results["time_to_loss"] = time_to_loss(args.ttl_preset, args.target, device, plan, corpus)
     if hasattr(os, "getloadavg"):
         results["machine"]["load_average_end"] = round(os.getloadavg()[0], 2)
     return results

@@ -9,10 +9,14 @@ The file is a plain dict (only tensors, numbers, strings, lists, tuples and dict
     format, version       "gptlib-checkpoint", 1
     model_config          asdict(GPTConfig)
     train_config          asdict(TrainConfig) or None
-    vocab                 the tokenizer's characters, in id order
-    model                 the model's state_dict, on the CPU
+    vocab                 a `CharTokenizer`'s characters, in id order; or, for another tokenizer,
+    tokenizer             its ``to_dict()`` (`gptlib.tokenizer.tokenizer_from_dict` reads it back)
+    model                 the model's state_dict, on the CPU, in the readable `GPT`'s layout (a
+                          `FastGPT` saves and loads that layout too)
     step                  optimiser steps completed
     extra                 {} for weights only; a resumable checkpoint (`save_training_state`) adds
+        data_sha256       the training text's sha256 (`gptlib.run`; a resumed run checks it)
+        speed             the speed plan it trained with, asdict(SpeedConfig) (`gptlib.run`)
         history           History.to_dict(): step, train_loss, val_loss, lr, elapsed per evaluation
         best_val_loss     the lowest val loss so far
         optimizer         the optimizer's state_dict (AdamW moments and step counts)
@@ -32,7 +36,7 @@ from gptlib.config import GPTConfig, TrainConfig
 from gptlib.errors import CheckpointError
 from gptlib.files import atomic_write
 from gptlib.model import GPT
-from gptlib.tokenizer import CharTokenizer
+from gptlib.tokenizer import CharTokenizer, tokenizer_from_dict
 from gptlib.training import History, TrainState, make_optimizer
 
 FORMAT = "gptlib-checkpoint"
@@ -98,7 +102,8 @@ def save_checkpoint(path: str | os.PathLike, model: nn.Module, tokenizer: CharTo
         "version": VERSION,
         "model_config": asdict(model_config),
         "train_config": None if train_config is None else asdict(train_config),
-        "vocab": list(tokenizer.chars),
+        **({"vocab": list(tokenizer.chars)} if isinstance(tokenizer, CharTokenizer)
+           else {"tokenizer": tokenizer.to_dict()}),
         "model": {k: v.detach().cpu() for k, v in model.state_dict().items()},
         "step": int(step),
         "extra": extra or {},
@@ -124,11 +129,14 @@ def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
     try:
         model_config = GPTConfig(**payload["model_config"])
         train_config = None if payload["train_config"] is None else TrainConfig(**payload["train_config"])
-        tokenizer = CharTokenizer(payload["vocab"])
+        tokenizer = (tokenizer_from_dict(payload["tokenizer"]) if "tokenizer" in payload
+                     else CharTokenizer(payload["vocab"]))
         state = payload["model"]
         step = int(payload["step"])
     except (KeyError, TypeError, ValueError) as err:
         raise CheckpointError(f"{path} is damaged: {err}") from None
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise CheckpointError(f"{path} is damaged: its weights are not a dict of tensors")
     if tokenizer.vocab_size != model_config.vocab_size:
         raise CheckpointError(f"{path}: the vocabulary has {tokenizer.vocab_size} characters but the model "
                               f"config says {model_config.vocab_size}")
@@ -191,13 +199,14 @@ def save_training_state(path: str | os.PathLike, state: TrainState, tokenizer: C
 
 
 def resume_training_state(checkpoint: "Checkpoint | str | os.PathLike", model: nn.Module,
-                          device: torch.device | str = "cpu") -> TrainState:
+                          device: torch.device | str = "cpu", *, fused: bool = False) -> TrainState:
     """Load a `save_training_state` checkpoint into ``model`` and return the `TrainState` to pass to
     `train(..., state=...)`.
 
     This also sets torch's global random state (CPU, and CUDA when saved and present) to the
     saved one, because dropout draws from it: build the model *before* calling this, and
-    call `train` right after, so nothing else draws random numbers in between.
+    call `train` right after, so nothing else draws random numbers in between (`gptlib.run.train_run`
+    does both). ``fused`` picks AdamW's fused kernel, as the run's speed plan did.
     """
     ckpt = checkpoint if isinstance(checkpoint, Checkpoint) else load_checkpoint(checkpoint)
     if not ckpt.resumable:
@@ -206,7 +215,7 @@ def resume_training_state(checkpoint: "Checkpoint | str | os.PathLike", model: n
                               "weights (save resumable ones with save_training_state)")
     load_weights(model, ckpt.model_state, ckpt.tokenizer)
     model.to(device)  # before the optimizer loads its state, which it moves to each parameter's device
-    optimizer = make_optimizer(model, ckpt.train_config)
+    optimizer = make_optimizer(model, ckpt.train_config, fused=fused)
     try:
         optimizer.load_state_dict(ckpt.extra["optimizer"])
         history = History.from_dict(ckpt.extra["history"])

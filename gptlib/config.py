@@ -85,8 +85,9 @@ class TrainConfig:
             raise ConfigError(f"min_lr ({self.min_lr}) must not exceed learning_rate ({self.learning_rate})")
         for name in ("beta1", "beta2"):
             _check_fraction(self, name)
-        if not isinstance(self.seed, int) or isinstance(self.seed, bool):
-            raise ConfigError(f"seed must be an integer, got {self.seed!r}")
+        # seed and seed + 1 (the eval batches) must both be valid torch seeds
+        if not isinstance(self.seed, int) or isinstance(self.seed, bool) or not 0 <= self.seed < 2**63 - 1:
+            raise ConfigError(f"seed must be an integer from 0 to 2**63 - 2, got {self.seed!r}")
 
 
 def field_names(config_class) -> list[str]:

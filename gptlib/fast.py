@@ -5,8 +5,9 @@
   ``F.scaled_dot_product_attention`` (a fused, flash-attention kernel) wherever that is fast.
 - `FastDropout` draws its keep/drop mask from 16 random bits per element instead of a 32-bit float;
   on a CPU the mask was a quarter of a training step, and now costs ~5x less.
-- `FastGPT` is `GPT` built from these parts. `readable_to_fast` and `fast_to_readable` map weights
-  both ways, so the tests can prove the two models give the same outputs and gradients.
+- `FastGPT` is `GPT` built from these parts. It saves and loads the readable `GPT`'s state-dict
+  layout (hooks on `CausalSelfAttention`), so one checkpoint fits both models; `readable_to_fast`
+  and `fast_to_readable` map parameter names both ways, so the tests can compare gradients.
 
 Shapes: B = batch, T = time, C = channels (n_embd), nh = heads, hs = head size (C // nh), V = vocab.
 """
@@ -108,6 +109,12 @@ class CausalSelfAttention(nn.Module):
         # 0 on and below the diagonal, -inf above; baddbmm adds it while it writes the scores.
         bias = torch.full((config.block_size, config.block_size), float("-inf")).triu(1)
         self.register_buffer("causal_bias", bias, persistent=False)
+        # One checkpoint layout for both models: this module saves and loads the readable
+        # `MultiHeadAttention`'s per-head matrices, so a checkpoint never depends on the path that
+        # trained it and no caller maps weights by hand.
+        self.register_state_dict_post_hook(lambda m, sd, prefix, _: _to_heads(sd, prefix, m.n_head))
+        self.register_load_state_dict_pre_hook(
+            lambda m, sd, prefix, *_: _from_heads(sd, prefix, m.n_head))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """(B,T,C) -> (B,T,C)."""
@@ -204,46 +211,60 @@ class FastGPT(nn.Module):
         return logits, loss
 
 
+_KINDS = ("query", "key", "value")
+
+
+def _head_names(prefix: str, n_head: int) -> list[str]:
+    """The readable layout's names for one block's per-head matrices, in qkv's row order:
+    queries of heads 0..nh-1, then keys, then values."""
+    return [f"{prefix}heads.{h}.{kind}.weight" for kind in _KINDS for h in range(n_head)]
+
+
+def _to_heads(state_dict: dict, prefix: str, n_head: int) -> None:
+    """Replace ``qkv.weight`` (3C,C) in ``state_dict`` by the 3*nh per-head (hs,C) matrices."""
+    qkv = state_dict.pop(prefix + "qkv.weight")  # (3C,C)
+    parts = qkv.split(qkv.shape[0] // (3 * n_head), dim=0)  # 3*nh x (hs,C)
+    for name, part in zip(_head_names(prefix, n_head), parts):
+        state_dict[name] = part
+
+
+def _from_heads(state_dict: dict, prefix: str, n_head: int) -> None:
+    """Stack the readable per-head matrices in ``state_dict`` into ``qkv.weight`` (3C,C)."""
+    names = _head_names(prefix, n_head)
+    if all(name in state_dict for name in names):  # else: already fused, or missing (torch says so)
+        state_dict[prefix + "qkv.weight"] = torch.cat([state_dict.pop(n) for n in names], dim=0)
+
+
 def readable_to_fast(state_dict: dict, config: GPTConfig) -> dict:
-    """A `GPT` state dict -> a `FastGPT` one: each block's per-head key/query/value matrices are
-    stacked into one qkv matrix (queries of heads 0..nh-1, then keys, then values)."""
-    out = {}
-    for name, tensor in state_dict.items():
-        if ".sa.heads." not in name:
-            out[name] = tensor
+    """A `GPT` state dict -> `FastGPT`'s own parameter layout (each block's per-head key/query/value
+    matrices stacked into one qkv matrix). `FastGPT.load_state_dict` does this itself."""
+    out = dict(state_dict)
     for layer in range(config.n_layer):
-        prefix = f"blocks.{layer}.sa."
-        parts = [state_dict[f"{prefix}heads.{h}.{kind}.weight"]  # each (hs,C)
-                 for kind in ("query", "key", "value") for h in range(config.n_head)]
-        out[prefix + "qkv.weight"] = torch.cat(parts, dim=0)  # 3*nh x (hs,C) -> (3C,C)
+        _from_heads(out, f"blocks.{layer}.sa.", config.n_head)
     return out
 
 
 def fast_to_readable(state_dict: dict, config: GPTConfig) -> dict:
-    """The inverse of `readable_to_fast`: a `FastGPT` state dict -> a `GPT` one."""
-    out = {name: tensor for name, tensor in state_dict.items() if not name.endswith(".sa.qkv.weight")}
-    hs = config.head_size
+    """The inverse of `readable_to_fast`: `FastGPT`'s parameter layout (e.g. its gradients by name)
+    -> the `GPT` layout. `FastGPT.state_dict` already returns that layout."""
+    out = dict(state_dict)
     for layer in range(config.n_layer):
-        prefix = f"blocks.{layer}.sa."
-        qkv = state_dict[prefix + "qkv.weight"]  # (3C,C)
-        parts = qkv.split(hs, dim=0)  # 3*nh x (hs,C)
-        for i, kind in enumerate(("query", "key", "value")):
-            for h in range(config.n_head):
-                out[f"{prefix}heads.{h}.{kind}.weight"] = parts[i * config.n_head + h].clone()
+        if f"blocks.{layer}.sa.qkv.weight" in out:
+            _to_heads(out, f"blocks.{layer}.sa.", config.n_head)
     return out
 
 
 def fast_from_readable(model: nn.Module) -> FastGPT:
     """A `FastGPT` with the weights of the `GPT` ``model`` (on the same device)."""
     fast = FastGPT(model.config).to(next(model.parameters()).device)
-    fast.load_state_dict(readable_to_fast(model.state_dict(), model.config))
+    fast.load_state_dict(model.state_dict())
     return fast
 
 
 def readable_from_fast(model: FastGPT) -> nn.Module:
-    """A readable `GPT` with the weights of the `FastGPT` ``model``, e.g. to save a checkpoint."""
+    """A readable `GPT` with the weights of the `FastGPT` ``model``."""
     from gptlib.model import GPT
 
     readable = GPT(model.config).to(next(model.parameters()).device)
-    readable.load_state_dict(fast_to_readable(model.state_dict(), model.config))
+    readable.load_state_dict(model.state_dict())
     return readable

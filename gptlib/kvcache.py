@@ -26,7 +26,7 @@ from torch.nn import functional as F
 
 from gptlib.errors import ConfigError
 from gptlib.fast import CausalSelfAttention, FastGPT, fast_from_readable
-from gptlib.sampling import check_sampling_args, sample_next
+from gptlib.sampling import check_generate_args, sample_next
 
 
 class KVCache:
@@ -85,7 +85,7 @@ def forward_cached(model: FastGPT, idx: torch.Tensor, cache: KVCache) -> torch.T
 
 
 def _as_fast(model: nn.Module) -> FastGPT:
-    """The model as a `FastGPT` (a readable `GPT` gets its weights mapped; cheap, done once)."""
+    """The model as a `FastGPT` (a readable `GPT`'s weights load into one as they are; done once)."""
     if isinstance(model, FastGPT):
         return model
     if not hasattr(model, "blocks") or not hasattr(model, "config"):
@@ -93,23 +93,25 @@ def _as_fast(model: nn.Module) -> FastGPT:
     return fast_from_readable(model)
 
 
-@torch.no_grad()
 def iter_generate_cached(model: nn.Module, idx: torch.Tensor, max_new_tokens: int, temperature: float = 1.0,
                          top_k: int | None = None,
                          generator: torch.Generator | None = None) -> Iterator[torch.Tensor]:
     """Yield ``max_new_tokens`` new tokens one at a time, each (B,1), using a KV cache.
 
-    The same arguments and checks as `gptlib.sampling.iter_generate`; see the module docstring for
-    what happens when the context outgrows ``block_size``.
+    The same arguments and checks as `gptlib.sampling.iter_generate` (checked now, before the first
+    token is asked for); see the module docstring for what happens when the context outgrows
+    ``block_size``.
     """
-    if idx.dim() != 2 or idx.shape[1] == 0:
-        raise ConfigError(f"idx must be a (B,T) tensor of token ids with T >= 1 (a non-empty prompt), "
-                          f"got shape {tuple(idx.shape)}")
-    config = getattr(model, "config", None)
-    check_sampling_args(max_new_tokens, temperature, top_k, getattr(config, "vocab_size", None))
+    check_generate_args(model, idx, max_new_tokens, temperature, top_k)
+    return _iter_tokens_cached(_as_fast(model), idx, max_new_tokens, temperature, top_k, generator)
+
+
+@torch.no_grad()
+def _iter_tokens_cached(fast: FastGPT, idx: torch.Tensor, max_new_tokens: int, temperature: float,
+                        top_k: int | None, generator: torch.Generator | None) -> Iterator[torch.Tensor]:
+    """The KV-cache sampling loop (arguments already checked)."""
     if max_new_tokens == 0:
         return
-    fast = _as_fast(model)
     was_training = fast.training
     fast.eval()
     block_size = fast.block_size

@@ -12,15 +12,17 @@ The rungs, bottom to top (chapter 2, 4 and 5 each train the ones they explain):
 - ``scaled_up``: `gptlib.model.GPT` at the ``cpu`` preset's size and budget (chapter 5)
 
 Every rung but the last trains with `LADDER` (same data, seed, batch, block, steps and learning rate);
-the last with the ``cpu`` preset. The results go into ``book/results/ladder.json`` through
-`record_rung`; `load_ladder` reads them back. The final chapter adds its own rung the same way.
+the last with the ``cpu`` preset. `train_rung` trains one through `gptlib.run.train_run`, the one
+run path; `record_rung` adds its result to a ladder file whose path the caller chooses (the book
+keeps its own in its results folder) and `load_ladder` reads one back. The final chapter adds its
+own rung the same way.
 
 Shapes: B = batch, T = time, C = channels (n_embd), V = vocabulary size.
 """
 
 import json
 import os
-import time
+from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
 
@@ -32,8 +34,9 @@ from gptlib.bigram import lm_loss
 from gptlib.config import GPTConfig, TrainConfig
 from gptlib.files import atomic_write
 from gptlib.model import GPT, FeedForward, count_parameters
-from gptlib.presets import PRESET_ENV_VAR, Preset, get_preset
-from gptlib.training import train
+from gptlib.presets import Preset
+from gptlib.run import Corpus, Run, RunResult, train_run
+from gptlib.speed import READABLE
 
 # The shared budget: the lecture's small model (32 wide, 4 heads, 3 blocks, context 8, batch 32), with
 # 3,000 steps instead of 5,000 so that a rung takes about a minute on a laptop CPU. To make up for the
@@ -55,24 +58,6 @@ RUNGS: dict[str, str] = {
     "layernorm": "+ LayerNorm (the GPT)",
     "scaled_up": "scaled up (cpu preset)",
 }
-
-DEFAULT_PATH = Path(__file__).resolve().parent.parent / "book" / "results" / "ladder.json"
-
-
-def is_smoke() -> bool:
-    """True under the tests (``GPTLIB_PRESET=smoke``): rungs then train for seconds and are not recorded."""
-    return os.environ.get(PRESET_ENV_VAR) == "smoke"
-
-
-def ladder_budget() -> Preset:
-    """The budget for every rung but the last: `LADDER`, or the ``smoke`` preset under the tests."""
-    return get_preset("smoke") if is_smoke() else LADDER
-
-
-def scaled_up_budget() -> Preset:
-    """The budget for the last rung: the ``cpu`` preset, or the ``smoke`` preset under the tests."""
-    return get_preset("smoke" if is_smoke() else "cpu")
-
 
 # ---------------------------------------------------------------------------------------------------
 # The rung models. Each follows the book's contract forward(idx, targets) -> ((B,T,V) logits, loss),
@@ -205,33 +190,39 @@ def budget_dict(budget: Preset) -> dict:
             "model": asdict(budget.model), "train": asdict(budget.train)}
 
 
-def train_rung(name: str, model: nn.Module, budget: Preset, train_data: torch.Tensor, val_data: torch.Tensor,
-               *, label: str | None = None, device: torch.device | str = "cpu", progress: bool = True) -> dict:
-    """Train ``model`` with ``budget.train`` and return its ladder entry (a JSON-ready dict).
+def train_rung(name: str, make_model: Callable[[GPTConfig], nn.Module], budget: Preset, corpus: Corpus,
+               *, label: str | None = None, device: torch.device | str = "cpu", progress: bool = True,
+               speed=READABLE) -> dict:
+    """Train the rung ``make_model`` builds (from ``budget.model``, vocabulary set from the corpus)
+    with ``budget.train`` through `gptlib.run.train_run`, and return its ladder entry (a JSON-ready
+    dict). Every rung starts alike: the run seeds the weights and the batches with ``budget.train.seed``.
+    The rungs train the readable way (``speed``: `READABLE`), as the chapters write them."""
+    run = Run.from_preset(budget, speed=speed, device=str(device))
+    result = train_run(run, make_model=make_model, corpus=corpus, progress=progress, log=lambda _: None)
+    return rung_entry(name, result, label=label)
 
-    Seed with ``budget.train.seed`` before building the model, so every rung starts alike; the
-    batches are seeded by the same number inside `gptlib.training.train`.
-    """
-    start = time.perf_counter()
-    state = train(model, train_data, val_data, budget.train, block_size=budget.model.block_size,
-                  device=device, progress=progress)
-    history = state.history.to_dict()
+
+def rung_entry(name: str, result: RunResult, *, at: int = -1, label: str | None = None,
+               device: str | None = None) -> dict:
+    """The ladder entry of a finished run: its losses at evaluation ``at`` (the last by default; the
+    best checkpoint's index for a run that keeps it), parameters, wall time and history."""
+    history = result.history.to_dict()
     return {
         "name": name,
         "label": label or RUNGS.get(name, name),
-        "val_loss": history["val_loss"][-1],
-        "train_loss": history["train_loss"][-1],
-        "params": count_parameters(model),
-        "wall_s": round(time.perf_counter() - start, 1),
-        "device": str(torch.device(device)),
-        "budget": budget.name,
+        "val_loss": history["val_loss"][at],
+        "train_loss": history["train_loss"][at],
+        "params": count_parameters(result.model),
+        "wall_s": round(history["elapsed"][-1], 1),
+        "device": device or str(result.device),
+        "budget": result.run.name,
         "history": history,
     }
 
 
-def load_ladder(path: str | os.PathLike | None = None) -> dict:
+def load_ladder(path: str | os.PathLike) -> dict:
     """The ladder file as a dict ``{"budget": ..., "rungs": [...]}``; an empty ladder if there is none."""
-    path = Path(path) if path is not None else DEFAULT_PATH
+    path = Path(path)
     if not path.exists():
         return {"budget": budget_dict(LADDER), "rungs": []}
     return json.loads(path.read_text())
@@ -242,15 +233,16 @@ def _ladder_index(name: str) -> float:
     return order.index(name) if name in order else float("inf")
 
 
-def record_rung(rung: dict, path: str | os.PathLike | None = None) -> dict:
+def record_rung(rung: dict, path: str | os.PathLike, *, start_from: str | os.PathLike | None = None) -> dict:
     """Add ``rung`` to the ladder file and return the new ladder.
 
     An entry with the same name is replaced in place; a new rung of the book's ladder goes to its
-    place in ladder order, any other name (the final chapter's "lecture GPU") at the end. The file is
-    written to a temporary file and renamed over the old one, so it is never left half written.
+    place in ladder order, any other name (the final chapter's "lecture GPU") at the end. A ladder
+    file that does not exist yet starts as a copy of ``start_from`` (e.g. the book's own results). The
+    file is written to a temporary file and renamed over the old one, so it is never left half written.
     """
-    path = Path(path) if path is not None else DEFAULT_PATH
-    ladder = load_ladder(path)
+    path = Path(path)
+    ladder = load_ladder(path if path.exists() or start_from is None else start_from)
     ladder["budget"] = budget_dict(LADDER)
     rungs = ladder["rungs"]
     names = [r["name"] for r in rungs]

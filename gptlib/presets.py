@@ -1,9 +1,13 @@
 """Named presets: a model size and a training budget for each kind of machine.
 
 - ``tiny``: the original project's ``main.py`` values (block 8, 32 wide, 4 heads, 6 layers).
-- ``lecture``: the size trained at the end of "Let's build GPT" (~10.7M parameters), for a GPU.
-- ``cpu``: aims at val loss <= 1.88 in ~30 s of training on a 2-core CPU (the fast path of ch. 6).
+- ``lecture``: the size trained at the end of "Let's build GPT" (~10.7M parameters), for a GPU, with
+  nanoGPT's recipe for it.
+- ``cpu``: aims at val loss <= 1.88 in under a minute of training on a 2-core CPU (the fast path of ch. 6).
 - ``smoke``: seconds; what the tests and ``pytest --nbval`` use.
+
+A preset is a whole recipe, schedule included: nothing that trains one adds to it. `choose` is the one
+place that reads ``$GPTLIB_PRESET`` (the tests set it to ``smoke``, so the notebooks run in seconds).
 """
 
 import os
@@ -40,12 +44,17 @@ PRESETS: dict[str, Preset] = {
             TrainConfig(batch_size=32, max_iters=5000, eval_interval=500, eval_iters=200, learning_rate=1e-3),
         ),
         Preset(
-            "lecture", "the lecture's final model, ~10.7M parameters; for a GPU",
+            "lecture", "the lecture's final model, ~10.8M parameters; for a GPU",
             GPTConfig(block_size=256, n_embd=384, n_head=6, n_layer=6, dropout=0.2),
-            TrainConfig(batch_size=64, max_iters=5000, eval_interval=500, eval_iters=200, learning_rate=3e-4),
+            # The lecture trained this model at a constant 3e-4 for 5,000 steps and reached val 1.48.
+            # nanoGPT's recipe for the same model and data (config/train_shakespeare_char.py: lr 1e-3,
+            # 100 warm-up steps, cosine to 1e-4, beta2 0.99) reports val 1.4697 in the same 5,000
+            # steps, so it is the recipe here. Measure it on a GPU with scripts/gpu_run.sh.
+            TrainConfig(batch_size=64, max_iters=5000, eval_interval=500, eval_iters=200, learning_rate=1e-3,
+                        min_lr=1e-4, warmup_iters=100, decay_lr=True),
         ),
         Preset(
-            "cpu", "a 2-core CPU: aims at val loss <= 1.88 in ~30 s of training on the fast path (ch. 6)",
+            "cpu", "a 2-core CPU: aims at val loss <= 1.88 in under a minute on the fast path (ch. 6)",
             GPTConfig(block_size=64, n_embd=128, n_head=4, n_layer=4, dropout=0.0),
             # nanoGPT's CPU recipe, reshaped for time to loss: batch 32 (not 12) keeps the small matmuls
             # busier, a 2x higher peak lr with a short cosine schedule reached val <= 1.88 at step 600 and
@@ -71,10 +80,13 @@ def get_preset(name: str) -> Preset:
         raise ConfigError(f"unknown preset {name!r}; choose one of: {', '.join(PRESETS)}") from None
 
 
-def auto_preset(device: torch.device | str) -> Preset:
-    """The preset for this run: ``$GPTLIB_PRESET`` if set (the tests set ``smoke``), else ``lecture``
-    on a CUDA GPU and ``cpu`` anywhere else."""
+def choose(default: Preset) -> Preset:
+    """``default``, unless ``$GPTLIB_PRESET`` names another preset (the tests set ``smoke``)."""
     name = os.environ.get(PRESET_ENV_VAR)
-    if name:
-        return get_preset(name)
-    return get_preset("lecture" if torch.device(device).type == "cuda" else "cpu")
+    return get_preset(name) if name else default
+
+
+def auto_preset(device: torch.device | str) -> Preset:
+    """The preset for this run: ``lecture`` on a CUDA GPU and ``cpu`` anywhere else, unless
+    ``$GPTLIB_PRESET`` names another (see `choose`)."""
+    return choose(get_preset("lecture" if torch.device(device).type == "cuda" else "cpu"))

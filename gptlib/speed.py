@@ -44,6 +44,10 @@ class SpeedConfig:
                               f"got {self.autocast_dtype!r}")
 
 
+# The readable path: `GPT` in fp32 with the plain AdamW loop (``--readable``, the ladder's rungs).
+READABLE = SpeedConfig(fast_model=False)
+
+
 def speed_plan(device: torch.device | str) -> SpeedConfig:
     """The fastest measured settings for ``device`` at the same model semantics."""
     device = torch.device(device)

@@ -51,8 +51,20 @@ class CharTokenizer:
             out.append(self.itos[i])
         return "".join(out)
 
+    def to_dict(self) -> dict:
+        """The vocabulary as plain data, for checkpoints (`tokenizer_from_dict` reads it back)."""
+        return {"kind": "char", "chars": list(self.chars)}
+
     def __repr__(self) -> str:
         return f"CharTokenizer(vocab_size={self.vocab_size})"
 
     def __eq__(self, other) -> bool:
         return isinstance(other, CharTokenizer) and self.chars == other.chars
+
+
+def tokenizer_from_dict(d: dict) -> CharTokenizer:
+    """The tokenizer that ``tokenizer.to_dict()`` described."""
+    kind = d.get("kind") if isinstance(d, dict) else None
+    if kind == "char":
+        return CharTokenizer(d["chars"])
+    raise DataError(f"unknown tokenizer kind {kind!r} (this gptlib reads: char)")

@@ -1,49 +1,21 @@
-"""The sampler of chapter 7: `sample_text`, a plain function, and `sampler_widget`, a panel around it.
+"""The sampler of chapter 7: `sampler_widget`, a panel around `gptlib.sampling.sample_text`.
 
-`sample_text` does all the work and all the checking, so the tests call it directly; the panel only
-reads its controls, calls it, and shows the text (as it is made) or the error message. ipywidgets is
-imported only when a panel is built, so the rest of gptlib does not need it.
+`sample_text` does all the work and all the checking (the command line's ``sample`` uses it too), so
+the tests call it directly; the panel only reads its controls, calls it, and shows the text (as it
+is made) or the error message. ipywidgets is imported only when a panel is built, so the rest of
+gptlib does not need it.
 """
 
 import html
 import time
 from collections.abc import Callable
 
-import torch
 import torch.nn as nn
 
-from gptlib.errors import ConfigError
-from gptlib.sampling import check_sampling_args, iter_generate
+from gptlib.sampling import sample_text
 from gptlib.tokenizer import CharTokenizer
 
-
-def sample_text(model: nn.Module, tokenizer: CharTokenizer, prompt: str, max_new_tokens: int = 300,
-                temperature: float = 1.0, top_k: int | None = None, seed: int = 1337,
-                on_token: Callable[[str], None] | None = None) -> str:
-    """``prompt`` followed by ``max_new_tokens`` sampled characters; ``on_token`` gets each new one as
-    soon as it is made.
-
-    Everything is checked before the first character is sampled: an empty prompt, a character
-    outside the vocabulary or a number out of range is a `ValueError` whose message says what to
-    change. The same ``seed`` gives the same text.
-    """
-    if not isinstance(prompt, str) or not prompt:
-        raise ConfigError("the prompt is empty: type at least one character for the model to continue "
-                          "(a newline will do)")
-    ids = tokenizer.encode(prompt)  # an unknown character is a DataError that names it
-    check_sampling_args(max_new_tokens, temperature, top_k, tokenizer.vocab_size)
-    if not isinstance(seed, int) or isinstance(seed, bool) or not 0 <= seed < 2**63:
-        raise ConfigError(f"seed must be an integer from 0 to 2**63 - 1, got {seed!r}")
-    device = next(model.parameters()).device
-    idx = torch.tensor([ids], dtype=torch.long, device=device)  # (1,T)
-    generator = torch.Generator().manual_seed(seed)  # on the CPU: the same seed, the same draws anywhere
-    pieces = []
-    for idx_next in iter_generate(model, idx, max_new_tokens, temperature, top_k, generator):  # (1,1)
-        ch = tokenizer.decode(idx_next[0].tolist())
-        pieces.append(ch)
-        if on_token is not None:
-            on_token(ch)
-    return prompt + "".join(pieces)
+__all__ = ["SamplerWidget", "sample_text", "sampler_widget"]
 
 
 class SamplerWidget:

@@ -12,9 +12,15 @@ import torch
 
 from gptlib.bigram import BigramLanguageModel
 from gptlib.config import GPTConfig
-from gptlib.ladder import (DEFAULT_PATH, LADDER, RUNGS, LayerNormLM, MultiHeadFeedForwardLM, MultiHeadLM,
-                           ResidualLM, SingleHeadLM, ladder_budget, ladder_table, load_ladder, record_rung, scaled_up_budget)
+from pathlib import Path
+
+from gptlib.ladder import (LADDER, RUNGS, LayerNormLM, MultiHeadFeedForwardLM, MultiHeadLM, ResidualLM,
+                           SingleHeadLM, ladder_table, load_ladder, record_rung)
 from gptlib.model import GPT
+from gptlib.presets import choose, get_preset
+
+# The book's own ladder file: the chapters pass this path in; the library knows no book folder.
+BOOK_LADDER = Path(__file__).resolve().parent.parent / "book" / "results" / "ladder.json"
 
 
 RUNG_CLASSES = [SingleHeadLM, MultiHeadLM, MultiHeadFeedForwardLM, ResidualLM, LayerNormLM]
@@ -83,10 +89,11 @@ def test_layernorm_rung_is_the_gpt_with_default_init(config):
 
 
 def test_budgets_follow_the_preset_env(monkeypatch):
+    """The chapters choose their budgets with `choose`, the one place that reads GPTLIB_PRESET."""
     monkeypatch.setenv("GPTLIB_PRESET", "smoke")
-    assert ladder_budget().name == "smoke" and scaled_up_budget().name == "smoke"
+    assert choose(LADDER).name == "smoke" and choose(get_preset("cpu")).name == "smoke"
     monkeypatch.delenv("GPTLIB_PRESET")
-    assert ladder_budget() is LADDER and scaled_up_budget().name == "cpu"
+    assert choose(LADDER) is LADDER and choose(get_preset("cpu")).name == "cpu"
 
 
 def _rung(name, val=2.0):
@@ -127,9 +134,9 @@ def test_record_rung_is_atomic(tmp_path, monkeypatch):
     assert os.listdir(tmp_path) == ["ladder.json"]
 
 
-@pytest.mark.skipif(not DEFAULT_PATH.exists(), reason="the ladder has not been run yet")
+@pytest.mark.skipif(not BOOK_LADDER.exists(), reason="the ladder has not been run yet")
 def test_committed_ladder_has_every_rung_in_order():
-    ladder = load_ladder()
+    ladder = load_ladder(BOOK_LADDER)
     book_rungs = [r for r in ladder["rungs"] if r["name"] in RUNGS]
     assert [r["name"] for r in book_rungs] == list(RUNGS)
     vals = [r["val_loss"] for r in book_rungs]
@@ -144,3 +151,16 @@ def test_committed_ladder_has_every_rung_in_order():
 def test_bigram_is_the_first_rung():
     assert list(RUNGS)[0] == "bigram"
     assert BigramLanguageModel(5).block_size == 1
+
+
+def test_a_new_ladder_file_starts_from_the_one_given(tmp_path):
+    """A learner's ladder starts as a copy of the book's; the book's file is never written."""
+    book = tmp_path / "book_ladder.json"
+    record_rung(_rung("bigram", 2.5), book)
+    before = book.read_text()
+    mine = tmp_path / "runs" / "ladder.json"
+    ladder = record_rung(_rung("single_head", 2.4), mine, start_from=book)
+    assert [r["name"] for r in ladder["rungs"]] == ["bigram", "single_head"]
+    assert book.read_text() == before
+    record_rung(_rung("multi_head", 2.3), mine, start_from=book)  # exists now: start_from is unused
+    assert [r["name"] for r in load_ladder(mine)["rungs"]] == ["bigram", "single_head", "multi_head"]
