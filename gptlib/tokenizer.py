@@ -2,6 +2,7 @@
 
 from collections.abc import Iterable, Sequence
 
+from gptlib.bpe import BPETokenizer
 from gptlib.errors import DataError
 
 
@@ -62,9 +63,11 @@ class CharTokenizer:
         return isinstance(other, CharTokenizer) and self.chars == other.chars
 
 
-def tokenizer_from_dict(d: dict) -> CharTokenizer:
-    """The tokenizer that ``tokenizer.to_dict()`` described."""
+def tokenizer_from_dict(d: dict) -> "CharTokenizer | BPETokenizer":
+    """The tokenizer that ``tokenizer.to_dict()`` described: characters, or byte-level BPE (ch. 8)."""
     kind = d.get("kind") if isinstance(d, dict) else None
     if kind == "char":
         return CharTokenizer(d["chars"])
-    raise DataError(f"unknown tokenizer kind {kind!r} (this gptlib reads: char)")
+    if kind == "bpe":
+        return BPETokenizer.from_dict(d)
+    raise DataError(f"unknown tokenizer kind {kind!r} (this gptlib reads: char, bpe)")

@@ -11,7 +11,11 @@ from hypothesis import strategies as st
 from gptlib import data as gdata
 from gptlib.bpe import (GPT2_SPLIT_PATTERN, BPETokenizer, PairCounts, best_pair, count_pairs, merge,
                         split_text)
+from gptlib.checkpoint import load_checkpoint, save_checkpoint
+from gptlib.config import GPTConfig
 from gptlib.errors import ConfigError, DataError, DataNotFoundError
+from gptlib.model import GPT
+from gptlib.tokenizer import tokenizer_from_dict
 
 # Several scripts, so that merges build multi-byte characters (and pieces of them) into tokens.
 UNICODE_TEXT = (
@@ -190,6 +194,16 @@ def test_to_dict_from_dict_round_trip(unicode_tokenizer, tmp_path):
     loaded = BPETokenizer.from_dict(torch.load(tmp_path / "t.pt", weights_only=True)["tokenizer"])
     assert loaded == unicode_tokenizer
     assert loaded.encode(UNICODE_TEXT) == unicode_tokenizer.encode(UNICODE_TEXT)
+
+
+def test_a_checkpoint_keeps_the_bpe_tokenizer(unicode_tokenizer, tmp_path):
+    """save_checkpoint stores the merges; load_checkpoint (weights_only) gives the same tokenizer."""
+    config = GPTConfig(vocab_size=unicode_tokenizer.vocab_size, block_size=8, n_embd=16, n_head=2,
+                       n_layer=1, dropout=0.0)
+    save_checkpoint(tmp_path / "best.pt", GPT(config), unicode_tokenizer, config)
+    ckpt = load_checkpoint(tmp_path / "best.pt")
+    assert isinstance(ckpt.tokenizer, BPETokenizer) and ckpt.tokenizer == unicode_tokenizer
+    assert tokenizer_from_dict(unicode_tokenizer.to_dict()) == unicode_tokenizer
 
 
 # --- bad input -----------------------------------------------------------------------------------
