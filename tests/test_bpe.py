@@ -9,8 +9,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from gptlib import data as gdata
-from gptlib.bpe import (GPT2_SPLIT_PATTERN, BPETokenizer, PairCounts, best_pair, count_pairs, merge,
-                        split_text)
+from gptlib.bpe import (GPT2_SPLIT_PATTERN, BPETokenizer, PairCounts, best_pair, count_pairs, main,
+                        merge, split_text)
 from gptlib.checkpoint import load_checkpoint, save_checkpoint
 from gptlib.config import GPTConfig
 from gptlib.errors import ConfigError, DataError, DataNotFoundError
@@ -204,6 +204,14 @@ def test_a_checkpoint_keeps_the_bpe_tokenizer(unicode_tokenizer, tmp_path):
     ckpt = load_checkpoint(tmp_path / "best.pt")
     assert isinstance(ckpt.tokenizer, BPETokenizer) and ckpt.tokenizer == unicode_tokenizer
     assert tokenizer_from_dict(unicode_tokenizer.to_dict()) == unicode_tokenizer
+
+
+def test_the_timing_command_runs_on_any_text(tmp_path, capsys):
+    """``python -m gptlib.bpe --data FILE``: trains on the first 90%, reports time and compression."""
+    (tmp_path / "t.txt").write_text(UNICODE_TEXT, encoding="utf-8")
+    main(["--vocab-size", "300", "--data", str(tmp_path / "t.txt")])
+    out = capsys.readouterr().out
+    assert "trained vocab_size 300" in out and "bytes per token" in out
 
 
 # --- bad input -----------------------------------------------------------------------------------
