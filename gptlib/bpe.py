@@ -140,13 +140,15 @@ class BPETokenizer:
         self.merges: list[Pair] = []
         for rank, pair in enumerate(merges):
             new_id = MIN_VOCAB_SIZE + rank
-            if (len(pair) != 2 or any(isinstance(i, bool) or not isinstance(i, int) for i in pair)
+            if (not isinstance(pair, (list, tuple)) or len(pair) != 2
+                    or any(isinstance(i, bool) or not isinstance(i, int) for i in pair)
                     or not all(0 <= i < new_id for i in pair)):
                 raise DataError(f"merge {rank} is {pair!r}: a merge is two ids of earlier tokens "
                                 f"(0..{new_id - 1}); the merges are corrupt, train the tokenizer again")
             self.merges.append((int(pair[0]), int(pair[1])))
         if len(set(self.merges)) != len(self.merges):
-            raise DataError("the same pair is merged twice; the merges are corrupt, train the tokenizer again")
+            raise DataError("the same pair is merged twice; the merges are corrupt, train the tokenizer "
+                            "again")
         if self.vocab_size > MAX_VOCAB_SIZE:
             raise DataError(f"{len(self.merges):,} merges make more than {MAX_VOCAB_SIZE:,} tokens")
         try:

@@ -2,7 +2,6 @@
 
 from collections.abc import Iterable, Sequence
 
-from gptlib.bpe import BPETokenizer
 from gptlib.errors import DataError
 
 
@@ -63,11 +62,15 @@ class CharTokenizer:
         return isinstance(other, CharTokenizer) and self.chars == other.chars
 
 
-def tokenizer_from_dict(d: dict) -> "CharTokenizer | BPETokenizer":
+def tokenizer_from_dict(d: dict):
     """The tokenizer that ``tokenizer.to_dict()`` described: characters, or byte-level BPE (ch. 8)."""
     kind = d.get("kind") if isinstance(d, dict) else None
     if kind == "char":
         return CharTokenizer(d["chars"])
     if kind == "bpe":
+        # imported here: `import gptlib` then leaves gptlib.bpe unimported, so that
+        # `python -m gptlib.bpe` runs it as a script without runpy's warning
+        from gptlib.bpe import BPETokenizer
+
         return BPETokenizer.from_dict(d)
     raise DataError(f"unknown tokenizer kind {kind!r} (this gptlib reads: char, bpe)")

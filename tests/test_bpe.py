@@ -247,6 +247,7 @@ def test_bad_text_and_ids_are_data_errors():
     {"kind": "bpe"},
     {"kind": "bpe", "merges": [[97, 256]]},  # refers to itself
     {"kind": "bpe", "merges": [[97]]},
+    {"kind": "bpe", "merges": [97]},
     {"kind": "bpe", "merges": [[97, 98], [97, 98]]},
     {"kind": "bpe", "merges": [["a", "b"]]},
     {"kind": "bpe", "merges": [[97, 98]], "vocab_size": 300},
