@@ -16,6 +16,7 @@ In book order:
 - `gptlib.bench` (ch. 6): ``python -m gptlib bench``
 - `gptlib.attention_maps` (ch. 7): `attention_maps`, every head's weights for a prompt
 - `gptlib.widgets` (ch. 7): `sample_text`, `sampler_widget`
+- `gptlib.export` (ch. 7-8): `export_for_browser`, the model file that ``book/_static/gpt.js`` runs
 - `gptlib.config`, `gptlib.presets`: `GPTConfig`, `TrainConfig`, the named presets
 - `gptlib.checkpoint`, `gptlib.device`, `gptlib.errors`, `gptlib.cli`
 """
