@@ -171,9 +171,10 @@ def export_for_browser(model: nn.Module, tokenizer: CharTokenizer, path: str | o
     """Write ``model`` (a `GPT` or `FastGPT`) and ``tokenizer`` to ``path`` for ``gpt.js``, and a
     sidecar JSON beside it; return what the sidecar says: sha256, bytes, the export error...
 
-    ``dtype`` "float16" (the book's choice: 2 bytes a weight and logits within ~1e-3) or "int8"
-    (1 byte a weight, a larger error). ``step`` and ``val_loss`` say which checkpoint this is, and
-    ``origin`` which run made it (e.g. "book/07_train_gpt.ipynb"); the page shows all three.
+    ``dtype`` "float16" (the book's choice: 2 bytes a weight, logits within a few 1e-3 on the
+    `cpu` preset's model) or "int8" (1 byte a weight, an error about 60x larger there).
+    ``step`` and ``val_loss`` say which checkpoint this is, and ``origin`` which run made it
+    (e.g. "book/07_train_gpt.ipynb"); the page shows all three.
     """
     if dtype not in DTYPES:
         raise ConfigError(f"dtype must be one of {', '.join(DTYPES)}, got {dtype!r}")
@@ -184,7 +185,8 @@ def export_for_browser(model: nn.Module, tokenizer: CharTokenizer, path: str | o
     if tokenizer.vocab_size != model.config.vocab_size:
         raise ConfigError(f"the tokenizer has {tokenizer.vocab_size} characters but the model's "
                           f"vocab_size is {model.config.vocab_size}; export the tokenizer it was trained with")
-    source = {k: v for k, v in (("step", step), ("val_loss", val_loss), ("origin", origin)) if v is not None}
+    source = {k: cast(v) for k, v, cast in (("step", step, int), ("val_loss", val_loss, float),
+                                            ("origin", origin, str)) if v is not None}
     data = _export_bytes(model, tokenizer, dtype, source)
     header, state = _parse(data)
     rebuilt = GPT(model.config)
