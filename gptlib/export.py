@@ -184,7 +184,7 @@ def export_for_browser(model: nn.Module, tokenizer: CharTokenizer, path: str | o
     model = _readable_copy(model)
     if tokenizer.vocab_size != model.config.vocab_size:
         raise ConfigError(f"the tokenizer has {tokenizer.vocab_size} characters but the model's "
-                          f"vocab_size is {model.config.vocab_size}; export the tokenizer it was trained with")
+                          f"vocab_size is {model.config.vocab_size}; export the model's own tokenizer")
     source = {k: cast(v) for k, v, cast in (("step", step, int), ("val_loss", val_loss, float),
                                             ("origin", origin, str)) if v is not None}
     data = _export_bytes(model, tokenizer, dtype, source)

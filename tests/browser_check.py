@@ -85,7 +85,8 @@ def main() -> int:
 
     port = free_port()
     server = subprocess.Popen([sys.executable, "-m", "http.server", str(port), "--bind", "127.0.0.1",
-                               "--directory", str(HTML)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                               "--directory", str(HTML)],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     url = f"http://127.0.0.1:{port}/{PAGE}"
     try:
         for _ in range(100):  # wait for the server to answer
@@ -101,7 +102,8 @@ def main() -> int:
         seconds = time.perf_counter() - t0
         if args.screenshot:
             subprocess.run([browser, *FLAGS, budget, "--window-size=1280,2000",
-                            f"--screenshot={args.screenshot.resolve()}", url], capture_output=True, timeout=300)
+                            f"--screenshot={args.screenshot.resolve()}", url],
+                           capture_output=True, timeout=300)
     finally:
         server.terminate()
         server.wait()
