@@ -138,7 +138,8 @@ def main(argv: list[str] | None = None) -> int:
                 started = time.perf_counter()
                 problem = run_notebook(path, args.timeout)
                 took = time.perf_counter() - started
-                print(f"{'FAIL' if problem else 'ok  '} ipywidgets {version:<3} {path.name:<28} {took:5.0f} s", flush=True)
+                status = "FAIL" if problem else "ok  "
+                print(f"{status} ipywidgets {version:<3} {path.name:<28} {took:5.0f} s", flush=True)
                 if problem:
                     print("     " + problem.replace("\n", "\n     "), flush=True)
                     failed.append(f"{path.name} (ipywidgets {version})")
