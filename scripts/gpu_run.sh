@@ -4,24 +4,28 @@
 #
 #   bash scripts/gpu_run.sh                  # every step below, in order
 #   bash scripts/gpu_run.sh bench lecture    # only some steps (setup always runs)
-#   bash scripts/gpu_run.sh --dry-run        # the same steps on this CPU with the smoke preset, in
-#                                            # seconds, writing only under runs/gpu_run_dry/: try the
-#                                            # script here before spending GPU time on it
+#   bash scripts/gpu_run.sh --dry-run        # the same steps on the CPU with the smoke preset,
+#                                            # writing only under runs/gpu_run_dry/ (about 3 minutes on
+#                                            # a 2-core CPU, 1 of them compiling): try the script there
+#                                            # before spending GPU time on it
 #
-# Steps:
+# Steps (chapter 7 before the lecture run: its outputs are what the book commits, so a run cut short
+# by a time limit has them first):
 #   setup     install what is missing: from the wheels in .whl/ if there are any (offline; fetch them
 #             beforehand with scripts/gpu_wheels.sh), else with pip; check the GPU and the data
 #   bench     python -m gptlib bench --device cuda --json book/results/bench_gpu.json
-#   lecture   python -m gptlib train --preset lecture --out runs/lecture (5,000 steps; replaces a
-#             previous runs/lecture), printing the loss at each evaluation and a sample
 #   chapter7  re-executes book/07_train_gpt.ipynb in place on the GPU (GPTLIB_PRESET unset: the
 #             lecture preset), which also records the ladder's top rung in book/results/ladder.json
+#             (GPTLIB_RESULTS=book/results)
+#   lecture   python -m gptlib train --preset lecture --out runs/lecture (5,000 steps; replaces a
+#             previous runs/lecture), printing the loss at each evaluation and a sample
 #   compile   times 300 lecture steps with and without torch.compile (is compiling worth it?)
 #
-# Time: nanoGPT reports about 3 minutes on one A100 for this model and data (its
-# config/train_shakespeare_char.py, with torch.compile and more evaluations than the lecture preset),
-# so on an A100 or newer expect about 2-3 minutes for each of `lecture` and `chapter7`, about a minute
-# each for `bench` and `compile`: under 10 minutes in all. A T4 takes several times longer.
+# Time, estimated (not yet measured here): nanoGPT's README reports about 3 minutes on one A100 for
+# this model and data (its config/train_shakespeare_char.py, with torch.compile and twice as many
+# evaluations as the lecture preset), so on an A100 or newer expect 2-3 minutes for each of
+# `chapter7` and `lecture` and about a minute each for `bench` and `compile`: under 10 minutes of GPU
+# time in all. A T4 takes several times longer: run the steps one or two at a time there.
 #
 # Logs: everything printed goes to $OUT/gpu_run.log (OUT defaults to runs/gpu_run/), and the results
 # are copied there too: bench_gpu.json, lecture.log, 07_train_gpt.ipynb, ladder.json.
@@ -48,7 +52,7 @@ exec > >(tee -a "$out/gpu_run.log") 2>&1
 export PYTHONUNBUFFERED=1 PYTHONPATH="$root${PYTHONPATH:+:$PYTHONPATH}" GPU_RUN_DEVICE=$device
 
 steps=("$@")
-[ ${#steps[@]} -gt 0 ] || steps=(bench lecture chapter7 compile)
+[ ${#steps[@]} -gt 0 ] || steps=(bench chapter7 lecture compile)
 for step in "${steps[@]}"; do
   case $step in bench|lecture|chapter7|compile) ;; *) echo "unknown step '$step'" >&2; exit 2 ;; esac
 done
@@ -115,10 +119,11 @@ for step in "${steps[@]}"; do
         | tee "$out/lecture.log"
       ;;
     chapter7)
-      if (( dry )); then  # into a copy under $out, not in place
-        (cd book && "$py" -m jupyter execute 07_train_gpt.ipynb --output="$out/07_train_gpt")
-      else
-        (cd book && "$py" -m jupyter execute --inplace 07_train_gpt.ipynb)
+      if (( dry )); then  # into a copy under $out, not in place; the ladder under runs/
+        (cd book && GPTLIB_RESULTS=$runs "$py" -m jupyter execute 07_train_gpt.ipynb \
+          --output="$out/07_train_gpt")
+      else  # the notebook records its rung into the book's ladder (GPTLIB_RESULTS)
+        (cd book && GPTLIB_RESULTS=book/results "$py" -m jupyter execute --inplace 07_train_gpt.ipynb)
         cp book/07_train_gpt.ipynb book/results/ladder.json "$out/"
       fi
       ;;
