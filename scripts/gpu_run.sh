@@ -63,6 +63,25 @@ mark() { timings+=("$1 $(( SECONDS - $2 ))s"); }
 # --- setup ---------------------------------------------------------------------------------------
 t=$SECONDS
 echo "== setup ($(date -u '+%Y-%m-%d %H:%M UTC'))"
+"$py" - <<'EOF'  # first the GPU: nothing is installed on a machine without one
+import os
+
+import torch
+
+from gptlib.run import describe_plan
+from gptlib.speed import speed_plan
+
+print(f"torch {torch.__version__}, CUDA {torch.version.cuda}")
+device = os.environ["GPU_RUN_DEVICE"]
+if device == "cuda":
+    if not torch.cuda.is_available():
+        raise SystemExit("no CUDA GPU here: this script is for a GPU machine (--dry-run tries it on the CPU)")
+    print(f"GPU: {torch.cuda.get_device_name()}, compute capability {torch.cuda.get_device_capability()}")
+print(f"speed plan on {device}: {describe_plan(speed_plan(device))}")
+EOF
+if (( !dry )) && command -v nvidia-smi > /dev/null; then
+  nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv
+fi
 missing=$("$py" - <<'EOF'
 import importlib.util
 need = {"tqdm": "tqdm", "numpy": "numpy", "matplotlib": "matplotlib", "ipywidgets": "ipywidgets",
@@ -79,30 +98,11 @@ if [ -n "$missing" ]; then
     export PYTHONPATH="$PYTHONPATH:$site" PATH="$site/bin:$PATH"
     echo "installed $(ls "$wheels"/*.whl | wc -l) wheels from $wheels into $site"
   else
-    "$py" -m pip install -q $missing
+    "$py" -m pip install -q $missing  # (split into one name each on purpose)
   fi
 fi
-"$py" - <<'EOF'
-import os
-
-import torch
-
-from gptlib.data import load_text
-from gptlib.run import describe_plan
-from gptlib.speed import speed_plan
-
-print(f"torch {torch.__version__}, CUDA {torch.version.cuda}")
-device = os.environ["GPU_RUN_DEVICE"]
-if device == "cuda":
-    if not torch.cuda.is_available():
-        raise SystemExit("no CUDA GPU here: this script is for a GPU machine (--dry-run tries it on the CPU)")
-    print(f"GPU: {torch.cuda.get_device_name()}, compute capability {torch.cuda.get_device_capability()}")
-print(f"speed plan on {device}: {describe_plan(speed_plan(device))}")
-print(f"data: {len(load_text()):,} characters")  # fails now, not after the benchmark, if it is missing
-EOF
-if (( !dry )) && command -v nvidia-smi > /dev/null; then
-  nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv
-fi
+# the data: fails now, not after the benchmark, if it is missing
+"$py" -c 'from gptlib.data import load_text; print(f"data: {len(load_text()):,} characters")'
 mark setup "$t"
 
 # --- the steps -----------------------------------------------------------------------------------

@@ -5,7 +5,7 @@
 # has already (numpy, matplotlib, tqdm, attrs, packaging, psutil, pygments, python-dateutil,
 # typing-extensions) are not fetched.
 #
-#   bash scripts/gpu_wheels.sh            # into .whl/ (keep it out of git: echo /.whl/ >> .git/info/exclude)
+#   bash scripts/gpu_wheels.sh            # into .whl/ (ignored by git)
 #   bash scripts/gpu_wheels.sh DIR        # into DIR
 set -euo pipefail
 cd "$(dirname "$0")/.."

@@ -6,7 +6,11 @@ Run: pytest tests/test_gpu_path.py
 """
 
 import math
+import os
+import subprocess
+import sys
 from dataclasses import replace
+from pathlib import Path
 
 import pytest
 import torch
@@ -259,3 +263,22 @@ def test_the_sync_counter_sees_a_per_step_wait(count_syncs):
     at every step (and torch's loop reads each parameter's step count), and the counter sees it."""
     few, many = syncs_in_a_run(count_syncs, READABLE, 8), syncs_in_a_run(count_syncs, READABLE, 24)
     assert many - few >= 16
+
+
+# --- the prepared GPU script --------------------------------------------------------------------
+
+SCRIPT = Path(__file__).resolve().parent.parent / "scripts" / "gpu_run.sh"
+
+
+def test_the_gpu_script_parses():
+    assert subprocess.run(["bash", "-n", str(SCRIPT)]).returncode == 0
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has a GPU")
+def test_the_gpu_script_stops_at_setup_without_a_gpu(tmp_path):
+    """Without a GPU it says so and stops before any step (``--dry-run`` is the way to try it here)."""
+    result = subprocess.run(["bash", str(SCRIPT), "bench"], capture_output=True, text=True, timeout=120,
+                            env={**os.environ, "OUT": str(tmp_path), "PYTHON": sys.executable})
+    assert result.returncode != 0
+    assert "no CUDA GPU here" in result.stdout + result.stderr and "== bench" not in result.stdout
+    assert "no CUDA GPU here" in (tmp_path / "gpu_run.log").read_text()
