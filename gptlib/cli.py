@@ -19,7 +19,7 @@ from gptlib.errors import GPTLibError
 from gptlib.presets import PRESETS, Preset, get_preset
 from gptlib.run import Run, train_run
 from gptlib.sampling import stream_text
-from gptlib.speed import READABLE
+from gptlib.speed import PRECISIONS, READABLE
 
 
 def _add_config_options(parser: argparse.ArgumentParser, config_class, skip=()) -> None:
@@ -65,6 +65,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="start a new run in an --out folder that already holds one, replacing its checkpoints")
     t.add_argument("--readable", action="store_true",
                    help="train the readable GPT in fp32 instead of the speed plan's fast path (ch. 6)")
+    t.add_argument("--dtype", choices=PRECISIONS, default=None,
+                   help="training precision (default: the speed plan's: bfloat16 on Ampere or newer GPUs, "
+                        "float16 with a GradScaler on a T4 or V100, float32 on a CPU)")
+    t.add_argument("--compile", action=argparse.BooleanOptionalAction, default=None,
+                   help="torch.compile the model for the training steps (default: off)")
     _add_config_options(t, GPTConfig, skip=("vocab_size",))
     _add_config_options(t, TrainConfig)
 
@@ -105,8 +110,8 @@ def run_from_args(args: argparse.Namespace) -> Run:
         base = get_preset(args.preset or "cpu")
     return Run(model=replace(base.model, **_overrides(args, GPTConfig)),
                train=replace(base.train, **_overrides(args, TrainConfig)),
-               speed=READABLE if args.readable else None, data=args.data, out=Path(args.out),
-               device=args.device, name=base.name)
+               speed=READABLE if args.readable else None, dtype=args.dtype, compile=args.compile,
+               data=args.data, out=Path(args.out), device=args.device, name=base.name)
 
 
 def cmd_train(args: argparse.Namespace) -> None:
