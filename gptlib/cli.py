@@ -63,6 +63,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="continue the run in --out from its last.pt with the saved configs (exact on the same CPU)")
     t.add_argument("--overwrite", action="store_true",
                    help="start a new run in an --out folder that already holds one, replacing its checkpoints")
+    t.add_argument("--tokenizer", default=None, choices=("char", "bpe"),
+                   help="char: one token per character (default); bpe: byte-level BPE trained on the train "
+                        "split (ch. 8)")
+    t.add_argument("--vocab-size", default=None, type=int,
+                   help="with --tokenizer bpe: tokens in the vocabulary, 256 to 65536 (default 512)")
     t.add_argument("--readable", action="store_true",
                    help="train the readable GPT in fp32 instead of the speed plan's fast path (ch. 6)")
     t.add_argument("--dtype", choices=PRECISIONS, default=None,
@@ -111,7 +116,8 @@ def run_from_args(args: argparse.Namespace) -> Run:
     return Run(model=replace(base.model, **_overrides(args, GPTConfig)),
                train=replace(base.train, **_overrides(args, TrainConfig)),
                speed=READABLE if args.readable else None, dtype=args.dtype, compile=args.compile,
-               data=args.data, out=Path(args.out), device=args.device, name=base.name)
+               data=args.data, tokenizer=args.tokenizer, vocab_size=args.vocab_size, out=Path(args.out),
+               device=args.device, name=base.name)
 
 
 def cmd_train(args: argparse.Namespace) -> None:

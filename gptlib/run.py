@@ -27,7 +27,6 @@ from pathlib import Path
 import torch
 import torch.nn as nn
 
-from gptlib.batches import train_val_split
 from gptlib.checkpoint import (Checkpoint, load_checkpoint, remove_stale_temp_files, resume_training_state,
                                save_checkpoint, save_training_state)
 from gptlib.config import GPTConfig, TrainConfig
@@ -54,15 +53,34 @@ class Corpus:
     source: str  # where the text came from, for messages
 
 
-def load_corpus(path: str | os.PathLike | None = None, tokenizer: CharTokenizer | None = None) -> Corpus:
-    """Read the text (``path``, else verified Tiny Shakespeare), tokenize it (with ``tokenizer``, else
-    one made from the text) and split it 90/10."""
+TOKENIZERS = ("char", "bpe")
+
+
+def load_corpus(path: str | os.PathLike | None = None, tokenizer=None, *, kind: str = "char",
+                vocab_size: int | None = None) -> Corpus:
+    """Read the text (``path``, else verified Tiny Shakespeare), split it 90/10 by characters, and
+    tokenize both parts with ``tokenizer``, else a new one of ``kind``: "char" (every character of
+    the text) or "bpe" (byte-level BPE with ``vocab_size`` tokens, trained on the train part only).
+
+    The split is made on the text, so the validation text is the same characters whatever the
+    tokenizer: losses of different tokenizers can be compared per character (chapter 8).
+    """
     text = load_text(path)
-    tokenizer = tokenizer or CharTokenizer.from_text(text)
-    data = torch.tensor(tokenizer.encode(text), dtype=torch.long)  # (N,)
-    train_data, val_data = train_val_split(data)
+    n = int(0.9 * len(text))  # the first 90% of the characters to train on
+    if tokenizer is None:
+        if kind == "bpe":
+            from gptlib.bpe import BPETokenizer
+
+            tokenizer = BPETokenizer.train(text[:n], vocab_size or DEFAULT_BPE_VOCAB)
+        else:
+            tokenizer = CharTokenizer.from_text(text)
+    train_data = torch.tensor(tokenizer.encode(text[:n]), dtype=torch.long)  # (N_train,)
+    val_data = torch.tensor(tokenizer.encode(text[n:]), dtype=torch.long)  # (N_val,)
     return Corpus(text, tokenizer, train_data, val_data, hashlib.sha256(text.encode("utf-8")).hexdigest(),
                   str(path) if path is not None else "Tiny Shakespeare")
+
+
+DEFAULT_BPE_VOCAB = 512
 
 
 @dataclass(frozen=True)
@@ -76,6 +94,8 @@ class Run:
     dtype: str | None = None  # "float32", "bfloat16" or "float16" instead of the plan's precision
     compile: bool | None = None  # torch.compile on or off instead of the plan's choice
     data: Path | None = None  # a UTF-8 text file; None: Tiny Shakespeare
+    tokenizer: str | None = None  # "char" or "bpe"; None: "char" (a resumed run: the saved one)
+    vocab_size: int | None = None  # BPE only: tokens in the vocabulary (default 512)
     out: Path | None = None
     device: str = "auto"
     name: str = "custom"  # the preset's name, for the log
@@ -83,6 +103,11 @@ class Run:
     def __post_init__(self):
         if self.dtype is not None and self.dtype not in PRECISIONS:
             raise ConfigError(f"unknown dtype {self.dtype!r}; choose one of: {', '.join(PRECISIONS)}")
+        if self.tokenizer is not None and self.tokenizer not in TOKENIZERS:
+            raise ConfigError(f"unknown tokenizer {self.tokenizer!r}; choose one of: {', '.join(TOKENIZERS)}")
+        if self.vocab_size is not None and self.tokenizer != "bpe":
+            raise ConfigError("--vocab-size sets the size of a BPE vocabulary; give it with --tokenizer bpe "
+                              "(a character tokenizer has one token per character of the text)")
 
     @classmethod
     def from_preset(cls, preset: Preset, **fields) -> "Run":
@@ -156,7 +181,8 @@ def train_run(run: Run, *, resume: bool = False, overwrite: bool = False, callba
     else:
         plan = run.plan(device)
     if corpus is None:
-        corpus = load_corpus(run.data, checkpoint.tokenizer if checkpoint else None)
+        corpus = load_corpus(run.data, checkpoint.tokenizer if checkpoint else None,
+                             kind=run.tokenizer or "char", vocab_size=run.vocab_size)
     if checkpoint is not None and checkpoint.extra.get("data_sha256", corpus.sha256) != corpus.sha256:
         raise DataError(f"{out / LAST} was trained on different text than {corpus.source}; resume with "
                         f"the same --data as the run that wrote it")
@@ -259,6 +285,11 @@ def _check_same_run(run: Run, checkpoint: Checkpoint, path: Path) -> None:
     if run.compile is not None and run.compile != saved_plan.compile:
         conflicts.append(f"torch.compile (saved {'on' if saved_plan.compile else 'off'}, "
                          f"asked {'on' if run.compile else 'off'})")
+    saved_kind = checkpoint.tokenizer.to_dict()["kind"]
+    if run.tokenizer is not None and run.tokenizer != saved_kind:
+        conflicts.append(f"tokenizer (saved {saved_kind!r}, asked {run.tokenizer!r})")
+    if run.vocab_size is not None and run.vocab_size != checkpoint.tokenizer.vocab_size:
+        conflicts.append(f"vocab_size (saved {checkpoint.tokenizer.vocab_size}, asked {run.vocab_size})")
     if conflicts:
         raise ConfigError(f"--resume continues with the configs saved in {path}, but the run asks for "
                           f"others: {'; '.join(conflicts)}. Drop those options, or start a new run with "

@@ -14,6 +14,7 @@ the logits, which a GPU computes in another order).
 Shapes: B = batch, T = time, V = vocabulary size.
 """
 
+import codecs
 import math
 from collections.abc import Callable, Iterator
 
@@ -137,7 +138,18 @@ def stream_text(model: nn.Module, tokenizer, prompt: str, max_new_tokens: int = 
     device = next(model.parameters()).device
     idx = torch.tensor([ids], dtype=torch.long, device=device)  # (1,T)
     tokens = _iter_tokens(model, idx, max_new_tokens, temperature, top_k, generator)
+    if hasattr(tokenizer, "decode_bytes"):  # BPE: a character's bytes may span two tokens
+        return _utf8_pieces(tokenizer, tokens)
     return (tokenizer.decode(tok[0].tolist()) for tok in tokens)
+
+
+def _utf8_pieces(tokenizer, tokens: Iterator[torch.Tensor]) -> Iterator[str]:
+    """Each token's text as soon as its bytes complete a character (a byte-level tokenizer may
+    split one character's UTF-8 bytes across tokens); bytes that never do become U+FFFD."""
+    decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+    for tok in tokens:
+        yield decoder.decode(tokenizer.decode_bytes(tok[0].tolist()))
+    yield decoder.decode(b"", final=True)
 
 
 def sample_text(model: nn.Module, tokenizer, prompt: str, max_new_tokens: int = 300,

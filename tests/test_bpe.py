@@ -256,3 +256,21 @@ def test_bad_text_and_ids_are_data_errors():
 def test_malformed_description_is_a_data_error(d):
     with pytest.raises(DataError):
         BPETokenizer.from_dict(d)
+
+
+def test_train_and_sample_with_bpe_on_the_command_line(tmp_path, capsys):
+    """The issue's commands: train --tokenizer bpe, then sample reads the tokenizer from the checkpoint;
+    a prompt always encodes (bytes can encode anything), so there is no unknown-character error."""
+    from gptlib.cli import main
+
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_text("ROMEO: But soft, what light through yonder window breaks? Café ✓\n" * 200)
+    out = tmp_path / "run"
+    assert main(["train", "--preset", "smoke", "--tokenizer", "bpe", "--vocab-size", "270",
+                 "--data", str(corpus), "--out", str(out), "--sample-tokens", "0"]) == 0
+    capsys.readouterr()
+    assert main(["sample", "--checkpoint", str(out / "best.pt"), "--prompt", "ROMEO: ☃ 日本",
+                 "--max-new-tokens", "10"]) == 0
+    assert capsys.readouterr().out.startswith("ROMEO: ☃ 日本")
+    from gptlib.checkpoint import load_checkpoint
+    assert load_checkpoint(out / "best.pt").tokenizer.vocab_size == 270
