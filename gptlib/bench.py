@@ -6,9 +6,10 @@
 
 Method: one process; a warm-up step for each model, then rounds that alternate between the models
 (so a noisy neighbour slows both alike); medians. MFU (model FLOPs utilisation) is the model's
-FLOPs per second over this machine's matmul peak, measured here by the same command (fp32 on a CPU,
-bf16 on a GPU). FLOPs per token follow nanoGPT's ``estimate_mfu``: 6 N (N = parameters in matmuls)
-plus 12 L T C for the attention scores and the weighted sum, forward and backward.
+FLOPs per second over this machine's matmul peak, measured here by the same command in the plan's
+precision (fp32 on a CPU; bf16, or fp16 on a T4 or V100, on a GPU). FLOPs per token follow nanoGPT's
+``estimate_mfu``: 6 N (N = parameters in matmuls) plus 12 L T C for the attention scores and the
+weighted sum, forward and backward.
 
 The JSON file is nested: ``{"train": {"readable_tok_s": ...}, "sample": {...}, "time_to_loss": {...},
 "machine": {...}}``, so the dotted key ``train.speedup`` is ``data["train"]["speedup"]``
@@ -293,7 +294,7 @@ def run_bench(args: argparse.Namespace) -> dict:
     results = {"preset": preset.name, "machine": machine_info(device), "plan": asdict(plan),
                "model": asdict(config), "parameters": count_parameters(GPT(config))}
     if not args.no_train:
-        peak_dtype = torch.bfloat16 if plan.autocast_dtype == "bfloat16" else torch.float32
+        peak_dtype = getattr(torch, plan.precision)  # the plan's: bf16 on Ampere+, fp16 on a T4, else fp32
         results["peak_dtype"] = str(peak_dtype).removeprefix("torch.")
         results["peak_flops"] = matmul_peak(device, peak_dtype)
         results["train"] = bench_training(config, corpus.train_data, args.batch_size or preset.train.batch_size, device,

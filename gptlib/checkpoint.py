@@ -20,6 +20,7 @@ The file is a plain dict (only tensors, numbers, strings, lists, tuples and dict
         history           History.to_dict(): step, train_loss, val_loss, lr, elapsed per evaluation
         best_val_loss     the lowest val loss so far
         optimizer         the optimizer's state_dict (AdamW moments and step counts)
+        scaler            fp16 runs only: the GradScaler's state_dict (its scale and growth tracker)
         rng               torch (CPU global), cuda (one per GPU, [] without), batch and eval
                           (the `TrainState` generators): each a ByteTensor from get_state()
 """
@@ -198,6 +199,8 @@ def save_training_state(path: str | os.PathLike, state: TrainState, tokenizer: C
         "optimizer": state.optimizer.state_dict(),
         "rng": rng_states(state),
     }
+    if state.scaler is not None:  # fp16: the loss scale it has settled on (reading it waits for the GPU)
+        training["scaler"] = state.scaler.state_dict()
     return save_checkpoint(path, state.model, tokenizer, model_config, state.config, state.step,
                            {**(extra or {}), **training})
 
@@ -210,7 +213,8 @@ def resume_training_state(checkpoint: "Checkpoint | str | os.PathLike", model: n
     This also sets torch's global random state (CPU, and CUDA when saved and present) to the
     saved one, because dropout draws from it: build the model *before* calling this, and
     call `train` right after, so nothing else draws random numbers in between (`gptlib.run.train_run`
-    does both). ``fused`` picks AdamW's fused kernel, as the run's speed plan did.
+    does both). ``fused`` picks AdamW's fused kernel, as the run's speed plan did. An fp16 run's
+    GradScaler comes back with its saved scale.
     """
     ckpt = checkpoint if isinstance(checkpoint, Checkpoint) else load_checkpoint(checkpoint)
     if not ckpt.resumable:
@@ -226,6 +230,10 @@ def resume_training_state(checkpoint: "Checkpoint | str | os.PathLike", model: n
         rng = ckpt.extra["rng"]
         batch_generator = torch.Generator().set_state(rng["batch"])
         eval_generator = torch.Generator().set_state(rng["eval"])
+        scaler = None
+        if "scaler" in ckpt.extra:
+            scaler = torch.amp.GradScaler(torch.device(device).type)
+            scaler.load_state_dict(ckpt.extra["scaler"])
         torch.set_rng_state(rng["torch"])
         if rng["cuda"] and torch.cuda.is_available():
             # A machine with fewer GPUs than the one that saved restores the ones it has.
@@ -234,4 +242,5 @@ def resume_training_state(checkpoint: "Checkpoint | str | os.PathLike", model: n
     except (KeyError, TypeError, ValueError, RuntimeError, AttributeError) as err:
         raise CheckpointError(f"the checkpoint's training state is damaged: {type(err).__name__}: {err}") from None
     return TrainState(model=model, optimizer=optimizer, config=ckpt.train_config, step=ckpt.step,
-                      history=history, batch_generator=batch_generator, eval_generator=eval_generator)
+                      history=history, batch_generator=batch_generator, eval_generator=eval_generator,
+                      scaler=scaler)

@@ -23,7 +23,7 @@ from gptlib.files import path_arg
 from gptlib.presets import PRESETS, Preset, get_preset
 from gptlib.run import Run, train_run
 from gptlib.sampling import default_prompt, stream_text
-from gptlib.speed import READABLE
+from gptlib.speed import PRECISIONS, READABLE
 
 
 def _add_config_options(parser: argparse.ArgumentParser, config_class, skip=(), description=None) -> None:
@@ -72,6 +72,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="start a new run in an --out folder that already holds one, replacing its checkpoints")
     t.add_argument("--readable", action="store_true",
                    help="train the readable GPT in fp32 instead of the speed plan's fast path (ch. 6)")
+    t.add_argument("--dtype", choices=PRECISIONS, default=None,
+                   help="training precision (default: the speed plan's: bfloat16 on Ampere or newer GPUs, "
+                        "float16 with a GradScaler on a T4 or V100, float32 on a CPU)")
+    t.add_argument("--compile", action=argparse.BooleanOptionalAction, default=None,
+                   help="torch.compile the model for the training steps (default: off)")
     _add_config_options(t, GPTConfig, skip=("vocab_size",))
     _add_config_options(t, TrainConfig, description="--min-lr follows --learning-rate (the preset's ratio "
                         "between them) unless it is given too")
@@ -119,8 +124,8 @@ def run_from_args(args: argparse.Namespace) -> Run:
         train["min_lr"] = min(base.train.min_lr * ratio, train["learning_rate"])
     return Run(model=replace(base.model, **_overrides(args, GPTConfig)),
                train=replace(base.train, **train),
-               speed=READABLE if args.readable else None, data=args.data, out=Path(args.out),
-               device=args.device, name=base.name)
+               speed=READABLE if args.readable else None, dtype=args.dtype, compile=args.compile,
+               data=args.data, out=Path(args.out), device=args.device, name=base.name)
 
 
 def cmd_train(args: argparse.Namespace) -> None:

@@ -6,6 +6,12 @@ Where the text comes from, in order:
 2. the ``GPTLIB_DATA`` environment variable (a local copy of Tiny Shakespeare; checksum verified),
 3. the cache, ``data/tinyshakespeare.txt`` in a checkout (else ``~/.cache/gptlib``), checksum verified,
 4. a download from ``TINY_SHAKESPEARE_URL``, written atomically (temp file, then rename).
+
+A relative ``GPTLIB_DATA`` is looked up in two places, in this order: the current working folder,
+then the repository root (the checkout this package lives in). So
+``export GPTLIB_DATA=../shared/data/tinyshakespeare.txt``, typed at the repository root, also works
+in a notebook, whose kernel runs in ``book/`` (or in ``/content`` on Colab), and in a command run
+from any other folder. Nothing else is searched; an absolute path is used as it is.
 """
 
 import hashlib
@@ -25,12 +31,38 @@ FILENAME = "tinyshakespeare.txt"
 ENV_VAR = "GPTLIB_DATA"
 
 
+def repo_root() -> Path | None:
+    """The checkout this package lives in (an editable install, or a clone on ``sys.path``), else None."""
+    repo = Path(__file__).resolve().parent.parent
+    return repo if (repo / "pyproject.toml").is_file() else None
+
+
 def default_cache_dir() -> Path:
     """``data/`` beside the package in a checkout (editable install), else ``~/.cache/gptlib``."""
-    repo = Path(__file__).resolve().parent.parent
-    if (repo / "pyproject.toml").is_file() and (repo / "data").is_dir():
+    repo = repo_root()
+    if repo is not None and (repo / "data").is_dir():
         return repo / "data"
     return Path.home() / ".cache" / "gptlib"
+
+
+def resolve_override(value: str) -> Path:
+    """The file a ``GPTLIB_DATA`` value names: an absolute path as it is, a relative one looked up in
+    the working folder and then the repository root (the first that holds a file)."""
+    path = Path(value).expanduser()
+    if path.is_absolute():
+        if not path.is_file():
+            raise DataNotFoundError(f"{ENV_VAR} points at {path}, which is not a file; fix the path or unset "
+                                    f"{ENV_VAR} to download the data into the cache")
+        return path
+    places = [Path.cwd()] + [root for root in [repo_root()] if root is not None]
+    for place in places:
+        if (place / path).is_file():
+            return (place / path).resolve()
+    looked = " nor ".join(f"{place / path}" for place in places)
+    raise DataNotFoundError(f"{ENV_VAR}={value} is a relative path, and there is no file at {looked}. A "
+                            f"relative {ENV_VAR} is looked up in the working folder, then the repository "
+                            f"root: fix the path, give an absolute one (export {ENV_VAR}=$PWD/{value} "
+                            f"in the folder you meant), or unset {ENV_VAR} to download the data")
 
 
 def sha256_of(path: Path) -> str:
@@ -78,7 +110,8 @@ def download(url: str, dest: Path, sha256: str, *, timeout: float = 30.0, progre
 def _missing_message(dest: Path, reason: str) -> str:
     return (f"Tiny Shakespeare is not available offline and could not be downloaded ({reason}). "
             f"Place the file ({TINY_SHAKESPEARE_BYTES:,} bytes, sha256 {TINY_SHAKESPEARE_SHA256}) at "
-            f"{dest}, or set {ENV_VAR}=/path/to/tinyshakespeare.txt. It is at {TINY_SHAKESPEARE_URL}")
+            f"{dest}, or set {ENV_VAR}=/path/to/tinyshakespeare.txt (a relative path is looked up in the "
+            f"working folder, then the repository root). It is at {TINY_SHAKESPEARE_URL}")
 
 
 def tiny_shakespeare_path(*, cache_dir: Path | None = None, url: str = TINY_SHAKESPEARE_URL,
@@ -86,10 +119,7 @@ def tiny_shakespeare_path(*, cache_dir: Path | None = None, url: str = TINY_SHAK
     """The path of a verified copy of Tiny Shakespeare, downloading it into the cache if needed."""
     override = os.environ.get(ENV_VAR)
     if override:
-        path = Path(override).expanduser()
-        if not path.is_file():
-            raise DataNotFoundError(f"{ENV_VAR} points at {path}, which is not a file; fix the path or unset "
-                                    f"{ENV_VAR} to download the data into the cache")
+        path = resolve_override(override)
         if sha256_of(path) != TINY_SHAKESPEARE_SHA256:
             raise DataError(f"{path} (from {ENV_VAR}) is not Tiny Shakespeare: its sha256 is not "
                             f"{TINY_SHAKESPEARE_SHA256}. Point {ENV_VAR} at a good copy, or pass your own "

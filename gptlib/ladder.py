@@ -22,7 +22,6 @@ Shapes: B = batch, T = time, C = channels (n_embd), V = vocabulary size.
 
 import json
 import os
-import time
 from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
@@ -36,7 +35,7 @@ from gptlib.config import GPTConfig, TrainConfig
 from gptlib.files import atomic_write
 from gptlib.model import GPT, FeedForward, count_parameters
 from gptlib.presets import Preset
-from gptlib.run import Corpus, Run, train_run
+from gptlib.run import Corpus, Run, RunResult, train_run
 from gptlib.speed import READABLE
 
 # The shared budget: the lecture's small model (32 wide, 4 heads, 3 blocks, context 8, batch 32), with
@@ -198,19 +197,25 @@ def train_rung(name: str, make_model: Callable[[GPTConfig], nn.Module], budget: 
     with ``budget.train`` through `gptlib.run.train_run`, and return its ladder entry (a JSON-ready
     dict). Every rung starts alike: the run seeds the weights and the batches with ``budget.train.seed``.
     The rungs train the readable way (``speed``: `READABLE`), as the chapters write them."""
-    start = time.perf_counter()
     run = Run.from_preset(budget, speed=speed, device=str(device))
     result = train_run(run, make_model=make_model, corpus=corpus, progress=progress, log=lambda _: None)
+    return rung_entry(name, result, label=label)
+
+
+def rung_entry(name: str, result: RunResult, *, at: int = -1, label: str | None = None,
+               device: str | None = None) -> dict:
+    """The ladder entry of a finished run: its losses at evaluation ``at`` (the last by default; the
+    best checkpoint's index for a run that keeps it), parameters, wall time and history."""
     history = result.history.to_dict()
     return {
         "name": name,
         "label": label or RUNGS.get(name, name),
-        "val_loss": history["val_loss"][-1],
-        "train_loss": history["train_loss"][-1],
+        "val_loss": history["val_loss"][at],
+        "train_loss": history["train_loss"][at],
         "params": count_parameters(result.model),
-        "wall_s": round(time.perf_counter() - start, 1),
-        "device": str(result.device),
-        "budget": budget.name,
+        "wall_s": round(history["elapsed"][-1], 1),
+        "device": device or str(result.device),
+        "budget": result.run.name,
         "history": history,
     }
 
@@ -228,15 +233,16 @@ def _ladder_index(name: str) -> float:
     return order.index(name) if name in order else float("inf")
 
 
-def record_rung(rung: dict, path: str | os.PathLike) -> dict:
+def record_rung(rung: dict, path: str | os.PathLike, *, start_from: str | os.PathLike | None = None) -> dict:
     """Add ``rung`` to the ladder file and return the new ladder.
 
     An entry with the same name is replaced in place; a new rung of the book's ladder goes to its
-    place in ladder order, any other name (the final chapter's "lecture GPU") at the end. The file is
-    written to a temporary file and renamed over the old one, so it is never left half written.
+    place in ladder order, any other name (the final chapter's "lecture GPU") at the end. A ladder
+    file that does not exist yet starts as a copy of ``start_from`` (e.g. the book's own results). The
+    file is written to a temporary file and renamed over the old one, so it is never left half written.
     """
     path = Path(path)
-    ladder = load_ladder(path)
+    ladder = load_ladder(path if path.exists() or start_from is None else start_from)
     ladder["budget"] = budget_dict(LADDER)
     rungs = ladder["rungs"]
     names = [r["name"] for r in rungs]

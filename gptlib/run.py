@@ -44,7 +44,7 @@ from gptlib.errors import (CheckpointError, ConfigError, DataError, GPTLibError,
                            OutputPathError, TrainingDivergedError, TrainingInterrupted)
 from gptlib.files import make_folder, remove_empty_folders
 from gptlib.presets import Preset
-from gptlib.speed import READABLE, SpeedConfig, build_model, speed_plan
+from gptlib.speed import PRECISIONS, READABLE, SpeedConfig, build_model, speed_plan, with_precision
 from gptlib.tokenizer import CharTokenizer
 from gptlib.training import Callback, TrainState, train
 
@@ -88,15 +88,29 @@ class Run:
     model: GPTConfig
     train: TrainConfig
     speed: SpeedConfig | None = None  # None: `speed_plan` for the device; `READABLE`: the plain GPT
+    dtype: str | None = None  # "float32", "bfloat16" or "float16" instead of the plan's precision
+    compile: bool | None = None  # torch.compile on or off instead of the plan's choice
     data: Path | None = None  # a UTF-8 text file; None: Tiny Shakespeare
     out: Path | None = None
     device: str = "auto"
     name: str = "custom"  # the preset's name, for the log
 
+    def __post_init__(self):
+        if self.dtype is not None and self.dtype not in PRECISIONS:
+            raise ConfigError(f"unknown dtype {self.dtype!r}; choose one of: {', '.join(PRECISIONS)}")
+
     @classmethod
     def from_preset(cls, preset: Preset, **fields) -> "Run":
         """The run of ``preset``'s recipe; ``fields`` set the rest (out, data, device, speed...)."""
         return cls(model=preset.model, train=preset.train, name=preset.name, **fields)
+
+    def plan(self, device: torch.device | str) -> SpeedConfig:
+        """The speed plan this run trains with on ``device``: ``speed`` (else the device's plan)
+        with the run's ``dtype`` and ``compile``, where set."""
+        plan = self.speed or speed_plan(device)
+        if self.dtype is not None:
+            plan = with_precision(plan, self.dtype)
+        return plan if self.compile is None else replace(plan, compile=self.compile)
 
 
 @dataclass
@@ -126,9 +140,11 @@ class RunResult:
 
 
 def describe_plan(plan: SpeedConfig) -> str:
-    """One line saying how the run trains, e.g. "fast path (FastGPT), fp32, fused AdamW"."""
-    parts = ["fast path (FastGPT)" if plan.fast_model else "readable GPT",
-             plan.autocast_dtype or "fp32"]
+    """One line saying how the run trains, e.g. "fast path (FastGPT), float32, fused AdamW" or
+    "fast path (FastGPT), float16 autocast + GradScaler, fused AdamW"."""
+    precision = ("float32" if plan.autocast_dtype is None else f"{plan.autocast_dtype} autocast"
+                 + (" + GradScaler" if plan.grad_scaler else ""))
+    parts = ["fast path (FastGPT)" if plan.fast_model else "readable GPT", precision]
     parts += [name for name, on in (("TF32", plan.tf32), ("fused AdamW", plan.fused_adamw),
                                     ("torch.compile", plan.compile)) if on]
     return ", ".join(parts)
@@ -176,9 +192,9 @@ def _train_run(run: Run, out: Path | None, device: torch.device, resume: bool, o
         _refuse_existing_run(out)
     if checkpoint is not None:
         _check_same_run(run, checkpoint, out / LAST)
-        plan = speed_from_checkpoint(checkpoint)
+        plan = speed_from_checkpoint(checkpoint)  # the saved precision too: a resumed run keeps it
     else:
-        plan = run.speed or speed_plan(device)
+        plan = run.plan(device)
     if corpus is None:
         corpus = load_corpus(run.data, checkpoint.tokenizer if checkpoint else None)
     if checkpoint is not None and checkpoint.extra.get("data_sha256", corpus.sha256) != corpus.sha256:
@@ -421,6 +437,11 @@ def _check_same_run(run: Run, checkpoint: Checkpoint, path: Path) -> None:
     if run.speed is not None and run.speed.fast_model != saved_plan.fast_model:
         conflicts.append(f"the model (saved {'FastGPT' if saved_plan.fast_model else 'readable GPT'}, "
                          f"asked {'FastGPT' if run.speed.fast_model else 'readable GPT (--readable)'})")
+    if run.dtype is not None and run.dtype != saved_plan.precision:
+        conflicts.append(f"the precision (saved {saved_plan.precision}, asked {run.dtype})")
+    if run.compile is not None and run.compile != saved_plan.compile:
+        conflicts.append(f"torch.compile (saved {'on' if saved_plan.compile else 'off'}, "
+                         f"asked {'on' if run.compile else 'off'})")
     if conflicts:
         raise ConfigError(f"--resume continues with the configs saved in {path}, but the run asks for "
                           f"others: {'; '.join(conflicts)}. Drop those options, or start a new run with "

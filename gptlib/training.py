@@ -3,6 +3,12 @@
 The loop works with any model that follows the book's contract, ``forward(idx, targets) -> (logits,
 loss)``. Callbacks see a `TrainState` after every evaluation: that is where live plots, checkpoints
 and early stopping plug in, without the loop knowing about any of them.
+
+On a GPU the loop never waits for the device between evaluations. Reading a GPU number on the CPU
+(``loss.item()``, printing it) waits until the GPU has done all the work queued before it, and the
+GPU then sits idle while Python prepares the next step: once per step, that is a large share of a
+small model's step. `DivergenceGuard` watches the loss on the device instead, and the progress bar
+shows the loss at each evaluation.
 """
 
 import math
@@ -16,7 +22,7 @@ import torch.nn as nn
 from gptlib.batches import get_batch
 from gptlib.config import TrainConfig
 from gptlib.errors import DataError, TrainingDivergedError
-from gptlib.speed import SpeedConfig, apply_backend_flags, autocast
+from gptlib.speed import SpeedConfig, apply_backend_flags, autocast, make_grad_scaler
 
 
 @dataclass
@@ -66,6 +72,7 @@ class TrainState:
     eval_generator: torch.Generator  # draws the evaluation batches
     improved: bool = False  # whether the last evaluation set a new best validation loss
     stop: bool = False  # a callback may set this to end training after the current evaluation
+    scaler: torch.amp.GradScaler | None = None  # fp16 training's loss scaler (see `gptlib.speed`)
 
 
 Callback = Callable[[TrainState], None]
@@ -83,11 +90,11 @@ def estimate_loss(model: nn.Module, splits: dict[str, torch.Tensor], batch_size:
     model.eval()
     out = {}
     for name, data in splits.items():
-        losses = torch.zeros(eval_iters)
+        losses = torch.zeros(eval_iters, device=device)
         for k in range(eval_iters):
             x, y = get_batch(data, batch_size, block_size, generator, device)
             _, loss = model(x, y)
-            losses[k] = loss.item()
+            losses[k] = loss  # stays on the device: one wait per split, not one per batch
         out[name] = losses.mean().item()
     model.train(was_training)
     return out
@@ -131,6 +138,71 @@ def _check_split(name: str, data: torch.Tensor, batch_size: int, block_size: int
                         f"chunks of {block_size} tokens in the {name} split; use a smaller batch_size")
 
 
+class DivergenceGuard:
+    """Watches each step's loss for NaN or inf on the device, without waiting for the device.
+
+    It keeps, on the device, the first step whose loss was not finite and that loss, and from that
+    step on has the optimiser skip every step, so the weights stay those from before it: the fused
+    AdamW kernel takes a ``found_inf`` flag (the one `torch.amp.GradScaler` uses to skip a step whose
+    gradients overflowed), and with a GradScaler the loss is made NaN so the scaler skips the step.
+    `check`, at each evaluation, reads it (one wait) and raises `TrainingDivergedError` naming the
+    step. The plain AdamW loop (the readable path) cannot skip a step on the device, so with it the
+    guard checks before every step.
+    """
+
+    def __init__(self, optimizer: torch.optim.Optimizer, device: torch.device, advice: str = ""):
+        # fused AdamW (the speed plans) can skip a step on the device; the plain loop cannot
+        self.on_device = bool(getattr(optimizer, "_step_supports_amp_scaling", False))
+        self.first_bad_step = torch.full((), -1, dtype=torch.long, device=device)
+        self.bad_loss = torch.zeros((), device=device)  # the first non-finite loss: nan or inf
+        self.last_loss = torch.zeros((), device=device)
+        self.advice = advice
+
+    @property
+    def diverged(self) -> torch.Tensor:
+        """A flag on the device: whether any loss so far was not finite."""
+        return self.first_bad_step >= 0
+
+    def watch(self, loss: torch.Tensor, step: int) -> None:
+        """Note ``loss`` of optimiser step ``step``, on the device."""
+        loss = loss.detach().float()
+        first = ~torch.isfinite(loss) & (self.first_bad_step < 0)
+        self.first_bad_step = torch.where(first, step, self.first_bad_step)
+        self.bad_loss = torch.where(first, loss, self.bad_loss)
+        self.last_loss = loss
+
+    def nan_once_diverged(self, loss: torch.Tensor) -> torch.Tensor:
+        """``loss``, or NaN from the first bad step on: a GradScaler then finds NaN gradients and
+        skips the step."""
+        return loss * torch.where(self.diverged, math.nan, 1.0)
+
+    def step(self, optimizer: torch.optim.Optimizer, scaler: torch.amp.GradScaler | None) -> None:
+        """The optimiser step, skipped once the loss has diverged."""
+        if not self.on_device:
+            self.check()  # waits for this step's loss: the plain loop cannot skip a step on the device
+        if scaler is not None:
+            scaler.step(optimizer)  # skipped if the gradients are not finite
+            scaler.update()
+        elif self.on_device:
+            optimizer.found_inf, optimizer.grad_scale = self.diverged.float(), None
+            try:
+                optimizer.step()
+            finally:
+                del optimizer.found_inf, optimizer.grad_scale
+        else:
+            optimizer.step()
+
+    def check(self) -> float:
+        """Raise `TrainingDivergedError` if a loss was not finite; else return the last step's loss.
+        Waits for the device (once: one transfer of three numbers)."""
+        step, bad, last = torch.stack([self.first_bad_step.double(), self.bad_loss.double(),
+                                       self.last_loss.double()]).tolist()
+        if step >= 0:
+            raise TrainingDivergedError(f"the loss became {bad} at step {int(step)}; training stopped. "
+                                        f"{self.advice}")
+        return last
+
+
 def train(model: nn.Module, train_data: torch.Tensor, val_data: torch.Tensor, config: TrainConfig, *,
           block_size: int, device: torch.device | str = "cpu", callbacks: Iterable[Callback] = (),
           state: TrainState | None = None, progress: bool = True,
@@ -139,8 +211,10 @@ def train(model: nn.Module, train_data: torch.Tensor, val_data: torch.Tensor, co
 
     Evaluates every ``eval_interval`` steps and at the last step, appends to ``state.history`` and
     calls each callback with the state. Pass a previous ``state`` to continue where it stopped.
-    A loss that turns NaN or infinite stops training with `TrainingDivergedError`. ``speed`` (see
-    `gptlib.speed.speed_plan`) switches on autocast, TF32, fused AdamW and torch.compile.
+    A loss that turns NaN or infinite stops training with `TrainingDivergedError` at the next
+    evaluation, naming its step; no optimiser step is applied from that step on (`DivergenceGuard`).
+    ``speed`` (see `gptlib.speed.speed_plan`) switches on autocast (fp16 with a GradScaler), TF32,
+    fused AdamW and torch.compile.
     """
     from tqdm.auto import tqdm
 
@@ -157,6 +231,12 @@ def train(model: nn.Module, train_data: torch.Tensor, val_data: torch.Tensor, co
         optimizer = make_optimizer(model, config, fused=speed is not None and speed.fused_adamw)
         state = TrainState(model=model, optimizer=optimizer, config=config, step=0,
                            history=History(), batch_generator=batch_gen, eval_generator=eval_gen)
+    if state.scaler is None:  # fp16 always trains with a GradScaler (a resumed state brings its own)
+        state.scaler = make_grad_scaler(speed, device)
+    advice = f"Try a lower learning_rate (now {config.learning_rate}) or set grad_clip (e.g. 1.0)"
+    if speed is not None and speed.autocast_dtype == "float16":
+        advice += ", or train in bfloat16 or float32 (--dtype), whose range is wider"
+    guard = DivergenceGuard(state.optimizer, device, advice)
     splits = {"train": train_data, "val": val_data}
     callbacks = list(callbacks)
     start = time.perf_counter() - (state.history.elapsed[-1] if len(state.history) else 0.0)
@@ -171,24 +251,25 @@ def train(model: nn.Module, train_data: torch.Tensor, val_data: torch.Tensor, co
             x, y = get_batch(train_data, config.batch_size, block_size, state.batch_generator, device)
             with autocast(speed, device):
                 _, loss = step_model(x, y)
+            guard.watch(loss, state.step)  # on the device: nothing here waits for the GPU
             state.optimizer.zero_grad(set_to_none=True)
-            loss.backward()
+            if state.scaler is None:
+                loss.backward()
+            else:  # fp16: backpropagate the loss scaled up, so small gradients do not flush to zero
+                state.scaler.scale(guard.nan_once_diverged(loss)).backward()
+                state.scaler.unscale_(state.optimizer)  # the true gradients, for clipping
             if config.grad_clip > 0:
                 nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
-            loss_value = loss.item()
-            if not math.isfinite(loss_value):
-                raise TrainingDivergedError(
-                    f"the loss became {loss_value} at step {state.step}; training stopped. Try a lower "
-                    f"learning_rate (now {config.learning_rate}) or set grad_clip (e.g. 1.0)")
-            state.optimizer.step()
+            guard.step(state.optimizer, state.scaler)  # skipped from a NaN/inf loss on
             state.step += 1
             bar.update(1)
-            bar.set_postfix(loss=f"{loss_value:.3f}", refresh=False)
 
             if state.step % config.eval_interval == 0 or state.step == config.max_iters:
+                last_loss = guard.check()  # before anything is evaluated or saved
                 with autocast(speed, device):
                     losses = estimate_loss(model, splits, config.batch_size, block_size, config.eval_iters,
                                            state.eval_generator, device)
+                bar.set_postfix(loss=f"{last_loss:.3f}", val=f"{losses['val']:.3f}", refresh=False)
                 state.improved = losses["val"] < state.history.best_val_loss
                 state.history.append(state.step, losses["train"], losses["val"], lr,
                                      time.perf_counter() - start)

@@ -4,6 +4,7 @@ Run: pytest tests/test_data.py
 """
 
 import hashlib
+import os
 import http.server
 import threading
 from pathlib import Path
@@ -113,8 +114,6 @@ def test_real_data_when_available():
 
 def test_atomic_write_gives_the_usual_file_mode(tmp_path):
     """mkstemp makes private files; a written file gets the mode a new file would have."""
-    import os
-
     from gptlib.files import atomic_write
 
     with atomic_write(tmp_path / "f.txt") as f:
@@ -123,3 +122,66 @@ def test_atomic_write_gives_the_usual_file_mode(tmp_path):
     os.umask(mask)
     assert (tmp_path / "f.txt").stat().st_mode & 0o777 == 0o666 & ~mask
     assert sorted(p.name for p in tmp_path.iterdir()) == ["f.txt"]
+
+
+# A relative GPTLIB_DATA: the working folder first, then the repository root, nothing else.
+
+
+@pytest.fixture
+def two_folders(monkeypatch, tmp_path):
+    """A stand-in repository root and another working folder (as a notebook's kernel has in book/)."""
+    repo, elsewhere = tmp_path / "repo", tmp_path / "repo" / "book"
+    elsewhere.mkdir(parents=True)
+    monkeypatch.setattr(gdata, "repo_root", lambda: repo)
+    monkeypatch.chdir(elsewhere)
+    return repo, elsewhere
+
+
+def test_relative_override_is_found_from_another_folder_via_the_repository_root(two_folders):
+    repo, elsewhere = two_folders
+    (repo / "copy.txt").write_text("a copy")
+    assert gdata.resolve_override("copy.txt") == (repo / "copy.txt").resolve()
+    # the path a user types at the root, with ../, still works in book/
+    (repo.parent / "shared").mkdir()
+    (repo.parent / "shared" / "t.txt").write_text("beside the checkout")
+    assert gdata.resolve_override("../shared/t.txt") == (repo.parent / "shared" / "t.txt").resolve()
+
+
+def test_relative_override_prefers_the_working_folder(two_folders):
+    repo, elsewhere = two_folders
+    (repo / "copy.txt").write_text("the root's")
+    (elsewhere / "copy.txt").write_text("the working folder's")
+    assert gdata.resolve_override("copy.txt").read_text() == "the working folder's"
+
+
+def test_relative_override_that_is_nowhere_names_both_places_and_the_rule(two_folders):
+    repo, elsewhere = two_folders
+    with pytest.raises(DataNotFoundError) as info:
+        gdata.resolve_override("nope.txt")
+    message = str(info.value)
+    assert str(elsewhere / "nope.txt") in message and str(repo / "nope.txt") in message
+    assert "working folder, then the repository root" in message and "absolute" in message
+
+
+def test_absolute_override_is_used_as_it_is(two_folders, tmp_path):
+    (tmp_path / "abs.txt").write_text("x")
+    assert gdata.resolve_override(str(tmp_path / "abs.txt")) == tmp_path / "abs.txt"
+    with pytest.raises(DataNotFoundError, match="not a file"):
+        gdata.resolve_override(str(tmp_path / "missing.txt"))
+
+
+def test_the_real_copy_through_a_relative_override_from_book_and_from_elsewhere(monkeypatch, tmp_path):
+    """The README's offline line, as CI types it: a path relative to the repository root, used by
+    a notebook's kernel in book/ and by a command in an unrelated folder."""
+    try:
+        real = gdata.tiny_shakespeare_path(progress=False)
+    except DataNotFoundError:
+        pytest.skip("Tiny Shakespeare is not available offline here")
+    root = gdata.repo_root()
+    if root is None:
+        pytest.skip("gptlib is not running from a checkout")
+    relative = os.path.relpath(real, root)
+    monkeypatch.setenv(gdata.ENV_VAR, relative)
+    for folder in [root / "book", tmp_path]:
+        monkeypatch.chdir(folder)
+        assert gdata.tiny_shakespeare_path(progress=False).samefile(real)

@@ -151,3 +151,16 @@ def test_committed_ladder_has_every_rung_in_order():
 def test_bigram_is_the_first_rung():
     assert list(RUNGS)[0] == "bigram"
     assert BigramLanguageModel(5).block_size == 1
+
+
+def test_a_new_ladder_file_starts_from_the_one_given(tmp_path):
+    """A learner's ladder starts as a copy of the book's; the book's file is never written."""
+    book = tmp_path / "book_ladder.json"
+    record_rung(_rung("bigram", 2.5), book)
+    before = book.read_text()
+    mine = tmp_path / "runs" / "ladder.json"
+    ladder = record_rung(_rung("single_head", 2.4), mine, start_from=book)
+    assert [r["name"] for r in ladder["rungs"]] == ["bigram", "single_head"]
+    assert book.read_text() == before
+    record_rung(_rung("multi_head", 2.3), mine, start_from=book)  # exists now: start_from is unused
+    assert [r["name"] for r in load_ladder(mine)["rungs"]] == ["bigram", "single_head", "multi_head"]
