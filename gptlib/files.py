@@ -4,6 +4,7 @@ and the checks that an output path can be written *before* the work that fills i
 The bytes go to a temp file beside the target, are fsynced, and the temp file is renamed over the
 target. A reader sees the old file or the new one, never half of one; an error or a kill mid-write
 leaves the old file as it was (a kill can leave a hidden ``.NAME.<random>SUFFIX`` that nothing reads).
+A link, a device or a pipe (``--json /dev/stdout``) is written through instead, not atomically.
 
 `make_folder` and `check_writable_file` try what the later write will do (create the folders, write a
 file there), so a bad output path fails in a second with a message that names the path and the reason,
@@ -26,7 +27,8 @@ def atomic_write(path: str | os.PathLike, suffix: str = ".tmp") -> Iterator[Bina
     """Yield a binary file; when the block ends without an error it replaces ``path``, else nothing does.
 
     A link, or a device or pipe (``/dev/null``, ``/dev/stdout``, a named pipe), is written through,
-    in place: renaming over it would replace the link, or the device itself (as root, ``/dev/null``).
+    in place and not atomically: renaming over it would replace the link, or the device itself (as
+    root, ``/dev/null``).
     """
     path = Path(path)
     if _written_in_place(path):
