@@ -19,6 +19,7 @@ The JSON file is nested: ``{"train": {"readable_tok_s": ...}, "sample": {...}, "
 import argparse
 import datetime
 import json
+import math
 import os
 import platform
 import statistics
@@ -34,6 +35,7 @@ from gptlib.config import GPTConfig, TrainConfig
 from gptlib.device import pick_device
 from gptlib.errors import ConfigError
 from gptlib.fast import fast_from_readable
+from gptlib.files import atomic_write, check_writable_file, path_arg
 from gptlib.kvcache import generate_cached
 from gptlib.model import GPT, count_parameters
 from gptlib.presets import PRESETS, get_preset
@@ -260,16 +262,28 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--target", type=float, default=1.88, help="val loss for --time-to-loss (default 1.88)")
     parser.add_argument("--compile", action=argparse.BooleanOptionalAction, default=None,
                         help="override the speed plan's torch.compile choice")
-    parser.add_argument("--json", type=Path, default=None, metavar="FILE", help="also write the results as JSON")
+    parser.add_argument("--json", type=path_arg, default=None, metavar="FILE", help="also write the results as JSON")
 
 
-def run_bench(args: argparse.Namespace) -> dict:
-    """Run the measurements that ``args`` asks for and return the results (nested dicts)."""
+def check_args(args: argparse.Namespace) -> None:
+    """Everything ``bench`` can check before it measures: numbers, preset names and where ``--json``
+    goes (a folder, or a folder that cannot be written, fails now, not after the measurements)."""
     for name in ("rounds", "steps", "new_tokens"):
         if getattr(args, name) < 1:
             raise ConfigError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}")
     if args.batch_size is not None and args.batch_size < 1:
         raise ConfigError(f"--batch-size must be >= 1, got {args.batch_size}")
+    if not math.isfinite(args.target) or args.target <= 0:
+        raise ConfigError(f"--target must be a finite val loss > 0, got {args.target}")
+    get_preset(args.preset)
+    get_preset(args.ttl_preset)
+    if args.json is not None:
+        check_writable_file(args.json, "--json", "give a file name such as bench.json in a folder you can write to")
+
+
+def run_bench(args: argparse.Namespace) -> dict:
+    """Run the measurements that ``args`` asks for and return the results (nested dicts)."""
+    check_args(args)
     device = pick_device(args.device)
     preset = get_preset(args.preset)
     plan = speed_plan(device)
@@ -302,6 +316,6 @@ def cmd_bench(args: argparse.Namespace) -> None:
     print(format_report(results))
     print(f"\n(bench took {results['machine']['bench_seconds']:.0f} s)")
     if args.json is not None:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(results, indent=2) + "\n")
+        with atomic_write(args.json) as f:
+            f.write((json.dumps(results, indent=2) + "\n").encode())
         print(f"wrote {args.json}")

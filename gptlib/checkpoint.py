@@ -115,6 +115,10 @@ def save_checkpoint(path: str | os.PathLike, model: nn.Module, tokenizer: CharTo
 def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> Checkpoint:
     """Read and check a checkpoint without executing any code from it."""
     path = Path(path)
+    if path.is_dir():  # e.g. the run's --out folder instead of a file in it
+        inside = [path / name for name in ("best.pt", "last.pt") if (path / name).is_file()]
+        raise CheckpointError(f"{path} is a folder; pass a checkpoint file" +
+                              (f" such as {inside[0]}" if inside else " (train writes best.pt and last.pt)"))
     if not path.is_file():
         raise FileNotFoundError(f"no checkpoint at {path}; train one with `python -m gptlib train --out DIR`")
     try:

@@ -3,10 +3,13 @@
     python -m gptlib train --preset cpu --out runs/cpu
     python -m gptlib sample --checkpoint runs/cpu/best.pt --prompt "ROMEO:" --max-new-tokens 300
 
-A mistake on the command line or in the input is one line on stderr and exit code 2, no traceback.
+A mistake on the command line or in the input is one line on stderr and exit code 2, no traceback;
+Ctrl-C is one line (with the command that resumes the run) and exit code 130; a reader that stops
+reading (``| head``) ends the command quietly, as it ends other Unix tools.
 """
 
 import argparse
+import os
 import sys
 from dataclasses import fields, replace
 from pathlib import Path
@@ -15,16 +18,18 @@ from gptlib import bench
 from gptlib.checkpoint import load_checkpoint
 from gptlib.config import GPTConfig, TrainConfig
 from gptlib.device import pick_device
-from gptlib.errors import GPTLibError
+from gptlib.errors import GPTLibError, TrainingInterrupted
+from gptlib.files import path_arg
 from gptlib.presets import PRESETS, Preset, get_preset
 from gptlib.run import Run, train_run
-from gptlib.sampling import stream_text
+from gptlib.sampling import default_prompt, stream_text
 from gptlib.speed import PRECISIONS, READABLE
 
 
-def _add_config_options(parser: argparse.ArgumentParser, config_class, skip=()) -> None:
+def _add_config_options(parser: argparse.ArgumentParser, config_class, skip=(), description=None) -> None:
     """One ``--field-name`` option per dataclass field; unset options keep the preset's value."""
-    group = parser.add_argument_group(f"{config_class.__name__} overrides (default: the preset's value)")
+    group = parser.add_argument_group(f"{config_class.__name__} overrides (default: the preset's value)",
+                                      description)
     for f in fields(config_class):
         if f.name in skip:
             continue
@@ -56,8 +61,10 @@ def build_parser() -> argparse.ArgumentParser:
     t = sub.add_parser("train", help="train a GPT on Tiny Shakespeare (or --data FILE) and save a checkpoint")
     t.add_argument("--preset", default=None, help=f"one of: {', '.join(PRESETS)} (default: cpu)")
     t.add_argument("--device", default="auto", help="auto (cuda, then mps, then cpu), cpu, cuda or mps")
-    t.add_argument("--out", default="runs/latest", type=Path, help="folder for checkpoints (default: runs/latest)")
-    t.add_argument("--data", default=None, type=Path, help="a UTF-8 text file to train on instead of Tiny Shakespeare")
+    t.add_argument("--out", default="runs/latest", type=path_arg,
+                   help="folder for checkpoints (default: runs/latest); one run at a time writes to it")
+    t.add_argument("--data", default=None, type=path_arg,
+                   help="a UTF-8 text file to train on instead of Tiny Shakespeare")
     t.add_argument("--sample-tokens", default=500, type=int, help="characters to print at the end (default 500)")
     t.add_argument("--resume", action="store_true",
                    help="continue the run in --out from its last.pt with the saved configs (exact on the same CPU)")
@@ -76,11 +83,13 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--compile", action=argparse.BooleanOptionalAction, default=None,
                    help="torch.compile the model for the training steps (default: off)")
     _add_config_options(t, GPTConfig, skip=("vocab_size",))
-    _add_config_options(t, TrainConfig)
+    _add_config_options(t, TrainConfig, description="--min-lr follows --learning-rate (the preset's ratio "
+                        "between them) unless it is given too")
 
     s = sub.add_parser("sample", help="generate text from a checkpoint")
-    s.add_argument("--checkpoint", required=True, type=Path, help="a checkpoint written by `train`")
-    s.add_argument("--prompt", default="\n", help="text to continue (default: a newline)")
+    s.add_argument("--checkpoint", required=True, type=path_arg, help="a checkpoint written by `train`")
+    s.add_argument("--prompt", default=None, help="text to continue (default: a newline, or the vocabulary's "
+                   "first character when the text had no newline)")
     s.add_argument("--max-new-tokens", default=500, type=int)
     s.add_argument("--temperature", default=1.0, type=float, help="0 = greedy, <1 sharper, >1 more random")
     s.add_argument("--top-k", default=None, type=int, help="sample only from the k most likely characters")
@@ -112,9 +121,14 @@ def run_from_args(args: argparse.Namespace) -> Run:
         saved = load_checkpoint(Path(args.out) / "last.pt") if (Path(args.out) / "last.pt").is_file() else None
         base = Preset("resumed", "", saved.model_config, saved.train_config) if saved else get_preset("cpu")
     else:
-        base = get_preset(args.preset or "cpu")
+        base = get_preset("cpu" if args.preset is None else args.preset)
+    train = _overrides(args, TrainConfig)
+    if "learning_rate" in train and "min_lr" not in train and train["learning_rate"] != base.train.learning_rate:
+        # min_lr follows --learning-rate (the preset's ratio), so a lower learning rate just works
+        ratio = train["learning_rate"] / base.train.learning_rate
+        train["min_lr"] = min(base.train.min_lr * ratio, train["learning_rate"])
     return Run(model=replace(base.model, **_overrides(args, GPTConfig)),
-               train=replace(base.train, **_overrides(args, TrainConfig)),
+               train=replace(base.train, **train),
                speed=READABLE if args.readable else None, dtype=args.dtype, compile=args.compile,
                data=args.data, tokenizer=args.tokenizer, vocab_size=args.vocab_size, out=Path(args.out),
                device=args.device, name=base.name)
@@ -138,7 +152,8 @@ def cmd_train(args: argparse.Namespace) -> None:
     print(f"best val loss {result.history.best_val_loss:.4f}; checkpoints in {run.out}/ (best.pt, last.pt)")
     if args.sample_tokens:
         best = load_checkpoint(result.best_path).build_model(result.device)
-        _print_sample(best, result.tokenizer, "\n", args.sample_tokens, seed=run.train.seed)
+        _print_sample(best, result.tokenizer, default_prompt(result.tokenizer), args.sample_tokens,
+                      seed=run.train.seed)
 
 
 def cmd_sample(args: argparse.Namespace) -> None:
@@ -146,7 +161,8 @@ def cmd_sample(args: argparse.Namespace) -> None:
     device = pick_device(args.device)
     ckpt = load_checkpoint(args.checkpoint)
     model = ckpt.build_model(device)
-    _print_sample(model, ckpt.tokenizer, args.prompt, args.max_new_tokens, temperature=args.temperature,
+    prompt = default_prompt(ckpt.tokenizer) if args.prompt is None else args.prompt
+    _print_sample(model, ckpt.tokenizer, prompt, args.max_new_tokens, temperature=args.temperature,
                   top_k=args.top_k, seed=args.seed)
 
 
@@ -157,12 +173,34 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point: parse, run, and turn a user error into one line and exit code 2."""
     parser = build_parser()
     args = parser.parse_args(argv)
+    if sys.stdout is None:  # started with stdout closed (``>&-``): Python has nowhere to print
+        print("error: standard output is closed; redirect it to a file, or to /dev/null", file=sys.stderr)
+        return 2
     try:
         COMMANDS[args.command](args)
     except (GPTLibError, FileNotFoundError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
+    except TrainingInterrupted as err:
+        print(f"interrupted: {err}", file=sys.stderr)
+        return 130
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:
+        # The reader stopped reading (``| head``): stop quietly, as Unix tools do.
+        _drop_stdout()
+        return 141  # what a shell reports for a process that SIGPIPE ended: 128 + 13
+    except OSError as err:  # the machine rather than the input: stdout on a full disk, a name too long...
+        print(f"error: {err}", file=sys.stderr)
+        _drop_stdout()
+        return 1
     return 0
+
+
+def _drop_stdout() -> None:
+    """Point stdout at /dev/null, or Python's own flush at exit fails on it again, with a traceback."""
+    try:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    except (OSError, ValueError):  # stdout is not a real file (a test's capture): nothing to flush
+        pass

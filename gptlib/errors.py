@@ -31,3 +31,17 @@ class DeviceError(GPTLibError, ValueError):
 
 class TrainingDivergedError(GPTLibError, RuntimeError):
     """The loss became NaN or infinite during training."""
+
+
+class OutputPathError(GPTLibError, OSError):
+    """An output path cannot be used: a file where a folder belongs, a folder that cannot be created or
+    written, or a run folder that another run is writing to."""
+
+
+class OutOfMemoryError(GPTLibError, MemoryError):
+    """The device ran out of memory; the message says which sizes to make smaller."""
+
+
+class TrainingInterrupted(KeyboardInterrupt):
+    """Ctrl-C stopped a run that keeps checkpoints; the message says where the last one is and how to
+    resume it. A `KeyboardInterrupt`, so it still stops a script or a notebook cell."""

@@ -5,13 +5,16 @@ The command line (``python -m gptlib train``), chapter 7, ``bench --time-to-loss
 ladder all call `train_run`; what differs between them (the budget, the output folder, callbacks
 such as a live plot) is an argument. A run flows like this:
 
+0. ``run.out`` (when set) is created, checked to be writable and locked (`_own_folder`) before
+   anything else, so a bad folder, or one another run is writing to, fails in a second;
 1. `load_corpus`: the text (Tiny Shakespeare, or ``run.data``) -> a tokenizer -> token ids -> the
    90/10 train/val split, with the text's sha256 (a resumed run must see the same text);
 2. the model, seeded by ``run.train.seed``, through the speed plan (`gptlib.speed`): `FastGPT` with
    the plan's precision, or the readable `GPT` with `READABLE`;
 3. `gptlib.training.train`, with the caller's callbacks and, when ``run.out`` is set, one that
    writes ``best.pt`` (whenever val improves) and a resumable ``last.pt`` (every evaluation);
-4. ``resume=True`` continues ``run.out/last.pt`` exactly where it stopped.
+4. ``resume=True`` continues ``run.out/last.pt`` exactly where it stopped; Ctrl-C says how
+   (`TrainingInterrupted`, with the command line that does it).
 
     run = Run.from_preset(get_preset("cpu"), out=Path("runs/cpu"))
     result = train_run(run)                      # result.model, result.history, result.best_path
@@ -20,7 +23,11 @@ such as a live plot) is an argument. A run flows like this:
 
 import hashlib
 import os
-from collections.abc import Callable, Iterable
+import re
+import shlex
+import time
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
@@ -32,13 +39,21 @@ from gptlib.checkpoint import (Checkpoint, load_checkpoint, remove_stale_temp_fi
 from gptlib.config import GPTConfig, TrainConfig
 from gptlib.data import load_text
 from gptlib.device import pick_device
-from gptlib.errors import CheckpointError, ConfigError, DataError, GPTLibError, TrainingDivergedError
+from gptlib.errors import (CheckpointError, ConfigError, DataError, GPTLibError, OutOfMemoryError,
+                           OutputPathError, TrainingDivergedError, TrainingInterrupted)
+from gptlib.files import make_folder, remove_empty_folders
 from gptlib.presets import Preset
 from gptlib.speed import PRECISIONS, READABLE, SpeedConfig, build_model, speed_plan, with_precision
 from gptlib.tokenizer import CharTokenizer
 from gptlib.training import Callback, TrainState, train
 
+try:
+    import fcntl  # the folder lock; Windows has none, and runs there are not locked
+except ImportError:
+    fcntl = None
+
 BEST, LAST = "best.pt", "last.pt"
+LOCK = ".lock"  # held while a run writes to its folder (`_own_folder`)
 
 
 @dataclass(frozen=True)
@@ -169,10 +184,35 @@ def train_run(run: Run, *, resume: bool = False, overwrite: bool = False, callba
     same); otherwise a folder that already holds a run is refused unless ``overwrite``.
     ``make_model`` builds another model from the config (the ladder's rungs), instead of the speed
     plan's; ``corpus`` reuses one already loaded; ``log`` gets the run's one-line messages.
+
+    Before the data loads, ``run.out`` is created if needed, checked to be writable and locked for
+    the life of the run (`_own_folder`): a bad folder, or one that another run is writing to, fails
+    in a second, not at the first save. Ctrl-C raises `TrainingInterrupted`, whose message says
+    where the last checkpoint is and the command that resumes it; running out of memory is an
+    `OutOfMemoryError` that says which sizes to make smaller.
     """
+    if resume and overwrite:
+        raise ConfigError("--resume continues the run in --out and --overwrite replaces it; pass one of them")
+    if isinstance(run.out, str) and not run.out.strip():
+        raise ConfigError("the output folder (--out) is empty; name a folder, or use None to keep nothing on disk")
+    out = None if run.out is None else Path(run.out).expanduser()
     device = pick_device(run.device)
-    out = None if run.out is None else Path(run.out)
-    checkpoint = _checkpoint_to_resume(out) if resume else None
+    if resume:
+        _check_resumable_path(out)  # before anything is created or locked
+    if out is None:
+        return _train_run(run, None, device, resume, overwrite, callbacks, progress, make_model, corpus, log)
+    with _own_folder(out, log):
+        return _train_run(run, out, device, resume, overwrite, callbacks, progress, make_model, corpus, log)
+
+
+def _train_run(run: Run, out: Path | None, device: torch.device, resume: bool, overwrite: bool,
+               callbacks: Iterable[Callback], progress: bool, make_model, corpus: Corpus | None,
+               log: Callable[[str], None]) -> RunResult:
+    """`train_run`'s work, once its folder is owned."""
+    checkpoint = load_checkpoint(out / LAST) if resume else None
+    if checkpoint is not None and not checkpoint.resumable:
+        raise CheckpointError(f"{out / LAST} holds weights only, not a training state, so it cannot be "
+                              f"resumed; start a new run with another --out")
     if out is not None and not resume and not overwrite:
         _refuse_existing_run(out)
     if checkpoint is not None:
@@ -188,37 +228,180 @@ def train_run(run: Run, *, resume: bool = False, overwrite: bool = False, callba
                         f"the same --data as the run that wrote it")
     model_config = replace(run.model, vocab_size=corpus.tokenizer.vocab_size)
 
-    torch.manual_seed(run.train.seed)  # the initial weights (and, from here on, dropout)
-    model = make_model(model_config) if make_model is not None else build_model(model_config, plan)
-    state = None
-    if checkpoint is not None:  # after building: this sets torch's random state to the saved one
-        state = resume_training_state(checkpoint, model, device, fused=plan.fused_adamw)
-    result = RunResult(run, model, state, corpus, plan, device)
     saver = []
-    if out is not None:
-        for name in (LAST, BEST):
-            for stale in remove_stale_temp_files(out / name):
-                log(f"removed {stale}, left by a save that was interrupted")
-        result.best_path, result.last_path = out / BEST, out / LAST
-        saver = [_Saver(result, model_config)]
-    what = (f"resuming {out / LAST} at step {checkpoint.step} of {run.train.max_iters}" if checkpoint
-            else f"preset {run.name}")
-    log(f"{what} on {device}: {sum(p.numel() for p in model.parameters()) / 1e6:.2f}M parameters, "
-        f"{len(corpus.train_data):,} train / {len(corpus.val_data):,} val tokens, "
-        f"vocab {corpus.tokenizer.vocab_size}")
-    log(f"speed plan: {describe_plan(plan) if make_model is None else type(model).__name__}")
+    found = _file_identity(out / LAST) if out is not None else None  # last.pt as this run found it
     try:
+        torch.manual_seed(run.train.seed)  # the initial weights (and, from here on, dropout)
+        model = make_model(model_config) if make_model is not None else build_model(model_config, plan)
+        state = None
+        if checkpoint is not None:  # after building: this sets torch's random state to the saved one
+            state = resume_training_state(checkpoint, model, device, fused=plan.fused_adamw)
+        result = RunResult(run, model, state, corpus, plan, device)
+        if out is not None:
+            for name in (LAST, BEST):
+                for stale in remove_stale_temp_files(out / name):
+                    log(f"removed {stale}, left by a save that was interrupted")
+            result.best_path, result.last_path = out / BEST, out / LAST
+            saver = [_Saver(result, model_config)]
+        what = (f"resuming {out / LAST} at step {checkpoint.step} of {run.train.max_iters}" if checkpoint
+                else f"preset {run.name}")
+        log(f"{what} on {device}: {sum(p.numel() for p in model.parameters()) / 1e6:.2f}M parameters, "
+            f"{len(corpus.train_data):,} train / {len(corpus.val_data):,} val tokens, "
+            f"vocab {corpus.tokenizer.vocab_size}")
+        log(f"speed plan: {describe_plan(plan) if make_model is None else type(model).__name__}")
         result.state = train(model, corpus.train_data, corpus.val_data, run.train,
                              block_size=model_config.block_size, device=device,
                              callbacks=[*saver, *callbacks], state=state, progress=progress, speed=plan)
     except TrainingDivergedError as err:
         if out is None:
             raise
-        step = saver[0].saved_step
-        kept = ("no checkpoint had been saved yet" if step is None else
-                f"the last good checkpoint, {out / LAST} (step {step}), is kept")
-        raise TrainingDivergedError(f"{err}; {kept}") from None
+        raise TrainingDivergedError(f"{err}; {_kept(out, saver, checkpoint)}") from None
+    except KeyboardInterrupt:
+        if out is None:
+            raise
+        raise TrainingInterrupted(_interrupted_message(run, out, resume, found, make_model)) from None
+    except (MemoryError, RuntimeError) as err:
+        if not _out_of_memory(err):
+            raise
+        raise OutOfMemoryError(_memory_message(err, device, model_config, run.train) +
+                               ("" if out is None else f"; {_kept(out, saver, checkpoint)}")) from None
     return result
+
+
+def _saved_step(saver: list, checkpoint: Checkpoint | None) -> int | None:
+    """The step of the last complete ``last.pt`` of this run (None: nothing saved yet)."""
+    if saver:
+        return saver[0].saved_step
+    return checkpoint.step if checkpoint is not None else None
+
+
+def _kept(out: Path, saver: list, checkpoint: Checkpoint | None) -> str:
+    step = _saved_step(saver, checkpoint)
+    return ("no resumable checkpoint had been saved yet" if step is None else
+            f"the last good checkpoint, {out / LAST} (step {step}), is kept")
+
+
+def resume_command(run: Run, out: Path) -> str:
+    """The command line that continues ``run`` from ``out/last.pt`` (its configs come from the file)."""
+    words = ["python", "-m", "gptlib", "train", "--resume", "--out", str(out)]
+    if run.data is not None:
+        words += ["--data", str(run.data)]
+    if run.device not in ("auto", "", None):
+        words += ["--device", str(run.device)]
+    return shlex.join(words)
+
+
+def _interrupted_message(run: Run, out: Path, resume: bool, found: tuple | None, make_model) -> str:
+    # Ctrl-C can come at any moment, a save's last instants included, so read what is on disk: a
+    # last.pt of this run's (each save is a new file), or the one it resumed from.
+    now = _file_identity(out / LAST)
+    step = None
+    if now is not None and (resume or now != found):
+        try:
+            step = load_checkpoint(out / LAST).step
+        except CheckpointError:
+            pass
+    if step is None:
+        return f"no resumable checkpoint had been saved yet (the first comes at step {run.train.eval_interval})"
+    how = ("train_run(run, resume=True, make_model=...)" if make_model is not None
+           else resume_command(run, out))
+    return f"the last checkpoint is {out / LAST} (step {step} of {run.train.max_iters}); resume it with: {how}"
+
+
+def _file_identity(path: Path) -> tuple | None:
+    """Which file is at ``path`` (device, inode), or None: an atomic save puts a new file there."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return st.st_dev, st.st_ino
+
+
+_OOM_SIGNS = ("out of memory", "not enough memory", "can't allocate memory", "defaultcpuallocator")
+
+
+def _out_of_memory(err: BaseException) -> bool:
+    """Whether ``err`` is the device running out of memory (torch raises a RuntimeError on the CPU)."""
+    return isinstance(err, (MemoryError, torch.OutOfMemoryError)) or any(
+        sign in str(err).lower() for sign in _OOM_SIGNS)
+
+
+def _memory_message(err: BaseException, device: torch.device, model: GPTConfig, config: TrainConfig) -> str:
+    text = str(err)
+    cpu = re.search(r"allocate (\d+) bytes", text)  # the CPU allocator's wording
+    gpu = re.search(r"allocate ([\d.]+ [KMGT]iB)", text)  # CUDA's and MPS's
+    asked = f"{int(cpu.group(1)) / 2**30:.1f} GiB" if cpu else gpu.group(1) if gpu else None
+    return (f"out of memory on {device}" + (f" (asked for {asked} at once)" if asked else "") +
+            f": make batch_size (now {config.batch_size}) or block_size (now {model.block_size}) smaller, "
+            f"or the model (n_embd {model.n_embd}, n_layer {model.n_layer})")
+
+
+@contextmanager
+def _own_folder(out: Path, log: Callable[[str], None]) -> Iterator[None]:
+    """Create ``out`` if missing, check that it can be written, and hold its lock while the block runs.
+
+    The lock is an ``flock`` on ``out/.lock``: a second run that asks for it is refused at once, and
+    the kernel lets it go when the process ends however it ends (a crash or ``kill -9`` included),
+    so a dead run never blocks the next one. Folders created here that are still empty at the end
+    (the run failed before its first checkpoint) are removed again.
+    """
+    created = make_folder(out, "the output folder", "choose another --out")
+    fd = _lock(out / LOCK, log)
+    try:
+        yield
+    finally:
+        if fd is not None:
+            (out / LOCK).unlink(missing_ok=True)  # before letting go: see the inode check in `_lock`
+            os.close(fd)
+        remove_empty_folders(created)
+
+
+def _lock(path: Path, log: Callable[[str], None]) -> int | None:
+    """Take the lock at ``path`` (see `_own_folder`): its file descriptor, or None where this system
+    has no ``flock`` (Windows) or this file system cannot lock (some network file systems)."""
+    if fcntl is None:
+        return None
+    for _ in range(10):
+        try:
+            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as err:
+            raise OutputPathError(f"the output folder {path.parent} cannot be written ({err.strerror}); "
+                                  f"choose another --out") from None
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            raise OutputPathError(f"{path.parent} is in use by another run ({_lock_holder(path)}); wait for it "
+                                  f"to finish, or choose another --out") from None
+        except OSError as err:
+            os.close(fd)
+            log(f"warning: cannot lock {path} ({err.strerror}); make sure no other run writes to {path.parent}")
+            return None
+        # A run that lets go unlinks the file first, so a lock on a file that is no longer at ``path``
+        # (opened just before that) is a lock on nothing: open the new file and lock that.
+        try:
+            here = os.stat(path)
+        except FileNotFoundError:
+            here = None
+        mine = os.fstat(fd)
+        if here is not None and (here.st_dev, here.st_ino) == (mine.st_dev, mine.st_ino):
+            os.ftruncate(fd, 0)
+            os.write(fd, f"{os.getpid()}\n".encode())  # for the message a refused run prints
+            return fd
+        os.close(fd)
+    raise OutputPathError(f"could not lock {path}: other runs keep taking it; choose another --out")
+
+
+def _lock_holder(path: Path) -> str:
+    for _ in range(5):  # the holder writes its pid just after taking the lock: give it a moment
+        try:
+            pid = path.read_text().strip()
+        except OSError:
+            pid = ""
+        if pid.isdigit():
+            return f"process {pid}"
+        time.sleep(0.02)
+    return "another process"
 
 
 class _Saver:
@@ -233,10 +416,15 @@ class _Saver:
         run_info = {"data_sha256": r.corpus.sha256, "speed": asdict(r.plan)}
         # best.pt first: a kill between the two saves leaves last.pt one evaluation behind, and
         # resuming from it redoes that evaluation and writes the same best.pt again.
-        if state.improved:
-            save_checkpoint(r.best_path, state.model, r.tokenizer, self.model_config, state.config,
-                            state.step, {"history": state.history.to_dict(), **run_info})
-        save_training_state(r.last_path, state, r.tokenizer, self.model_config, run_info)
+        try:
+            if state.improved:
+                save_checkpoint(r.best_path, state.model, r.tokenizer, self.model_config, state.config,
+                                state.step, {"history": state.history.to_dict(), **run_info})
+            save_training_state(r.last_path, state, r.tokenizer, self.model_config, run_info)
+        except OSError as err:  # a full disk, a folder removed or made read-only mid-run
+            raise OutputPathError(f"could not save a checkpoint in {r.last_path.parent} at step {state.step} "
+                                  f"({err.strerror or err}); {_kept(r.last_path.parent, [self], None)}. Free some space or "
+                                  f"choose another --out") from None
         self.saved_step = state.step
 
 
@@ -249,18 +437,13 @@ def speed_from_checkpoint(checkpoint: Checkpoint) -> SpeedConfig:
         raise CheckpointError(f"the checkpoint's speed plan is damaged: {err}") from None
 
 
-def _checkpoint_to_resume(out: Path | None) -> Checkpoint:
+def _check_resumable_path(out: Path | None) -> None:
     if out is None:
         raise ConfigError("resuming needs the run's output folder (Run.out, --out)")
     path = out / LAST
     if not path.is_file():
         raise FileNotFoundError(f"nothing to resume: no checkpoint at {path}; run `train` without --resume "
                                 f"to start a run there, or point --out at the folder of the run to continue")
-    checkpoint = load_checkpoint(path)
-    if not checkpoint.resumable:
-        raise CheckpointError(f"{path} holds weights only, not a training state, so it cannot be resumed; "
-                              f"start a new run with another --out")
-    return checkpoint
 
 
 def _refuse_existing_run(out: Path) -> None:

@@ -63,11 +63,23 @@ def check_generate_args(model: nn.Module, idx: torch.Tensor, max_new_tokens: int
     check_sampling_args(max_new_tokens, temperature, top_k, vocab_size)
 
 
+def default_prompt(tokenizer) -> str:
+    """The prompt when none is given: a newline (where a text, and a Shakespeare speech, starts) if
+    the vocabulary has one, else the vocabulary's first token (for characters: the lowest, often a
+    space). It comes from the vocabulary, so it never names a character the model has not seen."""
+    try:
+        tokenizer.encode("\n")
+    except ValueError:  # a DataError: a text without a newline
+        return tokenizer.decode([0])
+    return "\n"
+
+
 def sample_next(logits: torch.Tensor, temperature: float = 1.0, top_k: int | None = None,
                 generator: torch.Generator | None = None) -> torch.Tensor:
     """Pick the next token from the last position's logits (B,V) -> (B,1)."""
-    if temperature == 0:
-        return logits.argmax(dim=-1, keepdim=True)  # greedy: the single most likely token
+    finfo = torch.finfo(logits.dtype)
+    if temperature < finfo.tiny * finfo.eps:  # 0, or too small for the logits' dtype (1e-300 is 0 in fp32)
+        return logits.argmax(dim=-1, keepdim=True)  # greedy: the single most likely token, the limit T -> 0
     # Subtract the largest logit first: the best token's score is then exactly 0, so even a tiny
     # temperature (1e-39) cannot overflow to inf (it only pushes the others to -inf).
     logits = (logits - logits.amax(dim=-1, keepdim=True)) / temperature  # <1 sharpens, >1 flattens
@@ -91,7 +103,8 @@ def _iter_tokens(model: nn.Module, idx: torch.Tensor, max_new_tokens: int, tempe
                 idx_cond = idx[:, -model.block_size:]  # (B, <=block_size)
                 logits, _ = model(idx_cond)  # (B,T,V)
                 idx_next = sample_next(logits[:, -1, :], temperature, top_k, generator)  # (B,1)
-                idx = torch.cat((idx, idx_next), dim=1)  # (B,T+1)
+                # keep only the context the next step reads: memory and time per token stay flat
+                idx = torch.cat((idx_cond, idx_next), dim=1)  # (B, <=block_size+1)
                 yield idx_next
     finally:
         model.train(was_training)

@@ -10,20 +10,34 @@ non-checkpoint file, a pickle with code in it, a checkpoint whose vocabulary or 
 be misused. On the command line each is one line on stderr and exit code 2: a few are checked in a
 real subprocess, the rest through `gptlib.cli.main` in this process, which is faster.
 
+Round 2 (the second half of this file), in that issue's order: an --out that cannot hold a run, refused
+before the data loads; one run per folder (two real processes started together); defaults from the
+run's vocabulary (text without a newline); values that passed the checks and then crashed (a temperature
+that is 0 in fp32, seeds outside torch's range, running out of memory, weights that are not tensors);
+streams (``| head``, stdout closed or full); options that fought (a lower learning rate and min_lr,
+--resume with --overwrite); bench checking its --json and names before it measures; Ctrl-C saying how to
+resume; then what trying further inputs found. Where the class is about the process (the lock, the pipe,
+the early refusal, memory), a real subprocess.
+
 Run: pytest tests/test_bad_input.py
 """
 
 import builtins
+import errno
 import http.server
 import math
 import os
 import pickle
+import shlex
+import signal
+import stat
 import subprocess
 import sys
 import threading
 import time
 import urllib.error
 import urllib.request
+from pathlib import Path
 
 import pytest
 import torch
@@ -31,14 +45,16 @@ import torch.nn as nn
 
 from gptlib import data as gdata
 from gptlib.checkpoint import load_checkpoint, load_weights, resume_training_state, save_checkpoint
-from gptlib.cli import main
+from gptlib.cli import build_parser, main, run_from_args
 from gptlib.config import GPTConfig, TrainConfig
 from gptlib.device import pick_device
 from gptlib.errors import (CheckpointError, ConfigError, DataError, DataNotFoundError, DeviceError,
-                           GPTLibError, TrainingDivergedError)
+                           GPTLibError, TrainingDivergedError, TrainingInterrupted)
+from gptlib.files import atomic_write, check_writable_file, path_arg
 from gptlib.model import GPT
 from gptlib.presets import get_preset
-from gptlib.sampling import generate
+from gptlib.run import Run, train_run
+from gptlib.sampling import default_prompt, generate, sample_next
 from gptlib.tokenizer import CharTokenizer
 from gptlib.training import train
 
@@ -530,3 +546,449 @@ def test_every_error_is_a_gptlib_error_and_a_standard_one():
                       (DeviceError, ValueError), (DataNotFoundError, FileNotFoundError),
                       (TrainingDivergedError, RuntimeError)]:
         assert issubclass(cls, GPTLibError) and issubclass(cls, base)
+
+
+# === Round 2: the command line never shows a traceback, a bad --out is refused before training,
+# === one run owns its folder (issue 10). In the issue's order, then the inputs found beyond it.
+
+def nothing_loads(monkeypatch):
+    """Make loading the text fail loudly: a refusal that comes "before the data loads" must pass."""
+    def loaded(*args, **kwargs):
+        raise AssertionError("the data was loaded before the bad input was refused")
+    monkeypatch.setattr(gdata, "load_text", loaded)
+    monkeypatch.setattr("gptlib.run.load_text", loaded)
+
+
+def unwritable_folder(path):
+    """``path``, a folder no file can be created in, or skip: chmod where that binds (not root),
+    else the immutable attribute (``chattr +i``, root on ext4 and the like). Checked for real."""
+    path.mkdir()
+    path.chmod(0o555)
+    try:
+        (path / "probe").touch()
+    except OSError:
+        return path  # not root: the mode is enough
+    (path / "probe").unlink()
+    path.chmod(0o755)
+    if subprocess.run(["chattr", "+i", str(path)], capture_output=True).returncode != 0:
+        pytest.skip("running as root where chattr +i does not work: no folder here is unwritable")
+    return path
+
+
+@pytest.fixture
+def locked_folder(tmp_path):
+    """A folder made unwritable by `unwritable_folder`; undone afterwards so tmp_path can be removed."""
+    path = tmp_path / "locked"
+    yield unwritable_folder(path)
+    subprocess.run(["chattr", "-i", str(path)], capture_output=True)
+    path.chmod(0o755)
+
+
+# --- 1: --out is checked before the data loads -------------------------------------------------
+
+@pytest.mark.parametrize("case", ["file", "under a file", "/dev/null", "dangling link", "unwritable",
+                                  "under an unwritable folder"])
+def test_bad_out_is_refused_before_the_data_loads(case, tmp_path, capsys, monkeypatch, request):
+    (tmp_path / "a_file").write_text("not a folder")
+    if case == "dangling link":
+        (tmp_path / "link").symlink_to(tmp_path / "nowhere")
+    if case.endswith("unwritable folder") or case == "unwritable":
+        request.getfixturevalue("locked_folder")
+    out, reason = {
+        "file": (tmp_path / "a_file", "exists and is not a folder"),
+        "under a file": (tmp_path / "a_file" / "run" / "deeper", f"cannot be created: {tmp_path / 'a_file'} is a file"),
+        "/dev/null": ("/dev/null", "exists and is not a folder"),
+        "dangling link": (tmp_path / "link", f"is a link to {tmp_path / 'nowhere'}, which does not exist"),
+        "unwritable": (tmp_path / "locked", "cannot be written ("),
+        "under an unwritable folder": (tmp_path / "locked" / "run", "cannot be created ("),
+    }[case]
+    if case == "/dev/null" and not os.path.exists("/dev/null"):
+        pytest.skip("no /dev/null here")
+    nothing_loads(monkeypatch)
+    start = time.perf_counter()
+    line = cli_error(capsys, "train", "--preset", "lecture", "--out", str(out), "--device", "cpu")
+    assert time.perf_counter() - start < 3  # seconds, not an evaluation interval of training
+    assert line.startswith(f"error: the output folder {out} {reason}") and line.endswith("choose another --out")
+
+
+def test_bad_out_in_a_real_process_fails_before_the_data(tmp_path):
+    """With GPTLIB_DATA pointing nowhere, a run that read the data first would complain about that."""
+    (tmp_path / "a_file").write_text("not a folder")
+    line = cli_subprocess("train", "--preset", "lecture", "--out", str(tmp_path / "a_file"),
+                          env={gdata.ENV_VAR: str(tmp_path / "no-data.txt")})
+    assert line == f"error: the output folder {tmp_path / 'a_file'} exists and is not a folder; choose another --out"
+
+
+@pytest.mark.parametrize("option", ["--out", "--data"])
+@pytest.mark.parametrize("value", ["", "  "])
+def test_empty_path_is_refused(option, value, corpus, tmp_path, capsys):
+    argv = {"--out": smoke_train(corpus, value), "--data": smoke_train(value, tmp_path / "r")}[option]
+    with pytest.raises(SystemExit) as info:  # a usage mistake: argparse's exit, still one line and code 2
+        main(argv)
+    assert info.value.code == 2
+    err = capsys.readouterr().err
+    assert f"argument {option}: the path is empty" in err and err.count("\n") == 1
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["corpus.txt"]  # no checkpoint in the current folder
+    with pytest.raises(ConfigError, match=r"output folder \(--out\) is empty"):
+        train_run(Run(model=TINY, train=TrainConfig(), data=corpus, out=""))
+
+
+def test_a_full_disk_mid_run_is_one_line_and_keeps_the_last_checkpoint(monkeypatch, corpus, tmp_path, capsys):
+    import gptlib.run
+    real_save = gptlib.run.save_training_state
+
+    def fills_up(path, state, *args, **kwargs):
+        if state.step >= 20:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path))
+        return real_save(path, state, *args, **kwargs)
+
+    monkeypatch.setattr(gptlib.run, "save_training_state", fills_up)
+    out = tmp_path / "r"
+    line = cli_error(capsys, *smoke_train(corpus, out, "--max-iters", "30"), after_progress=True)
+    assert f"could not save a checkpoint in {out} at step 20 (No space left on device)" in line
+    assert f"the last good checkpoint, {out / 'last.pt'} (step 10), is kept" in line
+    assert load_checkpoint(out / "last.pt").step == 10
+
+
+# --- 2: one run owns its folder ----------------------------------------------------------------
+
+def _interruptible(argv, **kwargs):
+    """``python -m gptlib *argv`` in its own process, which Ctrl-C (SIGINT) interrupts as in a terminal."""
+    return subprocess.Popen([sys.executable, "-m", "gptlib", *argv], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"},
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL), **kwargs)
+
+
+@pytest.mark.skipif(not hasattr(signal, "SIGINT") or os.name != "posix", reason="POSIX signals and flock")
+def test_two_runs_started_together_one_owns_the_folder(corpus, tmp_path):
+    """Two real processes on one --out: one is refused in one line naming the other; the other
+    trains on, and Ctrl-C ends it with where its checkpoint is and the command that resumes it."""
+    out = tmp_path / "run"
+    argv = smoke_train(corpus, out, "--max-iters", "1000000", "--eval-interval", "20")
+    runs = [_interruptible(argv) for _ in range(2)]
+    try:
+        deadline = time.monotonic() + 120
+        while all(p.poll() is None for p in runs) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        refused = next(p for p in runs if p.poll() is not None)
+        owner = next(p for p in runs if p is not refused)
+        err = refused.stderr.read()
+        assert refused.returncode == 2 and err.count("\n") == 1 and "Traceback" not in err, err
+        assert err == (f"error: {out} is in use by another run (process {owner.pid}); wait for it to finish, "
+                       f"or choose another --out\n")
+        while not (out / "last.pt").exists() and owner.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+        owner.send_signal(signal.SIGINT)
+        _, err = owner.communicate(timeout=60)
+    finally:
+        for p in runs:
+            p.kill()
+            p.wait()
+    assert owner.returncode == 130 and "Traceback" not in err, err
+    last = load_checkpoint(out / "last.pt")
+    assert err.splitlines()[-1] == (
+        f"interrupted: the last checkpoint is {out / 'last.pt'} (step {last.step} of 1000000); resume it with: "
+        f"python -m gptlib train --resume --out {out} --data {corpus} --device cpu")
+    assert sorted(p.name for p in out.iterdir()) == ["best.pt", "last.pt"]  # the lock is gone with its run
+
+
+@pytest.mark.skipif(os.name != "posix", reason="flock")
+def test_a_held_lock_refuses_and_a_dead_runs_lock_does_not(corpus, tmp_path, capsys):
+    import fcntl
+    out = tmp_path / "r"
+    out.mkdir()
+    # A run that was killed (kill -9, a crash) leaves its lock file, but the kernel has let go of it.
+    (out / ".lock").write_text("999999\n")
+    assert main(smoke_train(corpus, out, "--max-iters", "10")) == 0
+    assert sorted(p.name for p in out.iterdir()) == ["best.pt", "last.pt"]
+    # Another holder of the lock (here this process, through its own open file): refused, nothing written.
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    fd = os.open(out / ".lock", os.O_RDWR | os.O_CREAT)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        os.write(fd, f"{os.getpid()}\n".encode())
+        capsys.readouterr()
+        for extra in ([], ["--resume"], ["--overwrite"]):
+            line = cli_error(capsys, *smoke_train(corpus, out, "--max-iters", "10", *extra))
+            assert line == f"error: {out} is in use by another run (process {os.getpid()}); wait for it to finish, or choose another --out"
+    finally:
+        os.close(fd)
+    assert {p.name: p.read_bytes() for p in out.iterdir() if p.name != ".lock"} == before
+
+
+def test_a_run_that_fails_before_its_first_checkpoint_leaves_no_folder(corpus, tmp_path, capsys):
+    out = tmp_path / "new" / "run"
+    line = cli_error(capsys, *smoke_train(corpus, out, "--block-size", "400"))
+    assert "too few for block_size 400" in line
+    assert not (tmp_path / "new").exists()  # both folders it created are gone again
+
+
+# --- 3: defaults from the run's own vocabulary -------------------------------------------------
+
+def test_default_prompt_comes_from_the_vocabulary():
+    assert default_prompt(CharTokenizer.from_text("ab\ncd")) == "\n"  # where a text (and a speech) starts
+    assert default_prompt(CharTokenizer.from_text("to be or not")) == " "  # no newline: the first character
+    assert default_prompt(CharTokenizer.from_text("zyx")) == "x"
+
+
+def test_text_without_a_newline_trains_and_samples(tmp_path, capsys):
+    text = tmp_path / "one_line.txt"
+    text.write_text(CORPUS.replace("\n", " "))
+    out = tmp_path / "r"
+    assert main([*smoke_train(text, out)[:-2], "--sample-tokens", "20"]) == 0
+    printed = capsys.readouterr().out
+    assert printed.endswith("\n") and len(printed.splitlines()[-1]) == 21  # " " and 20 characters
+    assert main(["sample", "--checkpoint", str(out / "best.pt"), "--max-new-tokens", "5"]) == 0
+    sampled = capsys.readouterr().out
+    assert sampled.startswith(" ") and len(sampled) == 1 + 5 + 1
+
+
+# --- 4: values that passed validation and then crashed -----------------------------------------
+
+def test_a_tiny_temperature_is_greedy_not_nan(checkpoint, capsys):
+    logits = torch.tensor([[1.0, 30.0, 29.0, -5.0]])
+    # 1e-39 divides fp32 logits without overflow; 1e-46 and smaller are 0 in fp32 (0 / 0 was NaN)
+    for temperature in (1e-39, 1e-45, 1e-46, 1e-300, 5e-324):
+        picked = sample_next(logits, temperature, generator=torch.Generator().manual_seed(0))
+        assert picked.item() == 1
+    greedy = [main(["sample", "--checkpoint", str(checkpoint), "--temperature", t, "--max-new-tokens", "30"])
+              for t in ("0", "1e-39")]
+    outputs = capsys.readouterr().out
+    assert greedy == [0, 0] and outputs[:len(outputs) // 2] == outputs[len(outputs) // 2:]
+
+
+@pytest.mark.parametrize("command, seed, limit", [
+    ("sample", 2**64, "2**63 - 1"), ("sample", -1, "2**63 - 1"),
+    ("train", 2**64 - 1, "2**63 - 2"), ("train", 2**63 - 1, "2**63 - 2"), ("train", -1, "2**63 - 2"),
+])
+def test_seed_out_of_range_is_one_line(command, seed, limit, checkpoint, corpus, tmp_path, capsys):
+    argv = (["sample", "--checkpoint", str(checkpoint)] if command == "sample" else smoke_train(corpus, tmp_path / "r"))
+    line = cli_error(capsys, *argv, "--seed", str(seed), stdout="")
+    assert line == f"error: seed must be an integer from 0 to {limit}, got {seed}"
+    assert not (tmp_path / "r").exists()
+
+
+def test_the_largest_seed_trains(corpus, tmp_path):
+    assert main(smoke_train(corpus, tmp_path / "r", "--max-iters", "2", "--seed", str(2**63 - 2))) == 0
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="RLIMIT_AS caps memory this way on Linux")
+def test_out_of_memory_says_what_to_make_smaller(tmp_path):
+    """A real allocation failure: the process may use 4 GiB; one step at block_size 50,000 needs more."""
+    import resource
+    text = tmp_path / "long.txt"
+    text.write_text("abcdefgh \n" * 60_000)  # a val split longer than the block
+    cap = lambda: resource.setrlimit(resource.RLIMIT_AS, (4 << 30, 4 << 30))
+    result = subprocess.run([sys.executable, "-m", "gptlib", *smoke_train(text, tmp_path / "r", "--block-size", "50000")],
+                            capture_output=True, text=True, timeout=180, preexec_fn=cap,
+                            env={**os.environ, "OMP_NUM_THREADS": "1"})
+    line = result.stderr.strip().splitlines()[-1]
+    assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr
+    assert line.startswith("error: out of memory on cpu (asked for ") and " GiB at once)" in line
+    assert "make batch_size (now 4) or block_size (now 50000) smaller" in line
+    assert not (tmp_path / "r").exists()
+
+
+def test_out_of_memory_mid_run_keeps_the_last_checkpoint(monkeypatch, corpus, tmp_path, capsys):
+    import gptlib.training
+    real_get_lr = gptlib.training.get_lr
+
+    def cuda_runs_out(step, config):  # as CUDA words it, from step 15
+        if step >= 15:
+            raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB. GPU 0 has ...")
+        return real_get_lr(step, config)
+
+    monkeypatch.setattr(gptlib.training, "get_lr", cuda_runs_out)
+    out = tmp_path / "r"
+    line = cli_error(capsys, *smoke_train(corpus, out, "--max-iters", "40"), after_progress=True)
+    assert line == (f"error: out of memory on cpu (asked for 2.00 GiB at once): make batch_size (now 4) or "
+                    f"block_size (now 8) smaller, or the model (n_embd 16, n_layer 1); the last good checkpoint, "
+                    f"{out / 'last.pt'} (step 10), is kept")
+
+
+@pytest.mark.parametrize("weights", [{"w": "not a tensor"}, "a string", [torch.ones(2)], {"w": 3}])
+def test_checkpoint_whose_weights_are_not_tensors(checkpoint, weights, capsys):
+    payload = torch.load(checkpoint, weights_only=True)
+    payload["model"] = weights
+    torch.save(payload, checkpoint)
+    with pytest.raises(CheckpointError, match="is damaged: its weights are not a dict of tensors"):
+        load_checkpoint(checkpoint)
+    assert "its weights are not a dict of tensors" in cli_error(capsys, "sample", "--checkpoint", str(checkpoint))
+
+
+# --- 5: streams --------------------------------------------------------------------------------
+
+def test_sample_into_head_ends_quietly(checkpoint):
+    """``python -m gptlib sample ... | head -c 20``: the reader stops, the sampler ends without a word."""
+    p = subprocess.Popen([sys.executable, "-m", "gptlib", "sample", "--checkpoint", str(checkpoint),
+                          "--max-new-tokens", "100000", "--device", "cpu"], stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    first = p.stdout.read(20)
+    p.stdout.close()  # what head does after 20 bytes
+    err = p.stderr.read()
+    assert p.wait(timeout=120) == 141  # 128 + SIGPIPE, as a shell reports a Unix tool ended by the pipe
+    assert len(first) == 20 and err == b""
+
+
+def test_stdout_closed_or_full_is_one_line(checkpoint, capsys, monkeypatch):
+    monkeypatch.setattr(sys, "stdout", None)  # started with ">&-"
+    assert main(["sample", "--checkpoint", str(checkpoint)]) == 2
+    assert capsys.readouterr().err == "error: standard output is closed; redirect it to a file, or to /dev/null\n"
+    if not os.path.exists("/dev/full"):
+        return
+    with open("/dev/full", "w") as full:  # "> /dev/full": every write fails with ENOSPC
+        monkeypatch.setattr(sys, "stdout", full)
+        assert main(["sample", "--checkpoint", str(checkpoint), "--max-new-tokens", "5000"]) == 1
+    assert capsys.readouterr().err == "error: [Errno 28] No space left on device\n"
+
+
+# --- 6: options that fight ---------------------------------------------------------------------
+
+@pytest.mark.parametrize("preset, lr, min_lr", [("smoke", 1e-5, 3e-7), ("cpu", 1e-4, 1e-5), ("cpu", 1e-2, 1e-3),
+                                                ("lecture", 3e-4, 3e-5)])
+def test_min_lr_follows_a_new_learning_rate(preset, lr, min_lr):
+    args = build_parser().parse_args(["train", "--preset", preset, "--learning-rate", str(lr)])
+    config = run_from_args(args).train
+    assert config.learning_rate == lr and config.min_lr == pytest.approx(min_lr)
+    given = build_parser().parse_args(["train", "--preset", preset, "--learning-rate", str(lr), "--min-lr", "0"])
+    assert run_from_args(given).train.min_lr == 0  # given explicitly: kept as given
+
+
+def test_a_lower_learning_rate_just_trains(corpus, tmp_path, capsys):
+    assert main(smoke_train(corpus, tmp_path / "r", "--learning-rate", "1e-5", "--max-iters", "10")) == 0
+    saved = load_checkpoint(tmp_path / "r" / "last.pt").train_config
+    assert saved.learning_rate == 1e-5 and saved.min_lr <= 1e-5
+    capsys.readouterr()
+    line = cli_error(capsys, *smoke_train(corpus, tmp_path / "s", "--learning-rate", "1e-5", "--min-lr", "1e-4"))
+    assert line == "error: min_lr (0.0001) must not exceed learning_rate (1e-05)"  # both given: the user's call
+
+
+def test_resume_with_overwrite_is_one_line(finished_run, corpus, capsys):
+    before = {p.name: p.read_bytes() for p in finished_run.iterdir()}
+    capsys.readouterr()
+    line = cli_error(capsys, *smoke_train(corpus, finished_run, "--resume", "--overwrite"))
+    assert line == "error: --resume continues the run in --out and --overwrite replaces it; pass one of them"
+    assert {p.name: p.read_bytes() for p in finished_run.iterdir()} == before
+
+
+# --- 7: bench checks its destination and names before measuring --------------------------------
+
+@pytest.mark.parametrize("case", ["--json a folder", "--json under a file", "--json ''", "--ttl-preset",
+                                  "--target nan", "--json unwritable"])
+def test_bench_refuses_before_measuring(case, tmp_path, capsys, monkeypatch, request):
+    import gptlib.bench
+    (tmp_path / "a_file").write_text("x")
+    if case == "--json unwritable":
+        request.getfixturevalue("locked_folder")
+
+    def measured(*args, **kwargs):
+        raise AssertionError("bench measured before refusing its arguments")
+
+    for name in ("load_corpus", "matmul_peak", "bench_training", "bench_sampling", "time_to_loss"):
+        monkeypatch.setattr(gptlib.bench, name, measured)
+    argv, expected = {
+        "--json a folder": (["--json", str(tmp_path)], f"error: --json {tmp_path} is a folder, not a file"),
+        "--json under a file": (["--json", str(tmp_path / "a_file" / "b.json")],
+                                f"error: --json {tmp_path / 'a_file' / 'b.json'}: the folder {tmp_path / 'a_file'} exists and is not a folder"),
+        "--json ''": (["--json", ""], "argument --json: the path is empty"),
+        "--ttl-preset": (["--time-to-loss", "--ttl-preset", "huge"], "error: unknown preset 'huge'"),
+        "--target nan": (["--time-to-loss", "--target", "nan"], "error: --target must be a finite val loss > 0, got nan"),
+        "--json unwritable": (["--json", str(tmp_path / "locked" / "b.json")],
+                              f"error: --json {tmp_path / 'locked' / 'b.json'}: the folder {tmp_path / 'locked'} cannot be written"),
+    }[case]
+    try:
+        code = main(["bench", "--preset", "smoke", "--device", "cpu", *argv])
+    except SystemExit as usage_mistake:  # argparse's own check (the empty path)
+        code = usage_mistake.code
+    assert code == 2
+    err = capsys.readouterr().err
+    assert expected in err and err.count("\n") == 1, err
+
+
+# --- 8: Ctrl-C says where the last checkpoint is and how to resume ------------------------------
+
+def test_ctrl_c_says_how_to_resume_and_that_command_resumes(monkeypatch, corpus, tmp_path, capsys):
+    import gptlib.training
+    real_get_lr = gptlib.training.get_lr
+    pressed = {"at": 25}
+
+    def ctrl_c(step, config):  # Ctrl-C arrives as a KeyboardInterrupt in the middle of the loop
+        if step == pressed["at"]:
+            raise KeyboardInterrupt
+        return real_get_lr(step, config)
+
+    monkeypatch.setattr(gptlib.training, "get_lr", ctrl_c)
+    out = tmp_path / "r"
+    assert main(smoke_train(corpus, out, "--max-iters", "40")) == 130
+    line = capsys.readouterr().err.strip().splitlines()[-1]
+    command = f"python -m gptlib train --resume --out {out} --data {corpus} --device cpu"
+    assert line == f"interrupted: the last checkpoint is {out / 'last.pt'} (step 20 of 40); resume it with: {command}"
+    pressed["at"] = None
+    assert main([*shlex.split(command)[3:], "--sample-tokens", "0"]) == 0  # the command, as printed
+    assert load_checkpoint(out / "last.pt").step == 40
+
+
+def test_ctrl_c_before_the_first_checkpoint(monkeypatch, corpus, tmp_path, capsys):
+    import gptlib.training
+    monkeypatch.setattr(gptlib.training, "get_lr", lambda step, config: (_ for _ in ()).throw(KeyboardInterrupt))
+    assert main(smoke_train(corpus, tmp_path / "r")) == 130
+    assert capsys.readouterr().err.strip().splitlines()[-1] == (
+        "interrupted: no resumable checkpoint had been saved yet (the first comes at step 10)")
+    assert not (tmp_path / "r").exists()
+    with pytest.raises(TrainingInterrupted):  # in a notebook: still a KeyboardInterrupt, with the same words
+        train_run(Run.from_preset(get_preset("smoke"), data=corpus, out=tmp_path / "r", device="cpu"), progress=False)
+
+
+# --- 9: beyond the list ------------------------------------------------------------------------
+
+def test_preset_named_empty_is_unknown(corpus, tmp_path, capsys):
+    assert "unknown preset ''" in cli_error(capsys, *smoke_train(corpus, tmp_path / "r", "--preset", ""))
+
+
+def test_checkpoint_that_is_a_folder(finished_run, capsys):
+    capsys.readouterr()
+    line = cli_error(capsys, "sample", "--checkpoint", str(finished_run))
+    assert line == f"error: {finished_run} is a folder; pass a checkpoint file such as {finished_run / 'best.pt'}"
+
+
+def test_paths_expand_the_home_folder():
+    assert path_arg("~/runs/x") == Path.home() / "runs" / "x"  # as --out '~/runs/x' in quotes means
+
+
+@pytest.mark.parametrize("option", ["--out", "--data", "--checkpoint"])
+def test_a_name_too_long_for_the_file_system_is_one_line(option, corpus, checkpoint, tmp_path, capsys):
+    long = str(tmp_path / ("x" * 300))
+    argv = {"--out": smoke_train(corpus, long), "--data": smoke_train(long, tmp_path / "r"),
+            "--checkpoint": ["sample", "--checkpoint", long]}[option]
+    code = main(argv)
+    err = capsys.readouterr().err
+    assert code in (1, 2) and err.count("\n") == 1 and "File name too long" in err, err
+
+
+def test_unicode_paths(corpus, tmp_path):
+    text = tmp_path / "données ü.txt"
+    text.write_text(CORPUS)
+    out = tmp_path / "ünï cödé" / "日本"
+    assert main(smoke_train(text, out, "--max-iters", "2")) == 0
+    assert load_checkpoint(out / "last.pt").step == 2
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="named pipes")
+def test_json_to_a_pipe_or_a_link_is_written_through_not_replaced(tmp_path):
+    """``bench --json /dev/null`` or ``/dev/stdout``: renaming a new file over such a path would replace
+    the device (as root, /dev/null itself) or the link. A named pipe and a link stand in for them here."""
+    pipe = tmp_path / "pipe"
+    os.mkfifo(pipe)
+    received = []
+    reader = threading.Thread(target=lambda: received.append(pipe.read_bytes()))
+    reader.start()
+    check_writable_file(pipe, "--json", "")
+    with atomic_write(pipe) as f:
+        f.write(b'{"preset": "smoke"}\n')
+    reader.join(timeout=30)
+    assert received == [b'{"preset": "smoke"}\n'] and stat.S_ISFIFO(os.stat(pipe).st_mode)
+    (tmp_path / "results.json").write_text("old")
+    (tmp_path / "latest.json").symlink_to(tmp_path / "results.json")
+    with atomic_write(tmp_path / "latest.json") as f:
+        f.write(b"new")
+    assert (tmp_path / "latest.json").is_symlink() and (tmp_path / "results.json").read_text() == "new"
