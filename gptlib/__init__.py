@@ -17,6 +17,7 @@ In book order:
 - `gptlib.attention_maps` (ch. 7): `attention_maps`, every head's weights for a prompt
 - `gptlib.run` (ch. 7): `Run`, `train_run`, `load_corpus`: one training run, from the data to the checkpoints
 - `gptlib.widgets` (ch. 7): `sampler_widget`
+- `gptlib.distributed` ("Training on more than one GPU"): torchrun and DDP, `from_env`, `split_batch`
 - `gptlib.config`, `gptlib.presets`: `GPTConfig`, `TrainConfig`, the named presets
 - `gptlib.checkpoint`, `gptlib.device`, `gptlib.errors`, `gptlib.cli`
 """

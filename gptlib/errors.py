@@ -31,3 +31,7 @@ class DeviceError(GPTLibError, ValueError):
 
 class TrainingDivergedError(GPTLibError, RuntimeError):
     """The loss became NaN or infinite during training."""
+
+
+class DistributedError(GPTLibError, RuntimeError):
+    """A distributed run (torchrun) is set up wrongly, or its processes could not connect."""

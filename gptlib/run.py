@@ -13,6 +13,9 @@ such as a live plot) is an argument. A run flows like this:
    writes ``best.pt`` (whenever val improves) and a resumable ``last.pt`` (every evaluation);
 4. ``resume=True`` continues ``run.out/last.pt`` exactly where it stopped.
 
+Started by ``torchrun`` (`gptlib.distributed`), every process runs this function: each trains its
+share of every batch on its own device, and only rank 0 logs, saves and calls the callbacks.
+
     run = Run.from_preset(get_preset("cpu"), out=Path("runs/cpu"))
     result = train_run(run)                      # result.model, result.history, result.best_path
     train_run(run, resume=True)                  # after a crash: continue last.pt
@@ -27,12 +30,12 @@ from pathlib import Path
 import torch
 import torch.nn as nn
 
+from gptlib import distributed
 from gptlib.batches import train_val_split
 from gptlib.checkpoint import (Checkpoint, load_checkpoint, remove_stale_temp_files, resume_training_state,
                                save_checkpoint, save_training_state)
 from gptlib.config import GPTConfig, TrainConfig
 from gptlib.data import load_text
-from gptlib.device import pick_device
 from gptlib.errors import CheckpointError, ConfigError, DataError, GPTLibError, TrainingDivergedError
 from gptlib.presets import Preset
 from gptlib.speed import READABLE, SpeedConfig, build_model, speed_plan
@@ -77,6 +80,7 @@ class Run:
     out: Path | None = None
     device: str = "auto"
     name: str = "custom"  # the preset's name, for the log
+    grad_accum: int = 1  # micro-batches per step (per process under torchrun): same result, less memory
 
     @classmethod
     def from_preset(cls, preset: Preset, **fields) -> "Run":
@@ -98,6 +102,7 @@ class RunResult:
     best_path: Path | None = None
     last_path: Path | None = None
     messages: list[str] = field(default_factory=list)
+    dist: distributed.Distributed = distributed.SINGLE  # this process's place in a torchrun job
 
     @property
     def history(self):
@@ -129,7 +134,11 @@ def train_run(run: Run, *, resume: bool = False, overwrite: bool = False, callba
     ``make_model`` builds another model from the config (the ladder's rungs), instead of the speed
     plan's; ``corpus`` reuses one already loaded; ``log`` gets the run's one-line messages.
     """
-    device = pick_device(run.device)
+    dist = distributed.from_env(run.device)  # one process: rank 0 of 1, on pick_device(run.device)
+    device = dist.device
+    distributed.split_batch(run.train.batch_size, dist.world_size, run.grad_accum)
+    if not dist.is_main:
+        log = _quiet  # under torchrun, rank 0 alone reports
     out = None if run.out is None else Path(run.out)
     checkpoint = _checkpoint_to_resume(out) if resume else None
     if out is not None and not resume and not overwrite:
@@ -151,13 +160,15 @@ def train_run(run: Run, *, resume: bool = False, overwrite: bool = False, callba
     state = None
     if checkpoint is not None:  # after building: this sets torch's random state to the saved one
         state = resume_training_state(checkpoint, model, device, fused=plan.fused_adamw)
-    result = RunResult(run, model, state, corpus, plan, device)
+    distributed.seed_other_ranks(dist, run.train.seed, 0 if state is None else state.step)  # dropout
+    result = RunResult(run, model, state, corpus, plan, device, dist=dist)
     saver = []
     if out is not None:
+        result.best_path, result.last_path = out / BEST, out / LAST
+    if out is not None and dist.is_main:  # one writer
         for name in (LAST, BEST):
             for stale in remove_stale_temp_files(out / name):
                 log(f"removed {stale}, left by a save that was interrupted")
-        result.best_path, result.last_path = out / BEST, out / LAST
         saver = [_Saver(result, model_config)]
     what = (f"resuming {out / LAST} at step {checkpoint.step} of {run.train.max_iters}" if checkpoint
             else f"preset {run.name}")
@@ -165,12 +176,15 @@ def train_run(run: Run, *, resume: bool = False, overwrite: bool = False, callba
         f"{len(corpus.train_data):,} train / {len(corpus.val_data):,} val tokens, "
         f"vocab {corpus.tokenizer.vocab_size}")
     log(f"speed plan: {describe_plan(plan) if make_model is None else type(model).__name__}")
+    if dist.active or run.grad_accum > 1:
+        log(describe_split(dist, run.train.batch_size, run.grad_accum))
     try:
         result.state = train(model, corpus.train_data, corpus.val_data, run.train,
                              block_size=model_config.block_size, device=device,
-                             callbacks=[*saver, *callbacks], state=state, progress=progress, speed=plan)
+                             callbacks=[*saver, *callbacks], state=state, progress=progress, speed=plan,
+                             dist=dist, grad_accum=run.grad_accum)
     except TrainingDivergedError as err:
-        if out is None:
+        if not saver:
             raise
         step = saver[0].saved_step
         kept = ("no checkpoint had been saved yet" if step is None else
@@ -196,6 +210,21 @@ class _Saver:
                             state.step, {"history": state.history.to_dict(), **run_info})
         save_training_state(r.last_path, state, r.tokenizer, self.model_config, run_info)
         self.saved_step = state.step
+
+
+def describe_split(dist: distributed.Distributed, batch_size: int, grad_accum: int) -> str:
+    """One line saying how each batch is shared, e.g. "world size 2 (gloo): each process trains 16
+    of the 32 rows of every batch"."""
+    rows = batch_size // dist.world_size
+    micro = f" in {grad_accum} micro-batches of {rows // grad_accum}" if grad_accum > 1 else ""
+    if not dist.active:
+        return f"gradient accumulation: each batch of {batch_size} rows{micro}"
+    return (f"world size {dist.world_size} ({dist.backend}): each process trains {rows} of the "
+            f"{batch_size} rows of every batch{micro}")
+
+
+def _quiet(message: str) -> None:
+    """The log of a process that does not report (a torchrun rank other than 0)."""
 
 
 def speed_from_checkpoint(checkpoint: Checkpoint) -> SpeedConfig:

@@ -15,6 +15,7 @@ import torch.nn as nn
 
 from gptlib.batches import get_batch
 from gptlib.config import TrainConfig
+from gptlib.distributed import SINGLE, Distributed, process_group, split_batch
 from gptlib.errors import DataError, TrainingDivergedError
 from gptlib.speed import SpeedConfig, apply_backend_flags, autocast
 
@@ -131,27 +132,51 @@ def _check_split(name: str, data: torch.Tensor, batch_size: int, block_size: int
                         f"chunks of {block_size} tokens in the {name} split; use a smaller batch_size")
 
 
+def forward_backward(step_model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, grad_accum: int = 1,
+                     dist: Distributed = SINGLE, replica: nn.Module | None = None,
+                     speed: SpeedConfig | None = None, device: torch.device | str = "cpu") -> torch.Tensor:
+    """Add the gradient of the mean loss over the global batch (x, y) to the parameters' ``.grad``
+    and return that loss (the same on every process).
+
+    This process takes its rows of the batch (all of them in one process) in ``grad_accum``
+    micro-batches and backpropagates each micro-batch's loss / grad_accum: equal micro-batches, so
+    the sum is the whole share's mean. Under DDP (``replica``) the last backward also averages the
+    gradients over the processes (equal shares again), so every process ends with the whole batch's.
+    """
+    loss = 0.0
+    micro_xs, micro_ys = dist.my_rows(x).chunk(grad_accum), dist.my_rows(y).chunk(grad_accum)  # (b,T) each
+    for i, (xm, ym) in enumerate(zip(micro_xs, micro_ys)):
+        with dist.no_sync(replica, skip=i < grad_accum - 1):  # all-reduce once, after the last one
+            with autocast(speed, device):
+                _, micro_loss = step_model(xm, ym)
+            (micro_loss / grad_accum).backward()
+        loss = loss + micro_loss.detach() / grad_accum
+    return dist.mean(loss)
+
+
 def train(model: nn.Module, train_data: torch.Tensor, val_data: torch.Tensor, config: TrainConfig, *,
           block_size: int, device: torch.device | str = "cpu", callbacks: Iterable[Callback] = (),
           state: TrainState | None = None, progress: bool = True,
-          speed: SpeedConfig | None = None) -> TrainState:
+          speed: SpeedConfig | None = None, dist: Distributed = SINGLE, grad_accum: int = 1) -> TrainState:
     """Train ``model`` for ``config.max_iters`` steps and return the final `TrainState`.
 
     Evaluates every ``eval_interval`` steps and at the last step, appends to ``state.history`` and
     calls each callback with the state. Pass a previous ``state`` to continue where it stopped.
     A loss that turns NaN or infinite stops training with `TrainingDivergedError`. ``speed`` (see
     `gptlib.speed.speed_plan`) switches on autocast, TF32, fused AdamW and torch.compile.
+    ``grad_accum`` splits each batch into that many micro-batches (same result, less memory).
+    ``dist`` (`gptlib.distributed.from_env`, under torchrun) trains this process's share of each batch
+    as a DDP replica; only rank 0 evaluates and calls the callbacks.
     """
     from tqdm.auto import tqdm
 
     for name, data in (("train", train_data), ("val", val_data)):
         _check_split(name, data, config.batch_size, block_size)
+    split_batch(config.batch_size, dist.world_size, grad_accum)  # before the processes connect
     device = torch.device(device)
     model.to(device)
     model.train()
     apply_backend_flags(speed)
-    # the training steps may run a compiled copy; evaluation runs the plain model (no recompiling)
-    step_model = torch.compile(model) if speed is not None and speed.compile else model
     if state is None:
         batch_gen, eval_gen = make_generators(config.seed)
         optimizer = make_optimizer(model, config, fused=speed is not None and speed.fused_adamw)
@@ -161,18 +186,21 @@ def train(model: nn.Module, train_data: torch.Tensor, val_data: torch.Tensor, co
     callbacks = list(callbacks)
     start = time.perf_counter() - (state.history.elapsed[-1] if len(state.history) else 0.0)
 
-    bar = tqdm(total=config.max_iters, initial=state.step, desc="training", disable=not progress,
-               dynamic_ncols=True)
-    try:
+    bar = tqdm(total=config.max_iters, initial=state.step, desc="training",
+               disable=not (progress and dist.is_main), dynamic_ncols=True)
+    with bar, process_group(dist):  # torchrun's processes connect here and leave together at the end
+        replica = dist.wrap(model)  # DDP averages the gradients over the processes; one process: model
+        # the training steps may run a compiled copy; evaluation runs the plain model (no recompiling)
+        step_model = torch.compile(replica) if speed is not None and speed.compile else replica
         while state.step < config.max_iters:
             lr = get_lr(state.step, config)
             for group in state.optimizer.param_groups:
                 group["lr"] = lr
+            # (B,T): the global batch, the same on every process; each trains on its own rows
             x, y = get_batch(train_data, config.batch_size, block_size, state.batch_generator, device)
-            with autocast(speed, device):
-                _, loss = step_model(x, y)
             state.optimizer.zero_grad(set_to_none=True)
-            loss.backward()
+            loss = forward_backward(step_model, x, y, grad_accum=grad_accum, dist=dist, replica=replica,
+                                    speed=speed, device=device)
             if config.grad_clip > 0:
                 nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
             loss_value = loss.item()
@@ -185,7 +213,8 @@ def train(model: nn.Module, train_data: torch.Tensor, val_data: torch.Tensor, co
             bar.update(1)
             bar.set_postfix(loss=f"{loss_value:.3f}", refresh=False)
 
-            if state.step % config.eval_interval == 0 or state.step == config.max_iters:
+            evaluate = state.step % config.eval_interval == 0 or state.step == config.max_iters
+            if evaluate and dist.is_main:  # under torchrun only rank 0 evaluates, logs and saves
                 with autocast(speed, device):
                     losses = estimate_loss(model, splits, config.batch_size, block_size, config.eval_iters,
                                            state.eval_generator, device)
@@ -194,8 +223,6 @@ def train(model: nn.Module, train_data: torch.Tensor, val_data: torch.Tensor, co
                                      time.perf_counter() - start)
                 for callback in callbacks:
                     callback(state)
-                if state.stop:
-                    break
-    finally:
-        bar.close()
+            if evaluate and dist.from_main(state.stop):  # rank 0's callbacks stop every process
+                break
     return state
