@@ -5,7 +5,7 @@ gradient accumulation equal to one big batch, errors as one line. In subprocesse
 gloo (each process on one thread, as torchrun sets it): 2 processes train the smoke model to the
 same weights as 1 process at the same global batch (to 1e-5), only rank 0 writes and logs; when one
 process is killed mid-run the whole job ends, and it resumes with 1 or 2 processes to the same end;
-a batch that 3 processes cannot share is one line from rank 0.
+a batch that 2 processes cannot share is one line from rank 0.
 
 Run: pytest tests/test_distributed.py
 """
@@ -300,10 +300,10 @@ def test_a_job_that_loses_a_process_ends_and_resumes_with_one_or_two(tmp_path, s
 
 @needs_torchrun
 def test_a_batch_the_processes_cannot_share_is_one_line_from_rank_0(tmp_path, corpus):
-    result = torchrun(3, *train_args(tmp_path / "run", corpus))  # smoke: batch 4, 3 processes
+    result = torchrun(2, *train_args(tmp_path / "run", corpus, "--batch-size", "5"))
     assert result.returncode != 0
     errors = [line for line in result.stderr.splitlines() if "error:" in line]
-    assert errors == ["error: batch_size 4 cannot be split evenly into 3 processes x 1 micro-batches "
-                      "(3 parts): use a batch_size that is a multiple of 3, or another --nproc_per_node or "
+    assert errors == ["error: batch_size 5 cannot be split evenly into 2 processes x 1 micro-batches "
+                      "(2 parts): use a batch_size that is a multiple of 2, or another --nproc_per_node or "
                       "--grad-accum"], result.stderr
     assert not (tmp_path / "run").exists()
