@@ -18,6 +18,7 @@ In book order:
 - `gptlib.run` (ch. 7): `Run`, `train_run`, `load_corpus`: one training run, from the data to the checkpoints
 - `gptlib.widgets` (ch. 7): `sampler_widget`
 - `gptlib.export` (ch. 7-8): `export_for_browser`, the model file the book's JavaScript GPT runs
+- `gptlib.distributed` ("Training on more than one GPU"): torchrun and DDP, `from_env`, `split_batch`
 - `gptlib.config`, `gptlib.presets`: `GPTConfig`, `TrainConfig`, the named presets
 - `gptlib.checkpoint`, `gptlib.device`, `gptlib.errors`, `gptlib.cli`
 """

@@ -2,6 +2,7 @@
 
     python -m gptlib train --preset cpu --out runs/cpu
     python -m gptlib sample --checkpoint runs/cpu/best.pt --prompt "ROMEO:" --max-new-tokens 300
+    torchrun --standalone --nproc_per_node=2 -m gptlib train --preset cpu    # DDP: gptlib.distributed
 
 A mistake on the command line or in the input is one line on stderr and exit code 2, no traceback;
 Ctrl-C is one line (with the command that resumes the run) and exit code 130; a reader that stops
@@ -18,6 +19,7 @@ from gptlib import bench
 from gptlib.checkpoint import load_checkpoint
 from gptlib.config import GPTConfig, TrainConfig
 from gptlib.device import pick_device
+from gptlib.distributed import report_error
 from gptlib.errors import GPTLibError, TrainingInterrupted
 from gptlib.files import path_arg
 from gptlib.presets import PRESETS, Preset, get_preset
@@ -82,6 +84,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "float16 with a GradScaler on a T4 or V100, float32 on a CPU)")
     t.add_argument("--compile", action=argparse.BooleanOptionalAction, default=None,
                    help="torch.compile the model for the training steps (default: off)")
+    t.add_argument("--grad-accum", default=1, type=int, metavar="N",
+                   help="split each batch into N micro-batches, one backward each (same result, less "
+                        "memory); under torchrun, each process's share (default 1)")
     _add_config_options(t, GPTConfig, skip=("vocab_size",))
     _add_config_options(t, TrainConfig, description="--min-lr follows --learning-rate (the preset's ratio "
                         "between them) unless it is given too")
@@ -131,7 +136,7 @@ def run_from_args(args: argparse.Namespace) -> Run:
                train=replace(base.train, **train),
                speed=READABLE if args.readable else None, dtype=args.dtype, compile=args.compile,
                data=args.data, tokenizer=args.tokenizer, vocab_size=args.vocab_size, out=Path(args.out),
-               device=args.device, name=base.name)
+               device=args.device, name=base.name, grad_accum=args.grad_accum)
 
 
 def cmd_train(args: argparse.Namespace) -> None:
@@ -149,6 +154,8 @@ def cmd_train(args: argparse.Namespace) -> None:
                    f" ({h.elapsed[-1]:.1f}s)")
 
     result = train_run(run, resume=args.resume, overwrite=args.overwrite, callbacks=[report])
+    if not result.dist.is_main:
+        return  # under torchrun, rank 0 alone reports and samples
     print(f"best val loss {result.history.best_val_loss:.4f}; checkpoints in {run.out}/ (best.pt, last.pt)")
     if args.sample_tokens:
         best = load_checkpoint(result.best_path).build_model(result.device)
@@ -179,7 +186,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         COMMANDS[args.command](args)
     except (GPTLibError, FileNotFoundError) as err:
-        print(f"error: {err}", file=sys.stderr)
+        report_error(f"error: {err}")  # under torchrun: once, from rank 0
         return 2
     except TrainingInterrupted as err:
         print(f"interrupted: {err}", file=sys.stderr)

@@ -45,3 +45,7 @@ class OutOfMemoryError(GPTLibError, MemoryError):
 class TrainingInterrupted(KeyboardInterrupt):
     """Ctrl-C stopped a run that keeps checkpoints; the message says where the last one is and how to
     resume it. A `KeyboardInterrupt`, so it still stops a script or a notebook cell."""
+
+
+class DistributedError(GPTLibError, RuntimeError):
+    """A distributed run (torchrun) is set up wrongly, or its processes could not connect."""

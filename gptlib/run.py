@@ -16,6 +16,9 @@ such as a live plot) is an argument. A run flows like this:
 4. ``resume=True`` continues ``run.out/last.pt`` exactly where it stopped; Ctrl-C says how
    (`TrainingInterrupted`, with the command line that does it).
 
+Started by ``torchrun`` (`gptlib.distributed`), every process runs this function: each trains its
+share of every batch on its own device, and only rank 0 logs, saves and calls the callbacks.
+
     run = Run.from_preset(get_preset("cpu"), out=Path("runs/cpu"))
     result = train_run(run)                      # result.model, result.history, result.best_path
     train_run(run, resume=True)                  # after a crash: continue last.pt
@@ -34,11 +37,11 @@ from pathlib import Path
 import torch
 import torch.nn as nn
 
+from gptlib import distributed
 from gptlib.checkpoint import (Checkpoint, load_checkpoint, remove_stale_temp_files, resume_training_state,
                                save_checkpoint, save_training_state)
 from gptlib.config import GPTConfig, TrainConfig
 from gptlib.data import load_text
-from gptlib.device import pick_device
 from gptlib.errors import (CheckpointError, ConfigError, DataError, GPTLibError, OutOfMemoryError,
                            OutputPathError, TrainingDivergedError, TrainingInterrupted)
 from gptlib.files import make_folder, remove_empty_folders
@@ -114,6 +117,7 @@ class Run:
     out: Path | None = None
     device: str = "auto"
     name: str = "custom"  # the preset's name, for the log
+    grad_accum: int = 1  # micro-batches per step (per process under torchrun): same result, less memory
 
     def __post_init__(self):
         if self.dtype is not None and self.dtype not in PRECISIONS:
@@ -152,6 +156,7 @@ class RunResult:
     best_path: Path | None = None
     last_path: Path | None = None
     messages: list[str] = field(default_factory=list)
+    dist: distributed.Distributed = distributed.SINGLE  # this process's place in a torchrun job
 
     @property
     def history(self):
@@ -195,20 +200,25 @@ def train_run(run: Run, *, resume: bool = False, overwrite: bool = False, callba
         raise ConfigError("--resume continues the run in --out and --overwrite replaces it; pass one of them")
     if isinstance(run.out, str) and not run.out.strip():
         raise ConfigError("the output folder (--out) is empty; name a folder, or use None to keep nothing on disk")
+    dist = distributed.from_env(run.device)  # one process: rank 0 of 1, on pick_device(run.device)
+    distributed.split_batch(run.train.batch_size, dist.world_size, run.grad_accum)
+    if not dist.is_main:
+        log = _quiet  # under torchrun, rank 0 alone reports
     out = None if run.out is None else Path(run.out).expanduser()
-    device = pick_device(run.device)
     if resume:
         _check_resumable_path(out)  # before anything is created or locked
-    if out is None:
-        return _train_run(run, None, device, resume, overwrite, callbacks, progress, make_model, corpus, log)
+    args = (run, out, dist, resume, overwrite, callbacks, progress, make_model, corpus, log)
+    if out is None or not dist.is_main:  # under torchrun, rank 0 owns the folder and writes it
+        return _train_run(*args)
     with _own_folder(out, log):
-        return _train_run(run, out, device, resume, overwrite, callbacks, progress, make_model, corpus, log)
+        return _train_run(*args)
 
 
-def _train_run(run: Run, out: Path | None, device: torch.device, resume: bool, overwrite: bool,
+def _train_run(run: Run, out: Path | None, dist: distributed.Distributed, resume: bool, overwrite: bool,
                callbacks: Iterable[Callback], progress: bool, make_model, corpus: Corpus | None,
                log: Callable[[str], None]) -> RunResult:
     """`train_run`'s work, once its folder is owned."""
+    device = dist.device
     checkpoint = load_checkpoint(out / LAST) if resume else None
     if checkpoint is not None and not checkpoint.resumable:
         raise CheckpointError(f"{out / LAST} holds weights only, not a training state, so it cannot be "
@@ -236,12 +246,14 @@ def _train_run(run: Run, out: Path | None, device: torch.device, resume: bool, o
         state = None
         if checkpoint is not None:  # after building: this sets torch's random state to the saved one
             state = resume_training_state(checkpoint, model, device, fused=plan.fused_adamw)
-        result = RunResult(run, model, state, corpus, plan, device)
+        distributed.seed_other_ranks(dist, run.train.seed, 0 if state is None else state.step)  # dropout
+        result = RunResult(run, model, state, corpus, plan, device, dist=dist)
         if out is not None:
+            result.best_path, result.last_path = out / BEST, out / LAST
+        if out is not None and dist.is_main:  # one writer
             for name in (LAST, BEST):
                 for stale in remove_stale_temp_files(out / name):
                     log(f"removed {stale}, left by a save that was interrupted")
-            result.best_path, result.last_path = out / BEST, out / LAST
             saver = [_Saver(result, model_config)]
         what = (f"resuming {out / LAST} at step {checkpoint.step} of {run.train.max_iters}" if checkpoint
                 else f"preset {run.name}")
@@ -249,11 +261,14 @@ def _train_run(run: Run, out: Path | None, device: torch.device, resume: bool, o
             f"{len(corpus.train_data):,} train / {len(corpus.val_data):,} val tokens, "
             f"vocab {corpus.tokenizer.vocab_size}")
         log(f"speed plan: {describe_plan(plan) if make_model is None else type(model).__name__}")
+        if dist.active or run.grad_accum > 1:
+            log(describe_split(dist, run.train.batch_size, run.grad_accum))
         result.state = train(model, corpus.train_data, corpus.val_data, run.train,
                              block_size=model_config.block_size, device=device,
-                             callbacks=[*saver, *callbacks], state=state, progress=progress, speed=plan)
+                             callbacks=[*saver, *callbacks], state=state, progress=progress, speed=plan,
+                             dist=dist, grad_accum=run.grad_accum)
     except TrainingDivergedError as err:
-        if out is None:
+        if not saver:
             raise
         raise TrainingDivergedError(f"{err}; {_kept(out, saver, checkpoint)}") from None
     except KeyboardInterrupt:
@@ -426,6 +441,21 @@ class _Saver:
                                   f"({err.strerror or err}); {_kept(r.last_path.parent, [self], None)}. Free some space or "
                                   f"choose another --out") from None
         self.saved_step = state.step
+
+
+def describe_split(dist: distributed.Distributed, batch_size: int, grad_accum: int) -> str:
+    """One line saying how each batch is shared, e.g. "world size 2 (gloo): each process trains 16
+    of the 32 rows of every batch"."""
+    rows = batch_size // dist.world_size
+    micro = f" in {grad_accum} micro-batches of {rows // grad_accum}" if grad_accum > 1 else ""
+    if not dist.active:
+        return f"gradient accumulation: each batch of {batch_size} rows{micro}"
+    return (f"world size {dist.world_size} ({dist.backend}): each process trains {rows} of the "
+            f"{batch_size} rows of every batch{micro}")
+
+
+def _quiet(message: str) -> None:
+    """The log of a process that does not report (a torchrun rank other than 0)."""
 
 
 def speed_from_checkpoint(checkpoint: Checkpoint) -> SpeedConfig:

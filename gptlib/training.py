@@ -21,6 +21,7 @@ import torch.nn as nn
 
 from gptlib.batches import get_batch
 from gptlib.config import TrainConfig
+from gptlib.distributed import SINGLE, Distributed, process_group, split_batch
 from gptlib.errors import DataError, TrainingDivergedError
 from gptlib.speed import SpeedConfig, apply_backend_flags, autocast, make_grad_scaler
 
@@ -203,10 +204,35 @@ class DivergenceGuard:
         return last
 
 
+def forward_backward(step_model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, grad_accum: int = 1,
+                     dist: Distributed = SINGLE, replica: nn.Module | None = None,
+                     speed: SpeedConfig | None = None, device: torch.device | str = "cpu",
+                     scale: Callable[[torch.Tensor], torch.Tensor] | None = None) -> torch.Tensor:
+    """Add the gradient of the mean loss over the global batch (x, y) to the parameters' ``.grad``
+    and return that loss (the same on every process). ``scale`` (fp16's GradScaler) scales each
+    loss before its backward pass.
+
+    This process takes its rows of the batch (all of them in one process) in ``grad_accum``
+    micro-batches and backpropagates each micro-batch's loss / grad_accum: equal micro-batches, so
+    the sum is the whole share's mean. Under DDP (``replica``) the last backward also averages the
+    gradients over the processes (equal shares again), so every process ends with the whole batch's.
+    """
+    loss = 0.0
+    micro_xs, micro_ys = dist.my_rows(x).chunk(grad_accum), dist.my_rows(y).chunk(grad_accum)  # (b,T) each
+    for i, (xm, ym) in enumerate(zip(micro_xs, micro_ys)):
+        with dist.no_sync(replica, skip=i < grad_accum - 1):  # all-reduce once, after the last one
+            with autocast(speed, device):
+                _, micro_loss = step_model(xm, ym)
+            part = micro_loss / grad_accum
+            (part if scale is None else scale(part)).backward()
+        loss = loss + micro_loss.detach() / grad_accum
+    return dist.mean(loss)
+
+
 def train(model: nn.Module, train_data: torch.Tensor, val_data: torch.Tensor, config: TrainConfig, *,
           block_size: int, device: torch.device | str = "cpu", callbacks: Iterable[Callback] = (),
           state: TrainState | None = None, progress: bool = True,
-          speed: SpeedConfig | None = None) -> TrainState:
+          speed: SpeedConfig | None = None, dist: Distributed = SINGLE, grad_accum: int = 1) -> TrainState:
     """Train ``model`` for ``config.max_iters`` steps and return the final `TrainState`.
 
     Evaluates every ``eval_interval`` steps and at the last step, appends to ``state.history`` and
@@ -214,18 +240,19 @@ def train(model: nn.Module, train_data: torch.Tensor, val_data: torch.Tensor, co
     A loss that turns NaN or infinite stops training with `TrainingDivergedError` at the next
     evaluation, naming its step; no optimiser step is applied from that step on (`DivergenceGuard`).
     ``speed`` (see `gptlib.speed.speed_plan`) switches on autocast (fp16 with a GradScaler), TF32,
-    fused AdamW and torch.compile.
+    fused AdamW and torch.compile. ``grad_accum`` splits each batch into that many micro-batches
+    (same result, less memory). ``dist`` (`gptlib.distributed.from_env`, under torchrun) trains this
+    process's share of each batch as a DDP replica; only rank 0 evaluates and calls the callbacks.
     """
     from tqdm.auto import tqdm
 
     for name, data in (("train", train_data), ("val", val_data)):
         _check_split(name, data, config.batch_size, block_size)
+    split_batch(config.batch_size, dist.world_size, grad_accum)  # before the processes connect
     device = torch.device(device)
     model.to(device)
     model.train()
     apply_backend_flags(speed)
-    # the training steps may run a compiled copy; evaluation runs the plain model (no recompiling)
-    step_model = torch.compile(model) if speed is not None and speed.compile else model
     if state is None:
         batch_gen, eval_gen = make_generators(config.seed)
         optimizer = make_optimizer(model, config, fused=speed is not None and speed.fused_adamw)
@@ -237,26 +264,29 @@ def train(model: nn.Module, train_data: torch.Tensor, val_data: torch.Tensor, co
     if speed is not None and speed.autocast_dtype == "float16":
         advice += ", or train in bfloat16 or float32 (--dtype), whose range is wider"
     guard = DivergenceGuard(state.optimizer, device, advice)
+    # fp16: backpropagate the loss scaled up, so small gradients do not flush to zero
+    scale = None if state.scaler is None else (lambda l: state.scaler.scale(guard.nan_once_diverged(l)))
     splits = {"train": train_data, "val": val_data}
     callbacks = list(callbacks)
     start = time.perf_counter() - (state.history.elapsed[-1] if len(state.history) else 0.0)
 
-    bar = tqdm(total=config.max_iters, initial=state.step, desc="training", disable=not progress,
-               dynamic_ncols=True)
-    try:
+    bar = tqdm(total=config.max_iters, initial=state.step, desc="training",
+               disable=not (progress and dist.is_main), dynamic_ncols=True)
+    with bar, process_group(dist):  # torchrun's processes connect here and leave together at the end
+        replica = dist.wrap(model)  # DDP averages the gradients over the processes; one process: model
+        # the training steps may run a compiled copy; evaluation runs the plain model (no recompiling)
+        step_model = torch.compile(replica) if speed is not None and speed.compile else replica
         while state.step < config.max_iters:
             lr = get_lr(state.step, config)
             for group in state.optimizer.param_groups:
                 group["lr"] = lr
+            # (B,T): the global batch, the same on every process; each trains on its own rows
             x, y = get_batch(train_data, config.batch_size, block_size, state.batch_generator, device)
-            with autocast(speed, device):
-                _, loss = step_model(x, y)
-            guard.watch(loss, state.step)  # on the device: nothing here waits for the GPU
             state.optimizer.zero_grad(set_to_none=True)
-            if state.scaler is None:
-                loss.backward()
-            else:  # fp16: backpropagate the loss scaled up, so small gradients do not flush to zero
-                state.scaler.scale(guard.nan_once_diverged(loss)).backward()
+            loss = forward_backward(step_model, x, y, grad_accum=grad_accum, dist=dist, replica=replica,
+                                    speed=speed, device=device, scale=scale)
+            guard.watch(loss, state.step)  # on the device: nothing here waits for the GPU
+            if state.scaler is not None:
                 state.scaler.unscale_(state.optimizer)  # the true gradients, for clipping
             if config.grad_clip > 0:
                 nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
@@ -264,8 +294,10 @@ def train(model: nn.Module, train_data: torch.Tensor, val_data: torch.Tensor, co
             state.step += 1
             bar.update(1)
 
-            if state.step % config.eval_interval == 0 or state.step == config.max_iters:
-                last_loss = guard.check()  # before anything is evaluated or saved
+            evaluate = state.step % config.eval_interval == 0 or state.step == config.max_iters
+            if evaluate:
+                last_loss = guard.check()  # on every process, before anything is evaluated or saved
+            if evaluate and dist.is_main:  # under torchrun only rank 0 evaluates, logs and saves
                 with autocast(speed, device):
                     losses = estimate_loss(model, splits, config.batch_size, block_size, config.eval_iters,
                                            state.eval_generator, device)
@@ -275,8 +307,6 @@ def train(model: nn.Module, train_data: torch.Tensor, val_data: torch.Tensor, co
                                      time.perf_counter() - start)
                 for callback in callbacks:
                     callback(state)
-                if state.stop:
-                    break
-    finally:
-        bar.close()
+            if evaluate and dist.from_main(state.stop):  # rank 0's callbacks stop every process
+                break
     return state

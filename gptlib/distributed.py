@@ -1,0 +1,254 @@
+"""Training on more than one device: PyTorch's DistributedDataParallel (DDP), started by ``torchrun``
+(book: "Training on more than one GPU").
+
+    torchrun --standalone --nproc_per_node=2 -m gptlib train --preset cpu --device cpu
+
+``torchrun`` starts N copies of the same program and tells each one who it is in environment variables
+(``RANK``, ``LOCAL_RANK``, ``WORLD_SIZE``, ``MASTER_ADDR``, ``MASTER_PORT``). `from_env` reads them and
+picks the process's device and the backend that moves its tensors: NCCL between CUDA GPUs (one GPU per
+process, ``cuda:LOCAL_RANK``), gloo between CPU processes. Without those variables it returns the
+one-process run, `SINGLE`, and nothing in this module does anything.
+
+How N processes at batch size B train exactly the model that one process at batch B trains:
+
+- every process builds the same model from the same seed (and DDP copies rank 0's weights to the rest);
+- every process draws the same global batch of B rows from the same batch generator and trains on its
+  own B / N of them (`Distributed.my_rows`), in ``grad_accum`` micro-batches if one share does not fit;
+- in backward, DDP averages the gradients over the processes (an all-reduce), so every process holds
+  the gradient of the whole batch, takes the same optimiser step and stays an exact replica;
+- only rank 0 evaluates, logs, writes checkpoints and samples. Evaluation draws from its own
+  generator and runs without dropout, so skipping it leaves the other processes' random state where
+  a one-process run's would be; they wait for rank 0 at the next collective.
+
+With dropout > 0 the runs cannot be equal: each process draws dropout masks for its own rows only
+(`seed_other_ranks` gives every rank but 0 a stream of its own, so no two ranks drop the same units).
+
+A mistake is found before the processes connect and on every process alike (`from_env`,
+`split_batch`), so all of them stop with the same error, `report_error` prints it once, and none
+waits for a peer that is gone; once connected, every collective has a `TIMEOUT`.
+"""
+
+import contextlib
+import inspect
+import os
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import timedelta
+
+import torch
+import torch.nn as nn
+
+from gptlib.device import pick_device
+from gptlib.errors import ConfigError, DeviceError, DistributedError
+
+# What torchrun sets for every process it starts (MASTER_* name rank 0's address, where they meet).
+RANK_VARS = ("RANK", "WORLD_SIZE", "LOCAL_RANK")
+MEETING_VARS = ("MASTER_ADDR", "MASTER_PORT")
+# How long a process waits for the others: to connect, and at each collective (an all-reduce of the
+# gradients, rank 0's evaluation). Past it a process fails instead of hanging on a peer that died.
+TIMEOUT = timedelta(minutes=10)
+# How long a rank other than 0 waits before printing its error itself: long enough for rank 0 to
+# print the same error and torchrun to end the job (it stops the other processes within a second).
+GRACE_SECONDS = 10.0
+_LAST_BARRIER: list = []  # the handle of the last run's final barrier (see `process_group`)
+
+
+@dataclass(frozen=True)
+class Distributed:
+    """Where this process stands in a torchrun job: its rank among ``world_size`` processes, its
+    device and backend. `SINGLE` (rank 0 of 1, no backend) is the ordinary one-process run."""
+
+    rank: int = 0
+    world_size: int = 1
+    local_rank: int = 0  # the rank among the processes on this machine: picks the GPU
+    backend: str | None = None  # "nccl" or "gloo"; None: one process, no process group
+    device: torch.device = torch.device("cpu")
+
+    @property
+    def active(self) -> bool:
+        """Whether this process is one of a torchrun job (even a job of one process)."""
+        return self.backend is not None
+
+    @property
+    def is_main(self) -> bool:
+        """Rank 0: the process that evaluates, logs, saves and samples."""
+        return self.rank == 0
+
+    def my_rows(self, batch: torch.Tensor) -> torch.Tensor:
+        """This process's share of a global batch: rows rank*B/N to (rank+1)*B/N. (B,...) -> (B/N,...)"""
+        rows = batch.shape[0] // self.world_size
+        return batch[self.rank * rows:(self.rank + 1) * rows]
+
+    def wrap(self, model: nn.Module) -> nn.Module:
+        """The model as a DDP replica, which all-reduces (averages) the gradients in backward; in one
+        process, the model itself. Call inside `process_group`."""
+        if not self.active:
+            return model
+        ddp = nn.parallel.DistributedDataParallel
+        # The buffers (causal masks) never change: no need to broadcast them before every forward.
+        # (torch 2.13 renamed the option; older versions know only broadcast_buffers.)
+        no_buffer_sync = ({"forward_sync_buffers": False}
+                          if "forward_sync_buffers" in inspect.signature(ddp).parameters
+                          else {"broadcast_buffers": False})
+        return ddp(model, device_ids=[self.device.index] if self.device.type == "cuda" else None,
+                   **no_buffer_sync)
+
+    def no_sync(self, replica: nn.Module, skip: bool):
+        """A context in which backward does not all-reduce (``skip``: a micro-batch before the last)."""
+        if skip and isinstance(replica, nn.parallel.DistributedDataParallel):
+            return replica.no_sync()  # the gradients add up locally; the last micro-batch syncs them
+        return contextlib.nullcontext()
+
+    def mean(self, value: torch.Tensor) -> torch.Tensor:
+        """The mean of ``value`` over the processes (every process gets it); in one process, ``value``."""
+        if not self.active:
+            return value
+        total = value.detach().clone()
+        torch.distributed.all_reduce(total)  # a sum: gloo has no average
+        return total / self.world_size
+
+    def from_main(self, flag: bool) -> bool:
+        """Rank 0's ``flag``, on every process (e.g. rank 0's callbacks asked to stop)."""
+        if not self.active:
+            return flag
+        t = torch.tensor([int(flag)], device=self.device)
+        torch.distributed.broadcast(t, src=0)
+        return bool(t.item())
+
+
+SINGLE = Distributed()
+
+
+def launched() -> bool:
+    """Whether this process was started as part of a distributed job (torchrun, or by hand)."""
+    return any(name in os.environ for name in RANK_VARS)
+
+
+def from_env(requested_device: str = "auto") -> Distributed:
+    """This process's place in the job from torchrun's variables, with its device and backend;
+    `SINGLE` on ``pick_device(requested_device)`` when it was not started by torchrun.
+
+    Checks everything before any process connects, so a mistake is the same error on every process:
+    a missing or malformed variable (`DistributedError`), a device that DDP cannot use here
+    (`DeviceError`: ``--device cuda`` without GPUs, more processes than GPUs, ``mps``).
+    """
+    if not launched():
+        return Distributed(device=pick_device(requested_device))
+    missing = [name for name in ("RANK", "WORLD_SIZE", *MEETING_VARS) if name not in os.environ]
+    if missing:
+        have = [name for name in RANK_VARS if name in os.environ]
+        raise DistributedError(
+            f"{' and '.join(have)} {'is' if len(have) == 1 else 'are'} set, so this is one process of a "
+            f"distributed run, but {', '.join(missing)} {'is' if len(missing) == 1 else 'are'} not: start "
+            f"the run with torchrun (torchrun --standalone --nproc_per_node=N -m gptlib train ...), or set "
+            f"RANK, WORLD_SIZE, MASTER_ADDR (rank 0's address) and MASTER_PORT (a free port) yourself")
+    rank, world_size = _int_var("RANK"), _int_var("WORLD_SIZE")
+    local_rank = _int_var("LOCAL_RANK") if "LOCAL_RANK" in os.environ else rank  # one machine
+    if world_size < 1 or not 0 <= rank < world_size or local_rank < 0:
+        raise DistributedError(f"RANK={rank}, LOCAL_RANK={local_rank}, WORLD_SIZE={world_size}: need "
+                               f"WORLD_SIZE >= 1 and 0 <= RANK < WORLD_SIZE, LOCAL_RANK >= 0")
+    device = _device_for(requested_device, local_rank)
+    if device.type == "cuda":
+        torch.cuda.set_device(device)  # before anything touches CUDA, so no process opens a context on GPU 0
+    return Distributed(rank, world_size, local_rank, "nccl" if device.type == "cuda" else "gloo", device)
+
+
+def _int_var(name: str) -> int:
+    try:
+        return int(os.environ[name])
+    except ValueError:
+        raise DistributedError(f"{name}={os.environ[name]!r} is not an integer; torchrun sets it, so "
+                               f"start the run with torchrun or fix the variable") from None
+
+
+def _device_for(requested: str, local_rank: int) -> torch.device:
+    """Process ``local_rank``'s device: its own GPU ``cuda:LOCAL_RANK`` (NCCL), else the CPU (gloo)."""
+    kind = "cuda" if requested in (None, "", "auto") and torch.cuda.is_available() else requested
+    kind = "cpu" if kind in (None, "", "auto") else kind  # auto without CUDA: the CPU, not MPS
+    if kind == "cpu":
+        return torch.device("cpu")
+    if kind != "cuda":
+        raise DeviceError(f"--device {requested}: a distributed run trains on CUDA GPUs (NCCL), one per "
+                          f"process, or on CPUs (gloo); use --device cuda or --device cpu")
+    if not torch.cuda.is_available():
+        raise DeviceError(f"--device {requested} under torchrun trains over NCCL, which needs CUDA GPUs, "
+                          f"and this machine has none; use --device cpu (gloo)")
+    gpus = torch.cuda.device_count()
+    here = int(os.environ.get("LOCAL_WORLD_SIZE", local_rank + 1))
+    if max(here, local_rank + 1) > gpus:
+        raise DeviceError(f"{max(here, local_rank + 1)} processes on this machine, but it has {gpus} CUDA "
+                          f"GPU(s) and each process needs its own: use --nproc_per_node={gpus}")
+    return torch.device("cuda", local_rank)
+
+
+def split_batch(batch_size: int, world_size: int, grad_accum: int) -> int:
+    """Rows per micro-batch when ``world_size`` processes share each batch of ``batch_size`` rows in
+    ``grad_accum`` micro-batches each; a `ConfigError` unless they divide it evenly (equal shares are
+    what makes the mean of the processes' gradients the gradient of the whole batch)."""
+    if not isinstance(grad_accum, int) or isinstance(grad_accum, bool) or grad_accum < 1:
+        raise ConfigError(f"grad_accum must be a positive integer, got {grad_accum!r}")
+    parts = world_size * grad_accum
+    if batch_size % parts:
+        who = f"{world_size} processes x {grad_accum} micro-batches" if world_size > 1 else \
+            f"{grad_accum} micro-batches"
+        raise ConfigError(f"batch_size {batch_size} cannot be split evenly into {who} ({parts} parts): "
+                          f"use a batch_size that is a multiple of {parts}, or another "
+                          f"{'--nproc_per_node or ' if world_size > 1 else ''}--grad-accum")
+    return batch_size // parts
+
+
+@contextlib.contextmanager
+def process_group(dist: Distributed) -> Iterator[None]:
+    """Connect the job's processes for the block (``init_process_group``) and, when it ends well,
+    disconnect them together (a barrier, then ``destroy_process_group``). After an error the process
+    just leaves (torchrun then stops the others). Does nothing in one process."""
+    if not dist.active:
+        yield
+        return
+    # device_id binds NCCL to this process's GPU from the start
+    options = {"device_id": dist.device} if dist.device.type == "cuda" else {}
+    try:
+        torch.distributed.init_process_group(dist.backend, rank=dist.rank, world_size=dist.world_size,
+                                             timeout=TIMEOUT, **options)
+    except (RuntimeError, ValueError) as err:  # a peer that never came, a port in use...
+        detail = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise DistributedError(
+            f"rank {dist.rank} of {dist.world_size} could not join the others at "
+            f"{os.environ.get('MASTER_ADDR')}:{os.environ.get('MASTER_PORT')} ({dist.backend}): {detail}"
+        ) from None
+    yield
+    # Only after a block that ended well: after an error, another rank may be inside a collective
+    # that this one never joins, and leaving the group would wait for it. torchrun ends the job.
+    done = torch.distributed.barrier(async_op=True)  # nobody leaves while another still works
+    done.wait()
+    torch.distributed.destroy_process_group()
+    # Keep the barrier's handle after this, until the group's last user (the DDP replica) is gone.
+    # Otherwise gloo's worker thread may be the one to free it, which needs the GIL, while this
+    # thread holds the GIL and, in the group's destructor, waits for the worker to stop: both wait
+    # forever (torch 2.13; here 1 run in about 10 hung at its end before this).
+    _LAST_BARRIER[:] = [done]
+
+
+def seed_other_ranks(dist: Distributed, seed: int, step: int) -> None:
+    """Give every rank but 0 a random stream of its own (dropout), derived from the run's seed, the
+    rank and the step it starts at; rank 0 keeps the one-process run's stream. Only dropout draws from
+    it: the weights are built before this, the batches come from the shared batch generator."""
+    if dist.active and not dist.is_main:
+        torch.manual_seed((seed + 1_000_003 * dist.rank + 7919 * step) % (2**63 - 1))
+
+
+def report_error(message: str) -> None:
+    """Print a user error once per job, on stderr.
+
+    Rank 0 (and a one-process run) prints it. Every process checks the same inputs and fails the same
+    way, so another rank under torchrun first waits `GRACE_SECONDS`, in which rank 0 prints and torchrun
+    ends this process; if it is still running after that, the error was its own, and it prints it.
+    """
+    rank = os.environ.get("RANK", "0")
+    if rank != "0":
+        if "TORCHELASTIC_RUN_ID" in os.environ:  # started by torchrun, which stops the job when rank 0 exits
+            time.sleep(GRACE_SECONDS)
+        message = f"[rank {rank}] {message}"
+    print(message, file=sys.stderr)
