@@ -112,7 +112,7 @@ class RunResult:
 
 def describe_plan(plan: SpeedConfig) -> str:
     """One line saying how the run trains, e.g. "fast path (FastGPT), fp32, fused AdamW"."""
-    parts = ["fast path (FastGPT)" if plan.fast_model else "readable GPT",
+    parts = [f"fast path (FastGPT, {plan.attention} attention)" if plan.fast_model else "readable GPT",
              plan.autocast_dtype or "fp32"]
     parts += [name for name, on in (("TF32", plan.tf32), ("fused AdamW", plan.fused_adamw),
                                     ("torch.compile", plan.compile)) if on]
@@ -138,7 +138,7 @@ def train_run(run: Run, *, resume: bool = False, overwrite: bool = False, callba
         _check_same_run(run, checkpoint, out / LAST)
         plan = speed_from_checkpoint(checkpoint)
     else:
-        plan = run.speed or speed_plan(device)
+        plan = run.speed or speed_plan(device, run.model)
     if corpus is None:
         corpus = load_corpus(run.data, checkpoint.tokenizer if checkpoint else None)
     if checkpoint is not None and checkpoint.extra.get("data_sha256", corpus.sha256) != corpus.sha256:
@@ -165,6 +165,8 @@ def train_run(run: Run, *, resume: bool = False, overwrite: bool = False, callba
         f"{len(corpus.train_data):,} train / {len(corpus.val_data):,} val tokens, "
         f"vocab {corpus.tokenizer.vocab_size}")
     log(f"speed plan: {describe_plan(plan) if make_model is None else type(model).__name__}")
+    if make_model is None and plan.why:
+        log(f"  why: {plan.why}")
     try:
         result.state = train(model, corpus.train_data, corpus.val_data, run.train,
                              block_size=model_config.block_size, device=device,
