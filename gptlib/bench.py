@@ -4,12 +4,22 @@
     python -m gptlib bench --json out.json          # the same, and the numbers as JSON
     python -m gptlib bench --time-to-loss           # also: seconds for the cpu preset to reach val 1.88
 
-Method: one process; a warm-up step for each model, then rounds that alternate between the models
-(so a noisy neighbour slows both alike); medians. MFU (model FLOPs utilisation) is the model's
-FLOPs per second over this machine's matmul peak, measured here by the same command in the plan's
-precision (fp32 on a CPU; bf16, or fp16 on a T4 or V100, on a GPU). FLOPs per token follow nanoGPT's
-``estimate_mfu``: 6 N (N = parameters in matmuls) plus 12 L T C for the attention scores and the
-weighted sum, forward and backward.
+Method, made for a shared machine: one process; a warm-up for each contender, then rounds that
+alternate between them (the order flips every round, so a neighbour that starts or stops working
+slows both alike); the median of the rounds, with the spread (quartiles, min and max) and the load
+average at start and end beside it. A bar per phase shows the progress on stderr. MFU (model FLOPs
+utilisation) is the model's FLOPs per second over this machine's matmul peak in the precision the
+path computes in (fp32 for the readable model, the plan's for the fast path), measured here by the
+same command. FLOPs per token follow nanoGPT's ``estimate_mfu``: 6 N (N = parameters in matmuls) plus
+12 L T C for the attention scores and the weighted sum, forward and backward.
+
+``--time-to-loss`` trains the ``cpu`` preset through `gptlib.run.train_run` (the one run path) with
+the speed plan. Whenever the recipe's own evaluation (a few batches) comes within
+``CHECK_MARGIN`` of the target, the clock is paused and the model is evaluated on the *whole*
+validation split (`full_split_loss`); the target counts as reached only when that full-split loss is
+<= the target. ``seconds`` is the training wall time up to that evaluation (the recipe's steps and
+its own evaluations; not start-up, not the paused full-split checks), ``seconds_with_checks`` the
+same with the checks.
 
 The JSON file is nested: ``{"train": {"readable_tok_s": ...}, "sample": {...}, "time_to_loss": {...},
 "machine": {...}}``, so the dotted key ``train.speedup`` is ``data["train"]["speedup"]``
@@ -23,6 +33,7 @@ import math
 import os
 import platform
 import statistics
+import sys
 import time
 from dataclasses import asdict, replace
 from pathlib import Path
@@ -46,6 +57,27 @@ from gptlib.training import make_optimizer
 
 # the optimiser settings for the timed steps (their values do not change the speed)
 _TRAIN = TrainConfig(learning_rate=1e-4)
+# `time_to_loss` checks the whole val split once the recipe's estimate is within this of the target
+CHECK_MARGIN = 0.03
+
+
+def _bar(total: int, desc: str, progress: bool):
+    """A progress bar on stderr (the results go to stdout)."""
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, desc=desc, disable=not progress, file=sys.stderr, dynamic_ncols=True)
+
+
+def spread(values: list[float]) -> dict:
+    """Median, quartiles, min and max of ``values``: what a noisy measurement needs besides its median."""
+    q = statistics.quantiles(values, n=4, method="inclusive") if len(values) > 1 else [values[0]] * 3
+    return {"median": statistics.median(values), "q1": q[0], "q3": q[2], "min": min(values),
+            "max": max(values), "n": len(values)}
+
+
+def _load() -> list[float] | None:
+    """The 1, 5 and 15 minute load averages (None where the OS does not say)."""
+    return [round(x, 2) for x in os.getloadavg()] if hasattr(os, "getloadavg") else None
 
 
 def _sync(device: torch.device) -> None:
@@ -90,12 +122,14 @@ def _train_step(model: nn.Module, optimizer, x, y, speed: SpeedConfig | None, de
 
 
 def bench_training(config: GPTConfig, train_data: torch.Tensor, batch_size: int, device: torch.device,
-                   plan: SpeedConfig, rounds: int, steps: int, peak: float) -> dict:
-    """Median ms per training step of the readable `GPT` (fp32, plain AdamW) and of the fast path
-    (`FastGPT` with ``plan``), measured in alternating rounds after a warm-up step each."""
+                   plan: SpeedConfig, rounds: int, steps: int, peaks: dict, progress: bool = False) -> dict:
+    """ms per training step of the readable `GPT` (fp32, plain AdamW) and of the fast path (`FastGPT`
+    with ``plan``): a warm-up step each, then ``rounds`` rounds of ``steps`` steps that alternate
+    between the two (order flipped every round); medians, spreads and per-round speed-ups.
+    ``peaks`` maps a dtype name to this machine's matmul FLOP/s, for the MFU."""
     torch.manual_seed(1337)
     readable = GPT(config).to(device).train()
-    fast = fast_from_readable(readable).train()
+    fast = fast_from_readable(readable, plan.attention).train()
     fast_step_model = torch.compile(fast) if plan.compile else fast
     contenders = {
         "readable": (readable, make_optimizer(readable, _TRAIN), None),
@@ -103,74 +137,153 @@ def bench_training(config: GPTConfig, train_data: torch.Tensor, batch_size: int,
     }
     gen = torch.Generator().manual_seed(0)
     times = {name: [] for name in contenders}
-    for r in range(rounds + 1):  # round 0 is the warm-up (and, with compile, the compilation)
-        for name, (model, opt, speed) in contenders.items():
-            x, y = get_batch(train_data, batch_size, config.block_size, gen, device)
-            _sync(device)
-            t0 = time.perf_counter()
-            for _ in range(steps):
-                _train_step(model, opt, x, y, speed, device)
-            _sync(device)
-            if r > 0:
-                times[name].append((time.perf_counter() - t0) / steps)
+    bar = _bar(2 * (rounds + 1), f"train {batch_size}x{config.block_size}: readable vs fast", progress)
+    with bar:
+        for r in range(rounds + 1):  # round 0 is the warm-up (and, with compile, the compilation)
+            order = list(contenders) if r % 2 == 0 else list(reversed(contenders))
+            for name in order:
+                model, opt, speed = contenders[name]
+                x, y = get_batch(train_data, batch_size, config.block_size, gen, device)
+                _sync(device)
+                t0 = time.perf_counter()
+                for _ in range(steps):
+                    _train_step(model, opt, x, y, speed, device)
+                _sync(device)
+                if r > 0:
+                    times[name].append((time.perf_counter() - t0) / steps)
+                bar.update(1)
     tokens = batch_size * config.block_size
     fpt = flops_per_token(config)
+    fast_dtype = plan.autocast_dtype or "float32"
     out = {"batch_size": batch_size, "block_size": config.block_size, "rounds": rounds,
-           "steps_per_round": steps, "flops_per_token": fpt}
+           "steps_per_round": steps, "flops_per_token": fpt, "fast_dtype": fast_dtype}
     for name, ts in times.items():
         sec = statistics.median(ts)
         out[f"{name}_ms_per_iter"] = 1000 * sec
+        out[f"{name}_ms_spread"] = {k: (1000 * v if k != "n" else v) for k, v in spread(ts).items()}
         out[f"{name}_tok_s"] = tokens / sec
-        out[f"{name}_mfu"] = tokens / sec * fpt / peak
+        out[f"{name}_mfu"] = tokens / sec * fpt / peaks["float32" if name == "readable" else fast_dtype]
     out["speedup"] = out["fast_tok_s"] / out["readable_tok_s"]
+    # each round's two measurements ran back to back: their ratio is the least disturbed by load
+    out["speedup_rounds"] = spread([r / f for r, f in zip(times["readable"], times["fast"])])
     return out
 
 
-def bench_sampling(config: GPTConfig, device: torch.device, new_tokens: int, rounds: int) -> dict:
-    """Median tokens/s of the naive `generate` (readable `GPT`) and of `generate_cached` (KV cache),
-    sampling ``new_tokens`` from a one-token prompt, in alternating rounds after a short warm-up."""
+def bench_sampling(config: GPTConfig, device: torch.device, new_tokens: int, rounds: int,
+                   progress: bool = False) -> dict:
+    """Tokens/s of the naive `generate` (readable `GPT`) and of `generate_cached` (KV cache), sampling
+    ``new_tokens`` from a one-token prompt: a short warm-up, then ``rounds`` alternating rounds.
+
+    The KV cache runs on a `FastGPT` made once from the readable model's weights (as loading a
+    checkpoint for sampling does); that conversion is a one-time cost, timed on its own
+    (``convert_seconds``), not part of the tokens/s."""
     torch.manual_seed(1337)
     model = GPT(config).to(device).eval()
+    t0 = time.perf_counter()
+    fast = fast_from_readable(model).eval()
+    convert_seconds = time.perf_counter() - t0
     idx = torch.zeros((1, 1), dtype=torch.long, device=device)  # the lecture's prompt: token 0
-    contenders = {"naive": generate, "cached": generate_cached}
+    contenders = {"naive": (generate, model), "cached": (generate_cached, fast)}
     times = {name: [] for name in contenders}
-    for r in range(rounds + 1):
-        n = min(new_tokens, 20) if r == 0 else new_tokens  # round 0: a short warm-up
-        for name, fn in contenders.items():
-            gen = torch.Generator(device=device).manual_seed(r)
-            _sync(device)
-            t0 = time.perf_counter()
-            fn(model, idx, n, generator=gen)
-            _sync(device)
-            if r > 0:
-                times[name].append(time.perf_counter() - t0)
-    out = {"new_tokens": new_tokens, "rounds": rounds}
+    with _bar(2 * (rounds + 1), f"sample {new_tokens} tokens: naive vs KV cache", progress) as bar:
+        for r in range(rounds + 1):
+            n = min(new_tokens, 20) if r == 0 else new_tokens  # round 0: a short warm-up
+            order = list(contenders) if r % 2 == 0 else list(reversed(contenders))
+            for name in order:
+                fn, m = contenders[name]
+                gen = torch.Generator(device=device).manual_seed(r)
+                _sync(device)
+                t0 = time.perf_counter()
+                fn(m, idx, n, generator=gen)
+                _sync(device)
+                if r > 0:
+                    times[name].append(time.perf_counter() - t0)
+                bar.update(1)
+    out = {"new_tokens": new_tokens, "rounds": rounds, "convert_seconds": convert_seconds}
     for name, ts in times.items():
         out[f"{name}_seconds"] = statistics.median(ts)
+        out[f"{name}_seconds_spread"] = spread(ts)
         out[f"{name}_tok_s"] = new_tokens / statistics.median(ts)
     out["speedup"] = out["cached_tok_s"] / out["naive_tok_s"]
+    out["speedup_rounds"] = spread([n / c for n, c in zip(times["naive"], times["cached"])])
     return out
+
+
+@torch.no_grad()
+def full_split_loss(model: nn.Module, data: torch.Tensor, block_size: int, device: torch.device | str,
+                    batch_size: int = 64) -> float:
+    """The mean loss over *every* token of ``data`` (e.g. the whole val split), in eval mode and fp32.
+
+    The split is cut into consecutive chunks of ``block_size`` (the last one shorter), so each token
+    after the first is predicted exactly once, from the tokens before it in its chunk: the quantity
+    `gptlib.training.estimate_loss` estimates from a few random chunks, without the sampling noise.
+    """
+    was_training = model.training
+    model.eval()
+    n = len(data) - 1  # targets: data[1:]
+    total = 0.0
+    full = n // block_size  # chunks of exactly block_size tokens
+    starts = torch.arange(full) * block_size
+    offsets = torch.arange(block_size)
+    for i in range(0, full, batch_size):
+        rows = starts[i:i + batch_size, None] + offsets  # (b,T) positions
+        x, y = data[rows].to(device), data[rows + 1].to(device)
+        _, loss = model(x, y)  # the mean over b*T tokens
+        total += loss.item() * rows.numel()
+    rest = n - full * block_size
+    if rest:
+        x = data[None, full * block_size:n].to(device)
+        y = data[None, full * block_size + 1:n + 1].to(device)
+        total += model(x, y)[1].item() * rest
+    model.train(was_training)
+    return total / n
 
 
 def time_to_loss(preset_name: str, target: float, device: torch.device, plan: SpeedConfig,
-                 corpus: Corpus) -> dict:
-    """Train ``preset_name`` with ``plan`` until val loss <= ``target``: wall seconds (evaluations
-    included, start-up excluded) and the step it happened at."""
-    preset = get_preset(preset_name)
-    hit = {}
+                 corpus: Corpus, progress: bool = False) -> dict:
+    """Train ``preset_name`` with ``plan`` until the loss on the whole val split is <= ``target``.
 
-    def stop_at_target(state) -> None:
+    The recipe's evaluations (a few batches) decide when to look: an estimate within `CHECK_MARGIN`
+    of the target pauses the clock for `full_split_loss`. ``seconds``: training wall time until the
+    check that succeeded (steps and the recipe's evaluations; start-up and the checks not counted).
+    """
+    preset = get_preset(preset_name)
+    block_size = preset.model.block_size
+    checks = []
+    hit = {}
+    paused = [0.0]  # seconds spent in checks so far; the training clock ran on through them
+
+    def check_full_split(state) -> None:
         h = state.history
-        if h.val_loss[-1] <= target and not hit:
-            hit.update(step=h.step[-1], seconds=h.elapsed[-1], val_loss=h.val_loss[-1])
+        if hit or h.val_loss[-1] > target + CHECK_MARGIN:
+            return
+        t0 = time.perf_counter()
+        full = full_split_loss(state.model, corpus.val_data, block_size, device)
+        spent = time.perf_counter() - t0
+        seconds = h.elapsed[-1] - paused[0]
+        checks.append({"step": h.step[-1], "val_loss_estimate": h.val_loss[-1], "val_loss_full": full,
+                       "seconds": seconds, "check_seconds": spent})
+        paused[0] += spent
+        if full <= target:
+            hit.update(step=h.step[-1], seconds=seconds, seconds_with_checks=h.elapsed[-1] + spent,
+                       val_loss=h.val_loss[-1], val_loss_full=full)
             state.stop = True
 
+    log = (lambda line: print(line, file=sys.stderr)) if progress else (lambda _: None)
     run = Run.from_preset(preset, speed=plan, device=str(device))
-    h = train_run(run, callbacks=[stop_at_target], progress=False, corpus=corpus, log=lambda _: None).history
-    return {"preset": preset_name, "target": target, "reached": bool(hit),
-            "seconds": hit.get("seconds"), "step": hit.get("step"), "val_loss": hit.get("val_loss"),
-            "final_step": h.step[-1], "final_val_loss": h.val_loss[-1], "final_seconds": h.elapsed[-1],
-            "max_iters": preset.train.max_iters}
+    result = train_run(run, callbacks=[check_full_split], progress=progress, corpus=corpus, log=log)
+    h = result.history
+    out = {"preset": preset_name, "target": target, "reached": bool(hit), "seconds": hit.get("seconds"),
+           "seconds_with_checks": hit.get("seconds_with_checks"), "step": hit.get("step"),
+           "val_loss": hit.get("val_loss"), "val_loss_full": hit.get("val_loss_full"),
+           "val_split_tokens": len(corpus.val_data), "eval_iters": preset.train.eval_iters,
+           "eval_interval": preset.train.eval_interval, "check_margin": CHECK_MARGIN, "checks": checks,
+           "final_step": h.step[-1], "final_val_loss": h.val_loss[-1],
+           "final_seconds": h.elapsed[-1] - paused[0], "max_iters": preset.train.max_iters}
+    if not hit:  # say how far it got, on the whole split too
+        out["final_val_loss_full"] = (checks[-1]["val_loss_full"] if checks and checks[-1]["step"] == h.step[-1]
+                                      else full_split_loss(result.model, corpus.val_data, block_size, device))
+    return out
 
 
 def machine_info(device: torch.device) -> dict:
@@ -180,8 +293,14 @@ def machine_info(device: torch.device) -> dict:
             "cpu": _cpu_name(), "cpu_count": os.cpu_count()}
     if device.type == "cuda":
         info["gpu"] = torch.cuda.get_device_name(device)
-    if hasattr(os, "getloadavg"):
-        info["load_average_start"] = round(os.getloadavg()[0], 2)
+    if device.type == "cpu":
+        from gptlib.speed import cpu_bf16_instructions
+
+        info["cpu_bf16"] = cpu_bf16_instructions() or "none"
+    load = _load()
+    if load is not None:
+        info["load_average_start"] = load[0]  # the 1-minute load average
+        info["load_averages_start"] = load  # 1, 5 and 15 minutes
     return info
 
 
@@ -206,6 +325,10 @@ def _row(cells, widths) -> str:
     return "  ".join(str(c).ljust(w) if i == 0 else str(c).rjust(w) for i, (c, w) in enumerate(zip(cells, widths)))
 
 
+def _ms(spread_ms: dict) -> str:
+    return f"{spread_ms['q1']:,.0f}-{spread_ms['q3']:,.0f}"
+
+
 def format_report(results: dict) -> str:
     """The benchmark's results as a plain-text table with the speed-up ratios."""
     m = results["machine"]
@@ -213,36 +336,56 @@ def format_report(results: dict) -> str:
              + (f" ({m['gpu']})" if "gpu" in m else f" ({m['cpu']}, {m['threads']} threads)")
              + f", torch {m['torch']}, load average {m.get('load_average_start', '?')} at start"
              + (f", {m['load_average_end']} at end" if "load_average_end" in m else "")]
-    if "peak_flops" in results:
-        lines.append(f"matmul peak ({results['peak_dtype']}): {results['peak_flops'] / 1e9:,.0f} GFLOP/s; "
-                     f"speed plan: {results['plan']}")
-    w = (26, 11, 11, 7)
+    plan = results["plan"]
+    lines.append(f"speed plan: {_describe(plan)}")
+    if plan.get("why"):
+        lines.append(f"  why: {plan['why']}")
+    if "peaks" in results:
+        lines.append("matmul peak: " + ", ".join(f"{dtype} {flops / 1e9:,.0f} GFLOP/s"
+                                                 for dtype, flops in results["peaks"].items()))
+    w = (26, 11, 13, 11, 7)
     if "train" in results:
         t = results["train"]
-        lines += ["", f"training: batch {t['batch_size']} x {t['block_size']} tokens, median of {t['rounds']} "
-                      f"alternating rounds after a warm-up",
-                  _row(("", "ms/iter", "tokens/s", "MFU"), w)]
-        for name, label in (("readable", "readable GPT (lecture)"), ("fast", "fast path (FastGPT+plan)")):
-            lines.append(_row((label, f"{t[name + '_ms_per_iter']:,.1f}", f"{t[name + '_tok_s']:,.0f}",
-                               f"{100 * t[name + '_mfu']:.0f}%"), w))
-        lines.append(_row(("speed-up", "", f"{t['speedup']:.2f}x", ""), w))
+        r = t["speedup_rounds"]
+        lines += ["", f"training: batch {t['batch_size']} x {t['block_size']} tokens, {t['steps_per_round']} "
+                      f"step(s) per round, median of {t['rounds']} alternating rounds after a warm-up",
+                  _row(("", "ms/iter", "q1-q3 ms", "tokens/s", "MFU"), w)]
+        for name, label in (("readable", "readable GPT, fp32"), ("fast", f"fast path, {t['fast_dtype']}")):
+            lines.append(_row((label, f"{t[name + '_ms_per_iter']:,.1f}", _ms(t[name + '_ms_spread']),
+                               f"{t[name + '_tok_s']:,.0f}", f"{100 * t[name + '_mfu']:.0f}%"), w))
+        lines.append(_row(("speed-up", "", "", f"{t['speedup']:.2f}x", ""), w)
+                     + f"   (per round: {r['min']:.2f}-{r['max']:.2f}x)")
     if "sample" in results:
         s = results["sample"]
+        r = s["speedup_rounds"]
         lines += ["", f"sampling {s['new_tokens']} new tokens, median of {s['rounds']} alternating rounds",
-                  _row(("", "seconds", "tokens/s", ""), w)]
+                  _row(("", "seconds", "min-max s", "tokens/s", ""), w)]
         for name, label in (("naive", "naive generate"), ("cached", "KV cache")):
-            lines.append(_row((label, f"{s[name + '_seconds']:.2f}", f"{s[name + '_tok_s']:,.0f}", ""), w))
-        lines.append(_row(("speed-up", "", f"{s['speedup']:.1f}x", ""), w))
+            sp = s[name + "_seconds_spread"]
+            lines.append(_row((label, f"{s[name + '_seconds']:.2f}", f"{sp['min']:.2f}-{sp['max']:.2f}",
+                               f"{s[name + '_tok_s']:,.0f}", ""), w))
+        lines.append(_row(("speed-up", "", "", f"{s['speedup']:.1f}x", ""), w)
+                     + f"   (per round: {r['min']:.1f}-{r['max']:.1f}x)")
     if "time_to_loss" in results:
         r = results["time_to_loss"]
         lines.append("")
+        where = f"on the whole val split ({r['val_split_tokens']:,} tokens)"
         if r["reached"]:
-            lines.append(f"time to loss: preset {r['preset']} reached val {r['val_loss']:.4f} <= {r['target']} "
-                         f"at step {r['step']} after {r['seconds']:.1f} s of training")
+            lines.append(f"time to loss: preset {r['preset']} reached val {r['val_loss_full']:.4f} <= {r['target']} "
+                         f"{where} at step {r['step']}, after {r['seconds']:.1f} s of training "
+                         f"({r['seconds_with_checks']:.1f} s with the full-split checks)")
         else:
-            lines.append(f"time to loss: preset {r['preset']} did NOT reach val <= {r['target']}: val "
-                         f"{r['final_val_loss']:.4f} after {r['final_step']} steps, {r['final_seconds']:.1f} s")
+            lines.append(f"time to loss: preset {r['preset']} did NOT reach val <= {r['target']} {where}: "
+                         f"{r['final_val_loss_full']:.4f} after {r['final_step']} steps, {r['final_seconds']:.1f} s")
+        if r.get("ttl_plan"):
+            lines.append(f"  plan: {_describe(r['ttl_plan'])}")
     return "\n".join(lines)
+
+
+def _describe(plan: dict) -> str:
+    from gptlib.run import describe_plan
+
+    return describe_plan(SpeedConfig(**plan))
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -251,9 +394,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         f"(default: lecture)")
     parser.add_argument("--device", default="auto", help="auto (cuda, then mps, then cpu), cpu, cuda or mps")
     parser.add_argument("--batch-size", type=int, default=None, help="default: the preset's")
-    parser.add_argument("--rounds", type=int, default=3, help="timed rounds per measurement (default 3)")
+    parser.add_argument("--rounds", type=int, default=5, help="timed training rounds (default 5)")
     parser.add_argument("--steps", type=int, default=1, help="training steps per round (default 1)")
     parser.add_argument("--new-tokens", type=int, default=500, help="tokens to sample (default 500)")
+    parser.add_argument("--sample-rounds", type=int, default=3, help="timed sampling rounds (default 3)")
     parser.add_argument("--no-train", action="store_true", help="skip the training benchmark")
     parser.add_argument("--no-sample", action="store_true", help="skip the sampling benchmark")
     parser.add_argument("--time-to-loss", action="store_true",
@@ -262,13 +406,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--target", type=float, default=1.88, help="val loss for --time-to-loss (default 1.88)")
     parser.add_argument("--compile", action=argparse.BooleanOptionalAction, default=None,
                         help="override the speed plan's torch.compile choice")
+    parser.add_argument("--no-progress", dest="progress", action="store_false",
+                        help="no progress bars on stderr")
     parser.add_argument("--json", type=path_arg, default=None, metavar="FILE", help="also write the results as JSON")
 
 
 def check_args(args: argparse.Namespace) -> None:
     """Everything ``bench`` can check before it measures: numbers, preset names and where ``--json``
     goes (a folder, or a folder that cannot be written, fails now, not after the measurements)."""
-    for name in ("rounds", "steps", "new_tokens"):
+    for name in ("rounds", "steps", "new_tokens", "sample_rounds"):
         if getattr(args, name) < 1:
             raise ConfigError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}")
     if args.batch_size is not None and args.batch_size < 1:
@@ -286,25 +432,36 @@ def run_bench(args: argparse.Namespace) -> dict:
     check_args(args)
     device = pick_device(args.device)
     preset = get_preset(args.preset)
-    plan = speed_plan(device)
-    if args.compile is not None:
-        plan = replace(plan, compile=args.compile)
+    ttl_preset = get_preset(args.ttl_preset) if args.time_to_loss else None
+    progress = getattr(args, "progress", False)
+    machine = machine_info(device)  # the load average before anything runs
     corpus = load_corpus()
     config = replace(preset.model, vocab_size=corpus.tokenizer.vocab_size)
-    results = {"preset": preset.name, "machine": machine_info(device), "plan": asdict(plan),
+
+    def plan_for(model_config: GPTConfig) -> SpeedConfig:
+        plan = speed_plan(device, model_config)
+        return plan if args.compile is None else replace(plan, compile=args.compile)
+
+    plan = plan_for(config)
+    if progress:
+        print(f"speed plan for the {preset.name} preset: {plan.why}", file=sys.stderr)
+    results = {"preset": preset.name, "machine": machine, "plan": asdict(plan),
                "model": asdict(config), "parameters": count_parameters(GPT(config))}
     if not args.no_train:
-        peak_dtype = getattr(torch, plan.precision)  # the plan's: bf16 on Ampere+, fp16 on a T4, else fp32
-        results["peak_dtype"] = str(peak_dtype).removeprefix("torch.")
-        results["peak_flops"] = matmul_peak(device, peak_dtype)
-        results["train"] = bench_training(config, corpus.train_data, args.batch_size or preset.train.batch_size, device,
-                                          plan, args.rounds, args.steps, results["peak_flops"])
+        dtypes = ["float32"] + ([plan.autocast_dtype] if plan.autocast_dtype else [])
+        results["peaks"] = {dtype: matmul_peak(device, getattr(torch, dtype)) for dtype in dtypes}
+        results["train"] = bench_training(config, corpus.train_data, args.batch_size or preset.train.batch_size,
+                                          device, plan, args.rounds, args.steps, results["peaks"], progress)
     if not args.no_sample:
-        results["sample"] = bench_sampling(config, device, args.new_tokens, args.rounds)
-    if args.time_to_loss:
-        results["time_to_loss"] = time_to_loss(args.ttl_preset, args.target, device, plan, corpus)
-    if hasattr(os, "getloadavg"):
-        results["machine"]["load_average_end"] = round(os.getloadavg()[0], 2)
+        results["sample"] = bench_sampling(config, device, args.new_tokens, args.sample_rounds, progress)
+    if ttl_preset is not None:
+        ttl_plan = plan_for(ttl_preset.model)
+        results["time_to_loss"] = time_to_loss(ttl_preset.name, args.target, device, ttl_plan, corpus, progress)
+        results["time_to_loss"]["ttl_plan"] = asdict(ttl_plan)
+    load = _load()
+    if load is not None:
+        results["machine"]["load_average_end"] = load[0]
+        results["machine"]["load_averages_end"] = load
     return results
 
 
@@ -317,5 +474,5 @@ def cmd_bench(args: argparse.Namespace) -> None:
     print(f"\n(bench took {results['machine']['bench_seconds']:.0f} s)")
     if args.json is not None:
         with atomic_write(args.json) as f:
-            f.write((json.dumps(results, indent=2) + "\n").encode())
+            f.write((json.dumps(results, indent=2) + "\n").encode("utf-8"))
         print(f"wrote {args.json}")

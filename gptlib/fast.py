@@ -1,10 +1,15 @@
 """The fast path: the same GPT as `gptlib.model`, computed with fewer, bigger kernels and less memory traffic.
 
 - `CausalSelfAttention` does what `MultiHeadAttention` does (same maths, same dropout on the
-  attention weights) with one fused QKV projection and all heads in one batched matmul, and uses
-  ``F.scaled_dot_product_attention`` (a fused, flash-attention kernel) wherever that is fast.
-- `FastDropout` draws its keep/drop mask from 16 random bits per element instead of a 32-bit float;
-  on a CPU the mask was a quarter of a training step, and now costs ~5x less.
+  attention weights) with one fused QKV projection and all heads in one batched matmul. Its
+  ``attention`` is ``"sdpa"`` (``F.scaled_dot_product_attention``, a fused flash-attention kernel) or
+  ``"explicit"`` (one batched matmul, softmax, one batched matmul), whichever the speed plan measured
+  faster; with attention dropout on a CPU it is always explicit (SDPA's dropout falls back to a slow
+  unfused path there).
+- Dropout draws its keep/drop mask from 16 random bits per element instead of a 32-bit float, and
+  applies it as a multiplication by a 0/1 tensor of the input's dtype (``torch.where`` with a bool
+  mask and a mixed-dtype multiply both run a slow scalar loop on a CPU); the mask it saves for the
+  backward pass is 1 byte per element.
 - `FastGPT` is `GPT` built from these parts. It saves and loads the readable `GPT`'s state-dict
   layout (hooks on `CausalSelfAttention`), so one checkpoint fits both models; `readable_to_fast`
   and `fast_to_readable` map parameter names both ways, so the tests can compare gradients.
@@ -25,6 +30,24 @@ from gptlib.init import init_weights
 # writes: one 64-bit draw gives four decisions, and the mask is 1 byte per element instead of 4.
 _BITS = 16
 
+# The ways `CausalSelfAttention` can compute attention (see its docstring); the speed plan picks one.
+ATTENTION = ("sdpa", "explicit")
+
+
+def _random16(shape: torch.Size, device: torch.device | str) -> torch.Tensor:
+    """Uniform random int16 numbers of ``shape``, from torch's global generator (4 per 64-bit draw)."""
+    n = 1
+    for s in shape:
+        n *= s
+    words = torch.empty((n + 3) // 4, dtype=torch.int64, device=device)
+    words.random_(-2**63, None)  # the full 64-bit range, so every 16-bit slice is uniform
+    return words.view(torch.int16)[:n].view(shape)
+
+
+def _threshold(p: float) -> int:
+    """int16 numbers below this are dropped: probability p rounded to a multiple of 2**-16."""
+    return round(p * 2**_BITS) - 2**(_BITS - 1)
+
 
 def dropout_drop_mask(shape: torch.Size, p: float, device: torch.device | str) -> torch.Tensor:
     """A bool mask, True (drop) with probability ``p`` rounded to a multiple of 2**-16.
@@ -33,13 +56,16 @@ def dropout_drop_mask(shape: torch.Size, p: float, device: torch.device | str) -
     integers from torch's global generator (so ``torch.manual_seed`` makes it reproducible), reads
     them as four 16-bit numbers each, and compares those to a threshold.
     """
-    n = 1
-    for s in shape:
-        n *= s
-    words = torch.empty((n + 3) // 4, dtype=torch.int64, device=device)
-    words.random_(-2**63, None)  # the full 64-bit range, so every 16-bit slice is uniform
-    threshold = round(p * 2**_BITS) - 2**(_BITS - 1)  # int16 values below it: probability ~p
-    return (words.view(torch.int16)[:n] < threshold).view(shape)
+    return _random16(shape, device) < _threshold(p)
+
+
+def dropout_keep_mask(shape: torch.Size, p: float, device: torch.device | str) -> torch.Tensor:
+    """The complement of `dropout_drop_mask` from the same random numbers, as uint8 1 (keep) / 0 (drop).
+
+    uint8, not bool: a uint8 tensor converts to a float one in a fast vectorised pass, a bool one
+    does not (measured ~5x slower on a CPU), and the dropout below multiplies by the converted mask.
+    """
+    return (_random16(shape, device) >= _threshold(p)).view(torch.uint8)
 
 
 class _Dropout(torch.autograd.Function):
@@ -47,17 +73,17 @@ class _Dropout(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, x: torch.Tensor, p: float) -> torch.Tensor:
-        drop = dropout_drop_mask(x.shape, p, x.device)
-        ctx.save_for_backward(drop)
+        keep = dropout_keep_mask(x.shape, p, x.device)  # uint8 1/0
+        ctx.save_for_backward(keep)
         ctx.scale = 1.0 / (1.0 - p)
-        # where() reads and writes once (masked_fill would copy, then fill); scale the survivors so
-        # the mean is unchanged
-        return torch.where(drop, 0.0, x).mul_(ctx.scale)
+        # x * (keep / (1-p)): both tensors of x's dtype, so one vectorised pass; the survivors are
+        # scaled so the mean is unchanged
+        return x * keep.to(x.dtype).mul_(ctx.scale)
 
     @staticmethod
     def backward(ctx, grad_out: torch.Tensor):
-        (drop,) = ctx.saved_tensors
-        return torch.where(drop, 0.0, grad_out).mul_(ctx.scale), None
+        (keep,) = ctx.saved_tensors
+        return grad_out * keep.to(grad_out.dtype).mul_(ctx.scale), None
 
 
 class FastDropout(nn.Module):
@@ -82,33 +108,38 @@ class _SoftmaxDropout(torch.autograd.Function):
     @staticmethod
     def forward(ctx, scores: torch.Tensor, p: float) -> torch.Tensor:
         probs = torch.softmax(scores, dim=-1)  # (..,T,T)
-        drop = dropout_drop_mask(probs.shape, p, probs.device)  # (..,T,T) bool
-        ctx.save_for_backward(probs, drop)
-        return torch.where(drop, 0.0, probs)  # one pass over (T,T); masked_fill would copy first
+        keep = dropout_keep_mask(probs.shape, p, probs.device)  # (..,T,T) uint8 1/0
+        ctx.save_for_backward(probs, keep)
+        return probs * keep.to(probs.dtype)  # one same-dtype pass (torch.where: ~3x slower on a CPU)
 
     @staticmethod
     def backward(ctx, grad_out: torch.Tensor):
-        probs, drop = ctx.saved_tensors
-        grad_probs = torch.where(drop, 0.0, grad_out)  # back through the dropout
+        probs, keep = ctx.saved_tensors
+        grad_probs = grad_out * keep.to(grad_out.dtype)  # back through the dropout
         # back through softmax: dL/ds_i = p_i * (dL/dp_i - sum_j p_j dL/dp_j), one fused kernel
         return torch._softmax_backward_data(grad_probs, probs, -1, probs.dtype), None
 
 
 class CausalSelfAttention(nn.Module):
-    """`MultiHeadAttention` in a few big kernels: one QKV matmul, all heads batched, fused attention."""
+    """`MultiHeadAttention` in a few big kernels: one QKV matmul, all heads batched, fused attention.
 
-    def __init__(self, config: GPTConfig):
+    ``attention="sdpa"`` uses torch's fused kernel wherever it can; ``"explicit"`` always spells the
+    attention out (faster under a CPU's bf16 autocast, whose fused backward is slow). Both are the
+    same maths; the speed plan measures which is faster here.
+    """
+
+    def __init__(self, config: GPTConfig, attention: str = "sdpa"):
         super().__init__()
+        if attention not in ATTENTION:
+            raise ConfigError(f"attention must be one of {', '.join(ATTENTION)}, got {attention!r}")
         self.n_head = config.n_head
         self.dropout = config.dropout
+        self.attention = attention
         # The heads' query, key and value matrices stacked into one (C, 3C) matmul: one big kernel
         # reads x once, instead of 3 * n_head small ones each reading it again.
         self.qkv = nn.Linear(config.n_embd, 3 * config.n_embd, bias=False)
         self.proj = nn.Linear(config.n_embd, config.n_embd)
         self.resid_dropout = FastDropout(config.dropout)
-        # 0 on and below the diagonal, -inf above; baddbmm adds it while it writes the scores.
-        bias = torch.full((config.block_size, config.block_size), float("-inf")).triu(1)
-        self.register_buffer("causal_bias", bias, persistent=False)
         # One checkpoint layout for both models: this module saves and loads the readable
         # `MultiHeadAttention`'s per-head matrices, so a checkpoint never depends on the path that
         # trained it and no caller maps weights by hand.
@@ -124,7 +155,8 @@ class CausalSelfAttention(nn.Module):
         q = q.view(B, T, nh, hs).transpose(1, 2)  # (B,nh,T,hs)
         k = k.view(B, T, nh, hs).transpose(1, 2)  # (B,nh,T,hs)
         v = v.view(B, T, nh, hs).transpose(1, 2)  # (B,nh,T,hs)
-        if self.training and self.dropout > 0 and x.device.type == "cpu":
+        dropout_on_cpu = self.training and self.dropout > 0 and x.device.type == "cpu"
+        if self.attention == "explicit" or dropout_on_cpu:
             # On a CPU, SDPA with dropout falls back to a slow unfused path: spell it out instead.
             y = self.explicit_attention(q, k, v)
         else:
@@ -138,8 +170,10 @@ class CausalSelfAttention(nn.Module):
         """dropout(softmax(q k^T / sqrt(hs) + causal mask)) @ v for all heads at once -> (B,nh,T,hs)."""
         B, nh, T, hs = q.shape
         q, k, v = (t.reshape(B * nh, T, hs) for t in (q, k, v))  # (B*nh,T,hs): one batched matmul
+        # 0 on and below the diagonal, -inf above (made per call: a (T,T) fill costs microseconds)
+        causal = torch.full((T, T), float("-inf"), dtype=q.dtype, device=q.device).triu_(1)
         # The scale and the causal mask ride along inside the matmul: no extra passes over (T,T).
-        att = torch.baddbmm(self.causal_bias[:T, :T], q, k.transpose(1, 2), alpha=hs ** -0.5)  # (B*nh,T,T)
+        att = torch.baddbmm(causal, q, k.transpose(1, 2), alpha=hs ** -0.5)  # (B*nh,T,T)
         if self.training and self.dropout > 0:
             att = _SoftmaxDropout.apply(att, self.dropout)  # (B*nh,T,T), dropped weights are 0
             # Dropout's 1/(1-p) scale, applied to the (T,hs) output rather than the (T,T) weights.
@@ -169,9 +203,9 @@ class FastFeedForward(nn.Module):
 class FastBlock(nn.Module):
     """`Block` with `CausalSelfAttention`: communication followed by computation."""
 
-    def __init__(self, config: GPTConfig):
+    def __init__(self, config: GPTConfig, attention: str = "sdpa"):
         super().__init__()
-        self.sa = CausalSelfAttention(config)
+        self.sa = CausalSelfAttention(config, attention)
         self.ffwd = FastFeedForward(config)
         self.ln1 = nn.LayerNorm(config.n_embd)
         self.ln2 = nn.LayerNorm(config.n_embd)
@@ -184,15 +218,18 @@ class FastBlock(nn.Module):
 
 
 class FastGPT(nn.Module):
-    """`GPT` built from `FastBlock`s: with weights mapped by `readable_to_fast`, the same outputs."""
+    """`GPT` built from `FastBlock`s: with weights mapped by `readable_to_fast`, the same outputs.
 
-    def __init__(self, config: GPTConfig):
+    ``attention`` ("sdpa" or "explicit", see `CausalSelfAttention`) changes the speed, not the maths.
+    """
+
+    def __init__(self, config: GPTConfig, attention: str = "sdpa"):
         super().__init__()
         self.config = config
         self.block_size = config.block_size
         self.token_embedding_table = nn.Embedding(config.vocab_size, config.n_embd)
         self.position_embedding_table = nn.Embedding(config.block_size, config.n_embd)
-        self.blocks = nn.Sequential(*[FastBlock(config) for _ in range(config.n_layer)])
+        self.blocks = nn.Sequential(*[FastBlock(config, attention) for _ in range(config.n_layer)])
         self.ln_f = nn.LayerNorm(config.n_embd)
         self.lm_head = nn.Linear(config.n_embd, config.vocab_size)
         self.apply(init_weights)
@@ -254,9 +291,9 @@ def fast_to_readable(state_dict: dict, config: GPTConfig) -> dict:
     return out
 
 
-def fast_from_readable(model: nn.Module) -> FastGPT:
+def fast_from_readable(model: nn.Module, attention: str = "sdpa") -> FastGPT:
     """A `FastGPT` with the weights of the `GPT` ``model`` (on the same device)."""
-    fast = FastGPT(model.config).to(next(model.parameters()).device)
+    fast = FastGPT(model.config, attention).to(next(model.parameters()).device)
     fast.load_state_dict(model.state_dict())
     return fast
 

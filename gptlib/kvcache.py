@@ -106,7 +106,7 @@ def iter_generate_cached(model: nn.Module, idx: torch.Tensor, max_new_tokens: in
     return _iter_tokens_cached(_as_fast(model), idx, max_new_tokens, temperature, top_k, generator)
 
 
-@torch.no_grad()
+@torch.inference_mode()  # no_grad, and no version counters either: ~10% faster per token on a CPU
 def _iter_tokens_cached(fast: FastGPT, idx: torch.Tensor, max_new_tokens: int, temperature: float,
                         top_k: int | None, generator: torch.Generator | None) -> Iterator[torch.Tensor]:
     """The KV-cache sampling loop (arguments already checked)."""

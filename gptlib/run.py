@@ -136,7 +136,7 @@ class Run:
     def plan(self, device: torch.device | str) -> SpeedConfig:
         """The speed plan this run trains with on ``device``: ``speed`` (else the device's plan)
         with the run's ``dtype`` and ``compile``, where set."""
-        plan = self.speed or speed_plan(device)
+        plan = self.speed or speed_plan(device, self.model)
         if self.dtype is not None:
             plan = with_precision(plan, self.dtype)
         return plan if self.compile is None else replace(plan, compile=self.compile)
@@ -170,11 +170,12 @@ class RunResult:
 
 
 def describe_plan(plan: SpeedConfig) -> str:
-    """One line saying how the run trains, e.g. "fast path (FastGPT), float32, fused AdamW" or
-    "fast path (FastGPT), float16 autocast + GradScaler, fused AdamW"."""
+    """One line saying how the run trains, e.g. "fast path (FastGPT, sdpa attention), float32, fused
+    AdamW" or "fast path (FastGPT, sdpa attention), float16 autocast + GradScaler, fused AdamW"."""
     precision = ("float32" if plan.autocast_dtype is None else f"{plan.autocast_dtype} autocast"
                  + (" + GradScaler" if plan.grad_scaler else ""))
-    parts = ["fast path (FastGPT)" if plan.fast_model else "readable GPT", precision]
+    parts = [f"fast path (FastGPT, {plan.attention} attention)" if plan.fast_model else "readable GPT",
+             precision]
     parts += [name for name, on in (("TF32", plan.tf32), ("fused AdamW", plan.fused_adamw),
                                     ("torch.compile", plan.compile)) if on]
     return ", ".join(parts)
@@ -261,6 +262,8 @@ def _train_run(run: Run, out: Path | None, dist: distributed.Distributed, resume
             f"{len(corpus.train_data):,} train / {len(corpus.val_data):,} val tokens, "
             f"vocab {corpus.tokenizer.vocab_size}")
         log(f"speed plan: {describe_plan(plan) if make_model is None else type(model).__name__}")
+        if make_model is None and plan.why:
+            log(f"  why: {plan.why}")
         if dist.active or run.grad_accum > 1:
             log(describe_split(dist, run.train.batch_size, run.grad_accum))
         result.state = train(model, corpus.train_data, corpus.val_data, run.train,

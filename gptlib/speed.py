@@ -12,9 +12,16 @@
     have none), the fused AdamW kernel. ``torch.cuda.is_bf16_supported()`` is not asked: it is true
     on a T4 too, where bf16 is only emulated, and slow;
   - older GPUs (no tensor cores): fp32 and the fused AdamW kernel;
-- CPU: fp32 and the fused AdamW kernel (one pass over the parameters instead of a Python loop).
-  ``torch.compile`` is off: on this 2-core CPU it took over a minute to compile the lecture model,
-  and its dropout-with-random-numbers kernels were slower than `FastGPT`'s.
+- CPU: measured, not assumed. `probe_cpu` times one transformer block's forward and backward pass
+  at the model's shape, readable fp32 against `FastGPT`'s attention variants in fp32 and under bf16
+  autocast (only where the CPU reports bf16 instructions: x86's avx512_bf16 or AMX, or an ARM
+  CPU). Starting from the fast model in fp32 with fused attention, the plan switches to bf16, to
+  explicit attention or back to the readable model only where that is faster by a clear margin
+  (``_MARGIN``), so a near tie never makes two runs of the same command differ. The probe runs once
+  per process and shape (a second or less) and ``plan.why`` says what it measured. Fused AdamW (one pass over the parameters instead of a Python loop) always.
+  ``torch.compile`` is off: on a 2-core CPU it took 30-80 s to compile even the attention's
+  softmax-and-dropout alone, and its kernels with random numbers ran 3x slower than `FastGPT`'s.
+
 
 ``torch.compile`` is off on CUDA too, by a judgement not yet measured here: the `lecture` run is short
 (5,000 steps, minutes on a recent GPU), compiling takes about a minute (nanoGPT's train.py says so
@@ -22,8 +29,8 @@ for its models; longer on Colab's two CPU cores), evaluation runs the uncompiled
 already fuses the attention. ``--compile`` switches it on; ``scripts/gpu_run.sh`` times a short run
 both ways.
 
-    plan = speed_plan("cpu")
-    print(plan)                                # see the choice
+    plan = speed_plan("cpu", model_config)
+    print(plan, plan.why)                      # see the choice, and why
     plan = replace(plan, compile=True)         # override it
     plan = with_precision(plan, "bfloat16")    # or its precision ("float32", "bfloat16", "float16")
     model = build_model(config, plan)
@@ -31,13 +38,17 @@ both ways.
 """
 
 import contextlib
-from dataclasses import dataclass, replace
+import functools
+import platform
+import time
+from dataclasses import dataclass, field, replace
 
 import torch
 import torch.nn as nn
 
 from gptlib.config import GPTConfig
 from gptlib.errors import ConfigError
+from gptlib.fast import ATTENTION
 
 _DTYPES = {"bfloat16": torch.bfloat16, "float16": torch.float16}
 # the names ``--dtype`` takes: float32 is no autocast, the others autocast to that type
@@ -54,11 +65,15 @@ class SpeedConfig:
     tf32: bool = False  # CUDA only: fp32 matmuls on tensor cores with a 10-bit mantissa
     fused_adamw: bool = False  # AdamW's single fused kernel instead of a loop over parameters
     compile: bool = False  # torch.compile the model for the training steps
+    attention: str = "sdpa"  # FastGPT's attention: "sdpa" (fused kernel) or "explicit" (same maths)
+    why: str = field(default="", repr=False, compare=False)  # what the plan measured, in words
 
     def __post_init__(self):
         if self.autocast_dtype is not None and self.autocast_dtype not in _DTYPES:
             raise ConfigError(f"autocast_dtype must be None or one of {', '.join(_DTYPES)}, "
                               f"got {self.autocast_dtype!r}")
+        if self.attention not in ATTENTION:
+            raise ConfigError(f"attention must be one of {', '.join(ATTENTION)}, got {self.attention!r}")
 
     @property
     def precision(self) -> str:
@@ -75,14 +90,15 @@ class SpeedConfig:
 READABLE = SpeedConfig(fast_model=False)
 
 
-def speed_plan(device: torch.device | str) -> SpeedConfig:
-    """The fastest measured settings for ``device`` at the same model semantics."""
+def speed_plan(device: torch.device | str, config: GPTConfig | None = None) -> SpeedConfig:
+    """The fastest measured settings for ``device`` at the same model semantics; on a CPU measured
+    here for ``config``'s shape (default: the ``cpu`` preset's), see `probe_cpu`."""
     device = torch.device(device)
     if device.type == "cuda":
         # asked about CUDA on a machine without it, describe a recent GPU (Ampere's 8.0)
         return cuda_plan(torch.cuda.get_device_capability(device) if torch.cuda.is_available() else (8, 0))
     if device.type == "cpu":
-        return SpeedConfig(fast_model=True, fused_adamw=True)
+        return _cpu_plan(_probe_shape(config))
     return SpeedConfig(fast_model=True)  # MPS and others: only the model-level tricks
 
 
@@ -111,12 +127,131 @@ def make_grad_scaler(speed: SpeedConfig | None,
     return torch.amp.GradScaler(torch.device(device).type)
 
 
+# Every CPU plan starts from the fast model in fp32 with torch's fused attention; the probe changes a
+# part of it only when the alternative is faster by these factors, so that timing noise in a near tie
+# never changes the plan (and with it the numbers a seeded run prints) from one process to the next.
+# bf16 needs the largest margin: outside the blocks autocast adds casts.
+_MARGIN = {"bfloat16": 1.25, "explicit": 1.1, "readable": 1.1}
+# Below this width one block's forward + backward takes about a millisecond, where timings are
+# noise and the choice would not matter: such models (tests, the smoke preset) get the default plan.
+_PROBE_MIN_EMBD = 64
+# What the probe times when no model is given: one block of the `cpu` preset's model.
+_DEFAULT_PROBE = GPTConfig(vocab_size=65, block_size=64, n_embd=128, n_head=4, n_layer=1, dropout=0.0)
+
+
+@dataclass(frozen=True)
+class CpuProbe:
+    """What `probe_cpu` measured: the best seconds of one block's forward + backward per candidate."""
+
+    seconds: dict  # {(model, dtype, attention): seconds}, e.g. ("fast", "bfloat16", "explicit")
+    tokens: int  # batch x block_size of the timed block
+    bf16_instructions: str  # what the CPU reports, e.g. "avx512_bf16"; "" if none
+    probe_seconds: float  # how long probing took
+
+
+def _probe_shape(config: GPTConfig | None) -> tuple:
+    c = config or _DEFAULT_PROBE
+    return c.block_size, c.n_embd, c.n_head, c.dropout
+
+
+def cpu_bf16_instructions() -> str:
+    """The bf16 matrix instructions this CPU reports ("avx512_bf16", "amx_bf16", "arm") or ""."""
+    if platform.machine().lower() in ("arm64", "aarch64"):
+        return "arm"  # torch cannot ask an ARM CPU; the probe decides
+    found = []
+    if torch.cpu._is_avx512_bf16_supported():
+        found.append("avx512_bf16")
+    if torch.cpu._is_amx_tile_supported():
+        found.append("amx_bf16")
+    return "+".join(found)
+
+
+@functools.lru_cache(maxsize=None)
+def _probe(shape: tuple, rounds: int = 3) -> CpuProbe:
+    from gptlib.fast import FastBlock
+    from gptlib.model import Block
+
+    started = time.perf_counter()
+    block_size, n_embd, n_head, dropout = shape
+    config = GPTConfig(vocab_size=65, block_size=block_size, n_embd=n_embd, n_head=n_head, n_layer=1,
+                       dropout=dropout)
+    bf16 = cpu_bf16_instructions()
+    batch = max(1, 512 // block_size)  # ~512 tokens: big enough for the matmuls to matter, fast
+    threads = torch.get_num_threads()
+    # One thread, timed by its own CPU time: what other programs on the machine do barely moves
+    # the numbers (on a shared 2-core machine wall-clock timings of 2 threads varied 5x).
+    torch.set_num_threads(1)
+    try:
+        with torch.random.fork_rng():  # the probe's random numbers must not move anyone's seed
+            torch.manual_seed(0)
+            x = torch.randn(batch, block_size, n_embd)
+            candidates = {("readable", "float32", "heads"): (Block(config), None)}
+            for dtype in ("float32", "bfloat16") if bf16 else ("float32",):
+                for attention in ATTENTION:
+                    candidates[("fast", dtype, attention)] = (FastBlock(config, attention),
+                                                              None if dtype == "float32" else dtype)
+            best = {key: float("inf") for key in candidates}
+            for r in range(rounds + 1):  # round 0 warms up; then interleaved, best of the rounds
+                for key, (block, dtype) in candidates.items():
+                    xr = x.detach().requires_grad_(True)
+                    t0 = time.thread_time()
+                    with autocast(SpeedConfig(autocast_dtype=dtype), "cpu"):
+                        out = block(xr)  # (B,T,C)
+                    out.float().sum().backward()
+                    if r:
+                        best[key] = min(best[key], time.thread_time() - t0)
+    finally:
+        torch.set_num_threads(threads)
+    return CpuProbe(best, batch * block_size, bf16, time.perf_counter() - started)
+
+
+def probe_cpu(config: GPTConfig | None = None) -> CpuProbe:
+    """Time one block of ``config``'s shape forward + backward on this CPU, once per process and
+    shape: the readable `Block` in fp32 and `FastBlock` with each attention, in fp32 and (where the
+    CPU has bf16 instructions) under bf16 autocast; on one thread, by its CPU time."""
+    return _probe(_probe_shape(config))
+
+
+def _cpu_plan(shape: tuple) -> SpeedConfig:
+    default = SpeedConfig(fast_model=True, fused_adamw=True)
+    if shape[1] < _PROBE_MIN_EMBD:
+        return replace(default, why=f"the default CPU plan, not measured: a block {shape[1]} wide takes "
+                                    f"about a millisecond, too little for timings to tell variants apart")
+    probe = _probe(shape)
+    t = probe.seconds
+    dtypes = [d for d in ("float32", "bfloat16") if ("fast", d, "sdpa") in t]
+
+    def best_attention(dtype: str) -> tuple:  # sdpa unless explicit is clearly faster
+        sdpa, explicit = ("fast", dtype, "sdpa"), ("fast", dtype, "explicit")
+        return explicit if t[sdpa] >= _MARGIN["explicit"] * t[explicit] else sdpa
+
+    pick = best_attention("float32")
+    if "bfloat16" in dtypes and t[pick] >= _MARGIN["bfloat16"] * t[best_attention("bfloat16")]:
+        pick = best_attention("bfloat16")
+    readable = t[("readable", "float32", "heads")]
+    measured = f"readable {1000 * readable:.1f} ms" + "".join(
+        f" | {dtype}: " + ", ".join(f"{att} {1000 * t[('fast', dtype, att)]:.1f}" for att in ATTENTION)
+        for dtype in dtypes)
+    how = (f"one block of {probe.tokens} tokens, forward + backward, best of 3 on one thread: {measured}; "
+           + (f"the CPU reports {probe.bf16_instructions}" if probe.bf16_instructions
+              else "no bf16 instructions reported, so bf16 not tried")
+           + f"; probing took {probe.probe_seconds:.1f} s")
+    if t[pick] >= _MARGIN["readable"] * readable:  # never clearly slower than the readable path
+        return replace(READABLE, fused_adamw=True, why=f"the readable GPT: no fast variant beat it ({how})")
+    _, dtype, attention = pick
+    why = (f"{'bf16 autocast' if dtype == 'bfloat16' else 'fp32'} with {attention} attention, "
+           f"{readable / t[pick]:.1f}x the readable block ({how})")
+    return replace(default, autocast_dtype=None if dtype == "float32" else dtype, attention=attention, why=why)
+
+
 def build_model(config: GPTConfig, speed: SpeedConfig | None = None) -> nn.Module:
     """A `FastGPT` if ``speed.fast_model`` (the default), else the readable `GPT`."""
     from gptlib.fast import FastGPT
     from gptlib.model import GPT
 
-    return FastGPT(config) if speed is None or speed.fast_model else GPT(config)
+    if speed is None:
+        return FastGPT(config)
+    return FastGPT(config, speed.attention) if speed.fast_model else GPT(config)
 
 
 def autocast(speed: SpeedConfig | None, device: torch.device | str):

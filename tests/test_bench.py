@@ -4,16 +4,21 @@ Run: pytest tests/test_bench.py
 """
 
 import json
+import math
 
 import pytest
+import torch
+from torch.nn import functional as F
 
-from gptlib.bench import flops_per_token, format_report, get_path
+from gptlib.bench import flops_per_token, format_report, full_split_loss, get_path, spread
 from gptlib.cli import main
 from gptlib.config import GPTConfig
 from gptlib.model import GPT, count_parameters
 
 KEYS = ["train.readable_tok_s", "train.fast_tok_s", "train.speedup", "train.fast_mfu", "train.readable_mfu",
-        "sample.naive_tok_s", "sample.cached_tok_s", "sample.speedup"]
+        "train.speedup_rounds.median", "train.readable_ms_spread.q1", "train.fast_ms_spread.max",
+        "sample.naive_tok_s", "sample.cached_tok_s", "sample.speedup", "sample.speedup_rounds.min",
+        "machine.load_average_start", "machine.load_average_end", "peaks.float32"]
 
 
 def test_flops_per_token_is_nanogpts_formula():
@@ -24,19 +29,78 @@ def test_flops_per_token_is_nanogpts_formula():
     assert flops_per_token(config) == 6 * n + 12 * config.n_layer * config.block_size * config.n_embd
 
 
-def test_bench_smoke_writes_the_promised_json(tmp_path, capsys):
+@pytest.fixture
+def small_peak(monkeypatch):
+    """The matmul peak on 256x256 matrices, not 2048x2048 (seconds on a busy machine)."""
+    from gptlib import bench
+
+    real = bench.matmul_peak
+    monkeypatch.setattr(bench, "matmul_peak", lambda device, dtype: real(device, dtype, size=256))
+
+
+def test_bench_smoke_writes_the_promised_json(tmp_path, capsys, small_peak):
     out = tmp_path / "bench.json"
-    code = main(["bench", "--preset", "smoke", "--rounds", "1", "--new-tokens", "12", "--json", str(out)])
+    code = main(["bench", "--preset", "smoke", "--rounds", "3", "--sample-rounds", "2", "--new-tokens", "12",
+                 "--json", str(out)])
     assert code == 0
-    printed = capsys.readouterr().out
-    assert "speed-up" in printed and "KV cache" in printed and "MFU" in printed
+    captured = capsys.readouterr()
+    assert "speed-up" in captured.out and "KV cache" in captured.out and "MFU" in captured.out
+    assert "why:" in captured.out  # the plan says what it measured
+    assert "readable vs fast" in captured.err and "naive vs KV cache" in captured.err  # a bar per phase
     results = json.loads(out.read_text())
     for key in KEYS:
         value = get_path(results, key)
-        assert isinstance(value, float) and value > 0, key
-    assert results["train"]["speedup"] == pytest.approx(results["train"]["fast_tok_s"] / results["train"]["readable_tok_s"])
-    assert results["sample"]["new_tokens"] == 12
+        assert isinstance(value, (int, float)) and value >= 0, key
+    t = results["train"]
+    assert t["speedup"] == pytest.approx(t["fast_tok_s"] / t["readable_tok_s"])
+    assert t["rounds"] == 3 and t["readable_ms_spread"]["n"] == 3 and t["speedup_rounds"]["n"] == 3
+    s = t["fast_ms_spread"]
+    assert s["min"] <= s["q1"] <= s["median"] <= s["q3"] <= s["max"]
+    assert s["median"] == pytest.approx(t["fast_ms_per_iter"])
+    assert results["sample"]["new_tokens"] == 12 and results["sample"]["rounds"] == 2
+    assert results["plan"]["why"]
     assert format_report(results).splitlines()[0].startswith("gptlib bench")
+
+
+def test_no_progress_means_a_quiet_stderr(capsys):
+    assert main(["bench", "--preset", "smoke", "--no-train", "--sample-rounds", "1", "--new-tokens", "5",
+                 "--time-to-loss", "--ttl-preset", "smoke", "--no-progress"]) == 0
+    assert capsys.readouterr().err == ""
+
+
+def test_spread_of_a_few_numbers():
+    s = spread([5.0, 1.0, 3.0, 2.0, 4.0])
+    assert (s["min"], s["q1"], s["median"], s["q3"], s["max"], s["n"]) == (1.0, 2.0, 3.0, 4.0, 5.0, 5)
+    assert spread([7.0])["q1"] == spread([7.0])["q3"] == 7.0
+
+
+def test_full_split_loss_counts_every_token_once():
+    """Against a direct sum over consecutive chunks (the last one shorter), token by token."""
+    config = GPTConfig(vocab_size=11, block_size=8, n_embd=16, n_head=2, n_layer=1, dropout=0.0)
+    torch.manual_seed(0)
+    model = GPT(config).train()  # full_split_loss evaluates in eval mode and puts the mode back
+    data = torch.randint(11, (43,), generator=torch.Generator().manual_seed(1))  # 42 targets: 5 x 8 + 2
+    total, count = 0.0, 0
+    with torch.no_grad():
+        for start in range(0, 42, 8):
+            x, y = data[start:min(start + 8, 42)], data[start + 1:min(start + 9, 43)]
+            logits, _ = model.eval()(x[None])
+            total += F.cross_entropy(logits[0], y, reduction="sum").item()
+            count += len(y)
+    model.train()
+    assert count == 42
+    assert full_split_loss(model, data, 8, "cpu", batch_size=2) == pytest.approx(total / count, rel=1e-5)
+    assert model.training
+
+
+def test_full_split_loss_of_a_uniform_model_is_log_vocab():
+    config = GPTConfig(vocab_size=13, block_size=8, n_embd=16, n_head=2, n_layer=1, dropout=0.0)
+    model = GPT(config)
+    with torch.no_grad():
+        model.lm_head.weight.zero_()
+        model.lm_head.bias.zero_()  # every logit 0: the uniform distribution
+    data = torch.randint(13, (100,), generator=torch.Generator().manual_seed(0))
+    assert full_split_loss(model, data, 8, "cpu") == pytest.approx(math.log(13), rel=1e-6)
 
 
 def test_time_to_loss_reports_the_step_it_reached_the_target(tmp_path):
@@ -45,8 +109,27 @@ def test_time_to_loss_reports_the_step_it_reached_the_target(tmp_path):
                  "--ttl-preset", "smoke", "--target", "10", "--json", str(out)])
     assert code == 0
     r = json.loads(out.read_text())["time_to_loss"]
-    assert r["reached"] and r["step"] == 10 and r["val_loss"] <= 10  # smoke evaluates every 10 steps
-    assert r["seconds"] > 0
+    assert r["reached"] and r["step"] == 10  # smoke evaluates every 10 steps
+    assert r["val_loss_full"] <= 10 and r["val_split_tokens"] > 100_000  # judged on the whole val split
+    assert r["checks"] == [{"step": 10, "val_loss_estimate": r["val_loss"], "val_loss_full": r["val_loss_full"],
+                            "seconds": r["seconds"], "check_seconds": r["checks"][0]["check_seconds"]}]
+    assert 0 < r["seconds"] <= r["seconds_with_checks"]
+
+
+def test_time_to_loss_is_judged_on_the_whole_split_not_the_estimate(monkeypatch, tmp_path, capsys):
+    """The estimate reaches the target at every evaluation, the whole split (faked here) never does:
+    not reached, and the report says how far it got on the whole split."""
+    from gptlib import bench
+
+    monkeypatch.setattr(bench, "full_split_loss", lambda *args, **kwargs: 11.0)
+    out = tmp_path / "ttl.json"
+    assert main(["bench", "--preset", "smoke", "--no-train", "--no-sample", "--time-to-loss",
+                 "--ttl-preset", "smoke", "--target", "10", "--json", str(out)]) == 0
+    r = json.loads(out.read_text())["time_to_loss"]
+    assert not r["reached"] and r["seconds"] is None and r["val_loss_full"] is None
+    assert [c["step"] for c in r["checks"]] == [10, 20] and all(c["val_loss_estimate"] <= 10 for c in r["checks"])
+    assert r["final_step"] == 20 and r["final_val_loss_full"] == 11.0
+    assert "did NOT reach" in capsys.readouterr().out
 
 
 @pytest.mark.parametrize("argv", [["--rounds", "0"], ["--new-tokens", "0"], ["--preset", "nope"],
