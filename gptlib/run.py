@@ -228,9 +228,6 @@ def _train_run(run: Run, out: Path | None, dist: distributed.Distributed, resume
         _refuse_existing_run(out)
     if checkpoint is not None:
         _check_same_run(run, checkpoint, out / LAST)
-        plan = speed_from_checkpoint(checkpoint)  # the saved precision too: a resumed run keeps it
-    else:
-        plan = run.plan(device)
     if corpus is None:
         corpus = load_corpus(run.data, checkpoint.tokenizer if checkpoint else None,
                              kind=run.tokenizer or "char", vocab_size=run.vocab_size)
@@ -242,6 +239,8 @@ def _train_run(run: Run, out: Path | None, dist: distributed.Distributed, resume
     saver = []
     found = _file_identity(out / LAST) if out is not None else None  # last.pt as this run found it
     try:
+        # a resumed run keeps its saved plan, precision included; a new one measures (on a CPU)
+        plan = speed_from_checkpoint(checkpoint) if checkpoint is not None else run.plan(device)
         torch.manual_seed(run.train.seed)  # the initial weights (and, from here on, dropout)
         model = make_model(model_config) if make_model is not None else build_model(model_config, plan)
         state = None

@@ -774,18 +774,19 @@ def test_the_largest_seed_trains(corpus, tmp_path):
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="RLIMIT_AS caps memory this way on Linux")
 def test_out_of_memory_says_what_to_make_smaller(tmp_path):
-    """A real allocation failure: the process may use 4 GiB; one step at block_size 50,000 needs more."""
+    """A real allocation failure: the process may use 4 GiB; a model 16,384 wide needs more (its
+    feed-forward matrices alone are 8.6 GB)."""
     import resource
     text = tmp_path / "long.txt"
     text.write_text("abcdefgh \n" * 60_000)  # a val split longer than the block
     cap = lambda: resource.setrlimit(resource.RLIMIT_AS, (4 << 30, 4 << 30))
-    result = subprocess.run([sys.executable, "-m", "gptlib", *smoke_train(text, tmp_path / "r", "--block-size", "50000")],
+    result = subprocess.run([sys.executable, "-m", "gptlib", *smoke_train(text, tmp_path / "r", "--n-embd", "16384")],
                             capture_output=True, text=True, timeout=180, preexec_fn=cap,
                             env={**os.environ, "OMP_NUM_THREADS": "1"})
     line = result.stderr.strip().splitlines()[-1]
     assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr
     assert line.startswith("error: out of memory on cpu (asked for ") and " GiB at once)" in line
-    assert "make batch_size (now 4) or block_size (now 50000) smaller" in line
+    assert "make batch_size (now 4) or block_size (now 8) smaller, or the model (n_embd 16384" in line
     assert not (tmp_path / "r").exists()
 
 

@@ -35,7 +35,7 @@ CONFIG = TrainConfig(batch_size=2, max_iters=10, eval_interval=10, eval_iters=1,
 
 FP16 = SpeedConfig(fast_model=True, autocast_dtype="float16", fused_adamw=True)
 BF16 = SpeedConfig(fast_model=True, autocast_dtype="bfloat16", fused_adamw=True)
-FP32 = speed_plan("cpu")
+FP32 = SpeedConfig(fast_model=True, fused_adamw=True)  # the fast path in fp32
 
 
 @pytest.fixture
@@ -97,9 +97,10 @@ def test_with_precision():
 def test_the_run_plan_applies_dtype_and_compile():
     run = Run(model=TINY, train=CONFIG, dtype="float16", compile=True)
     plan = run.plan("cpu")
-    assert plan == replace(speed_plan("cpu"), autocast_dtype="float16", compile=True)
-    assert describe_plan(plan) == ("fast path (FastGPT), float16 autocast + GradScaler, fused AdamW, "
-                                   "torch.compile")
+    # the CPU plan for this model's shape (measured, see gptlib.speed.probe_cpu), then dtype and compile
+    assert plan == replace(speed_plan("cpu", TINY), autocast_dtype="float16", compile=True)
+    assert describe_plan(plan) == (f"fast path (FastGPT, {plan.attention} attention), float16 autocast "
+                                   f"+ GradScaler, fused AdamW, torch.compile")
     assert Run(model=TINY, train=CONFIG, speed=READABLE, dtype="bfloat16").plan("cpu") == \
         replace(READABLE, autocast_dtype="bfloat16")
 
@@ -124,7 +125,8 @@ def test_train_in_low_precision_then_resume_exactly(dtype, corpus, tmp_path, cap
     straight, halves = tmp_path / "straight", tmp_path / "halves"
     assert main(smoke_args(corpus, straight, "--dtype", dtype)) == 0
     scaler = " + GradScaler" if dtype == "float16" else ""
-    assert f"speed plan: fast path (FastGPT), {dtype} autocast{scaler}, fused AdamW" in capsys.readouterr().out
+    assert (f"speed plan: fast path (FastGPT, sdpa attention), {dtype} autocast{scaler}, fused AdamW"
+            in capsys.readouterr().out)
 
     def stop_at_10(state):
         state.stop = state.step == 10
