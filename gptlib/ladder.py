@@ -282,10 +282,12 @@ def _mean_std(values: list[float]) -> tuple[float, float | None]:
 
 def train_rung(name: str, make_model: Callable[[GPTConfig], nn.Module], budget: Preset, corpus: Corpus,
                *, seeds: Sequence[int] | None = None, label: str | None = None,
-               device: torch.device | str = "cpu", progress: bool = True, speed=READABLE) -> dict:
+               device: torch.device | str = "cpu", progress: bool = True,
+               speed=READABLE) -> tuple[dict, nn.Module]:
     """Train the rung ``make_model`` builds (from ``budget.model``, vocabulary set from the corpus)
     with ``budget.train`` through `gptlib.run.train_run`, once per seed in ``seeds`` (default: the
-    budget's own seed), and return its ladder entry (a JSON-ready dict).
+    budget's own seed), and return its ladder entry (a JSON-ready dict) and the first seed's trained
+    model (to sample from).
 
     Each run seeds the weights and the batches with its seed. After training, each is scored on the
     whole val split and on as many chunks spread over the train split (`split_loss`); the entry holds every seed's scores, their mean and
@@ -314,7 +316,7 @@ def train_rung(name: str, make_model: Callable[[GPTConfig], nn.Module], budget: 
         first = first or result
     val, val_std = _mean_std([r["val_loss"] for r in runs])
     train, train_std = _mean_std([r["train_loss"] for r in runs])
-    return {
+    entry = {
         "name": name,
         "label": label or RUNGS.get(name) or COUNTERFACTUALS.get(name, name),
         "kind": "counterfactual" if name in COUNTERFACTUALS else "rung",
@@ -331,6 +333,7 @@ def train_rung(name: str, make_model: Callable[[GPTConfig], nn.Module], budget: 
         "model": asdict(first.run.model),
         "history": first.history.to_dict(),
     }
+    return entry, first.model
 
 
 def load_ladder(path: str | os.PathLike, fallback: str | os.PathLike | None = None) -> dict:
@@ -373,23 +376,20 @@ def record_rung(rung: dict, path: str | os.PathLike, start_from: str | os.PathLi
     return ladder
 
 
-def _pm(value: float | None) -> str:
-    return "" if value is None else f"± {value:.4f}"
-
-
 def ladder_table(ladder: dict, names=None) -> str:
-    """The ladder as a fixed-width text table: rung, budget, params, seeds, train and val loss (mean
-    ± standard deviation over the seeds), the gap val − train, and the mean wall time of one run."""
+    """The ladder as a fixed-width text table: rung, budget, params, number of seeds, train and val
+    loss (means over the seeds), the val loss's standard deviation over the seeds (``±``), the gap
+    val − train, and the mean wall time of one run."""
     rungs = ladder["rungs"]
     if names is not None:
         by_name = {r["name"]: r for r in rungs}
         rungs = [by_name[n] for n in names if n in by_name]
-    lines = [f"{'rung':<33} {'budget':<7} {'params':>8} {'seeds':>5} {'train':>16} {'val':>16} "
+    lines = [f"{'rung':<31} {'budget':<6} {'params':>8} {'seeds':>5} {'train':>7} {'val':>7} {'±':>7} "
              f"{'val-train':>9} {'wall s':>6}"]
     for r in rungs:
         seeds = len(r.get("seeds", [])) or 1
-        lines.append(f"{r['label']:<33} {r['budget']:<7} {r['params']:>8,} {seeds:>5} "
-                     f"{r['train_loss']:>7.4f} {_pm(r.get('train_std')):>8} "
-                     f"{r['val_loss']:>7.4f} {_pm(r.get('val_std')):>8} "
+        std = "" if r.get("val_std") is None else f"{r['val_std']:.4f}"
+        lines.append(f"{r['label']:<31} {r['budget']:<6} {r['params']:>8,} {seeds:>5} "
+                     f"{r['train_loss']:>7.4f} {r['val_loss']:>7.4f} {std:>7} "
                      f"{r['val_loss'] - r['train_loss']:>9.4f} {r['wall_s']:>6.1f}")
     return "\n".join(lines)

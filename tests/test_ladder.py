@@ -137,7 +137,9 @@ def test_train_rung_over_seeds(tmp_path, text):
     path.write_text(text)
     corpus = load_corpus(path)
     smoke = get_preset("smoke")
-    rung = train_rung("layernorm", LayerNormLM, smoke, corpus, seeds=(1, 2), progress=False)
+    rung, model = train_rung("layernorm", LayerNormLM, smoke, corpus, seeds=(1, 2), progress=False)
+    assert isinstance(model, LayerNormLM)  # the first seed's trained model
+    assert split_loss(model, corpus.val_data, smoke.model.block_size) == rung["seeds"][0]["val_loss"]
     assert [r["seed"] for r in rung["seeds"]] == [1, 2]
     vals = [r["val_loss"] for r in rung["seeds"]]
     assert vals[0] != vals[1]  # another seed, another run
@@ -145,11 +147,12 @@ def test_train_rung_over_seeds(tmp_path, text):
     assert rung["val_std"] == pytest.approx(statistics.stdev(vals))
     assert rung["kind"] == "rung" and rung["budget"] == "smoke" and rung["label"] == RUNGS["layernorm"]
     assert len(rung["history"]["step"]) > 0
-    again = train_rung("layernorm", LayerNormLM, smoke, corpus, seeds=(1,), progress=False)
+    again, _ = train_rung("layernorm", LayerNormLM, smoke, corpus, seeds=(1,), progress=False)
     assert again["seeds"][0]["val_loss"] == vals[0] and again["val_std"] is None  # same seed, same run
-    other = train_rung("gpt_no_positions", NoPositionsLM, smoke, corpus, progress=False)
+    other, _ = train_rung("gpt_no_positions", NoPositionsLM, smoke, corpus, progress=False)
     assert other["kind"] == "counterfactual" and other["seeds"][0]["seed"] == smoke.train.seed
-    assert "± " in ladder_table({"rungs": [rung, other]}) and math.isfinite(other["val_loss"])
+    table = ladder_table({"rungs": [rung, other]}).splitlines()
+    assert f"{rung['val_std']:.4f}" in table[1] and math.isfinite(other["val_loss"])
 
 
 def test_budgets_follow_the_preset_env(monkeypatch):
