@@ -62,8 +62,8 @@ def plot_ladder(ladder: dict, ax=None, names=None):
             ax.plot(seeds, [y] * len(seeds), "|", color=color, ms=9, alpha=0.6, gid="seeds")
         ax.errorbar(r["val_loss"], y, xerr=r.get("val_std") or 0.0, fmt="o", color=color, ms=5,
                     capsize=3)
-        spread = f" ± {r['val_std']:.3f}" if r.get("val_std") else ""
-        ax.annotate(f"{r['val_loss']:.3f}{spread}", (r["val_loss"], y), xytext=(8, 5),
+        spread = f" ± {r['val_std']:.4f}" if r.get("val_std") else ""
+        ax.annotate(f"{r['val_loss']:.4f}{spread}", (r["val_loss"], y), xytext=(8, 5),
                     textcoords="offset points", fontsize=7.5)
     ax.set_yticks(range(len(rungs)), labels, fontsize=8)
     ax.set_ylim(len(rungs) - 0.5, -0.7)  # the bottom rung of the ladder at the top, as in the table

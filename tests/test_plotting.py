@@ -62,7 +62,7 @@ def test_plot_ladder_draws_error_bars_and_each_seed():
     seed_marks = [line for line in ax.lines if line.get_gid() == "seeds"]
     assert len(seed_marks) == 1 and list(seed_marks[0].get_xdata()) == [2.0, 2.1, 2.2]
     texts = [t.get_text() for t in ax.texts]
-    assert texts == ["2.100 ± 0.100", "2.400"]
+    assert texts == ["2.1000 ± 0.1000", "2.4000"]
     plt.close(ax.figure)
 
 
