@@ -11,23 +11,33 @@ The rungs, bottom to top (chapter 2, 4 and 5 each train the ones they explain):
 - ``layernorm``: + pre-norm LayerNorm, i.e. the book's GPT — `LayerNormLM` (chapter 5)
 - ``scaled_up``: `gptlib.model.GPT` at the ``cpu`` preset's size and budget (chapter 5)
 
-Every rung but the last trains with `LADDER` (same data, seed, batch, block, steps and learning rate);
-the last with the ``cpu`` preset. `train_rung` trains one through `gptlib.run.train_run`, the one
-run path; `record_rung` adds its result to a ladder file whose path the caller chooses (the book
-keeps its own in its results folder) and `load_ladder` reads one back. The final chapter adds its
-own rung the same way.
+Beside them, counterfactual rungs (`COUNTERFACTUALS`) change one thing the chapters argue for and
+measure what it costs: gptlib's normal(0, 0.02) initialisation in the plain stacks, dropout, attention
+without the 1/sqrt(hs) scale (`UnscaledHead`, `UnscaledLM`), no position embeddings (`NoPositionsLM`).
+
+Every ladder rung but the last trains with `LADDER` (same data, batch, block, steps and learning rate);
+the last with the ``cpu`` preset. `train_rung` trains one through `gptlib.run.train_run`, the one run
+path, once per seed, and scores each run on the whole val split and an equally large, evenly spread
+part of the train split (`split_loss`), so the table's numbers carry almost no sampling noise from
+the evaluation, and the spread over seeds is measured.
+`record_rung` adds the result to a ladder file whose path the caller chooses (a file that does not
+exist yet can start as a copy of another, e.g. the book's committed one) and `load_ladder` reads one
+back.
 
 Shapes: B = batch, T = time, C = channels (n_embd), V = vocabulary size.
 """
 
 import json
 import os
-from collections.abc import Callable
-from dataclasses import asdict
+import statistics
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import torch
 import torch.nn as nn
+from torch.nn import functional as F
 
 from gptlib.attention import Head, MultiHeadAttention
 from gptlib.bigram import lm_loss
@@ -59,12 +69,25 @@ RUNGS: dict[str, str] = {
     "scaled_up": "scaled up (cpu preset)",
 }
 
+# The seeds of the ladder's rungs: each rung is trained once per seed (weights and batches both change),
+# so the table can say how far apart two runs of the same model land.
+LADDER_SEEDS = (1337, 1338, 1339)
+
+# Counterfactual rungs: one change to a rung, to measure a claim the chapters make. Name -> label.
+COUNTERFACTUALS: dict[str, str] = {
+    "multi_head_ff_init": "+ feed-forward, N(0, 0.02) init",
+    "residual_init": "+ residual, N(0, 0.02) init",
+    "gpt_init": "the GPT, N(0, 0.02) init",
+    "gpt_dropout": "the GPT, dropout 0.2",
+    "gpt_unscaled": "the GPT without 1/sqrt(hs)",
+    "gpt_no_positions": "the GPT without positions",
+}
+
 # ---------------------------------------------------------------------------------------------------
 # The rung models. Each follows the book's contract forward(idx, targets) -> ((B,T,V) logits, loss),
 # and has a ``block_size`` so that `gptlib.sampling.generate` can crop the context. They keep PyTorch's
-# default initialisation, as in the lecture: gptlib's normal(0, 0.02) (`gptlib.init`) is made for the
-# GPT's residual stream, and in these plain stacks it shrinks the signal layer by layer (measured on
-# the ladder budget: val 2.61 instead of 2.17 for `MultiHeadFeedForwardLM`).
+# default initialisation, as in the lecture; the counterfactual rungs ``*_init`` measure what gptlib's
+# normal(0, 0.02) (`gptlib.init`) does to them instead.
 
 
 class SingleHeadLM(nn.Module):
@@ -180,6 +203,43 @@ class LayerNormLM(GPT):
                 module.reset_parameters()
 
 
+class UnscaledHead(Head):
+    """`Head` without the 1/sqrt(hs) scale: the scores q·k keep a variance of about hs (chapter 3)."""
+
+    def attention_weights(self, x: torch.Tensor) -> torch.Tensor:
+        """The (B,T,T) attention matrix, from unscaled scores."""
+        B, T, C = x.shape
+        wei = self.query(x) @ self.key(x).transpose(-2, -1)  # (B,T,hs) @ (B,hs,T) -> (B,T,T)
+        wei = wei.masked_fill(self.tril[:T, :T] == 0, float("-inf"))
+        return F.softmax(wei, dim=-1)  # (B,T,T)
+
+
+class UnscaledLM(LayerNormLM):
+    """`LayerNormLM` (the GPT rung) whose heads are `UnscaledHead`s: the same model minus the scale."""
+
+    def __init__(self, config: GPTConfig):
+        super().__init__(config)
+        for block in self.blocks:
+            heads = block.sa.heads
+            block.sa.heads = nn.ModuleList(UnscaledHead(config, config.head_size) for _ in heads)
+
+
+class NoPositionsLM(LayerNormLM):
+    """`LayerNormLM` (the GPT rung) without position embeddings: attention then sees a set of tokens,
+    and only the causal mask tells a token anything about order."""
+
+    def __init__(self, config: GPTConfig):
+        super().__init__(config)
+        del self.position_embedding_table
+
+    def forward(self, idx: torch.Tensor, targets: torch.Tensor | None = None):
+        """(B,T) -> logits (B,T,V), loss."""
+        x = self.token_embedding_table(idx)  # (B,T,C): what the token is, not where
+        x = self.ln_f(self.blocks(x))  # (B,T,C)
+        logits = self.lm_head(x)  # (B,T,V)
+        return logits, None if targets is None else lm_loss(logits, targets)
+
+
 # ---------------------------------------------------------------------------------------------------
 # Training a rung, and the results file.
 
@@ -190,59 +250,140 @@ def budget_dict(budget: Preset) -> dict:
             "model": asdict(budget.model), "train": asdict(budget.train)}
 
 
+@torch.no_grad()
+def split_loss(model: nn.Module, data: torch.Tensor, block_size: int, *, chunks: int | None = None,
+               device: torch.device | str = "cpu", batch_size: int = 512) -> float:
+    """The mean next-token loss over a split, in eval mode, with no random sampling: the split is cut
+    into back-to-back chunks of ``block_size``, so every token but the first is a target exactly
+    once and every context length 1..block_size is as common as in training. ``chunks`` scores only
+    that many chunks, spread evenly over the whole split (default: all of them). Unlike
+    `estimate_loss` (random batches), the same model always gets the same number."""
+    was_training = model.training
+    model.eval()
+    n = (len(data) - 1) // block_size  # whole chunks
+    x = data[:n * block_size].view(n, block_size)  # (n,T)
+    y = data[1:n * block_size + 1].view(n, block_size)  # (n,T), shifted by one
+    if chunks is not None and chunks < n:
+        keep = torch.linspace(0, n - 1, chunks).round().long()  # evenly spread over the split
+        x, y, n = x[keep], y[keep], chunks
+    total = 0.0
+    for i in range(0, n, batch_size):
+        logits, _ = model(x[i:i + batch_size].to(device))  # (B,T,V)
+        targets = y[i:i + batch_size].to(device)  # (B,T)
+        total += F.cross_entropy(logits.flatten(0, 1).float(), targets.flatten(), reduction="sum").item()
+    model.train(was_training)
+    return total / (n * block_size)
+
+
+def _mean_std(values: list[float]) -> tuple[float, float | None]:
+    """The mean, and the sample standard deviation (None for a single value)."""
+    return statistics.fmean(values), (statistics.stdev(values) if len(values) > 1 else None)
+
+
 def train_rung(name: str, make_model: Callable[[GPTConfig], nn.Module], budget: Preset, corpus: Corpus,
-               *, label: str | None = None, device: torch.device | str = "cpu", progress: bool = True,
-               speed=READABLE) -> dict:
+               *, seeds: Sequence[int] | None = None, label: str | None = None,
+               device: torch.device | str = "cpu", progress: bool = True,
+               speed=READABLE) -> tuple[dict, nn.Module]:
     """Train the rung ``make_model`` builds (from ``budget.model``, vocabulary set from the corpus)
-    with ``budget.train`` through `gptlib.run.train_run`, and return its ladder entry (a JSON-ready
-    dict). Every rung starts alike: the run seeds the weights and the batches with ``budget.train.seed``.
-    The rungs train the readable way (``speed``: `READABLE`), as the chapters write them."""
-    run = Run.from_preset(budget, speed=speed, device=str(device))
-    result = train_run(run, make_model=make_model, corpus=corpus, progress=progress, log=lambda _: None)
-    return rung_entry(name, result, label=label)
+    with ``budget.train`` through `gptlib.run.train_run`, once per seed in ``seeds`` (default: the
+    budget's own seed), and return its ladder entry (a JSON-ready dict) and the first seed's trained
+    model (to sample from).
+
+    Each run seeds the weights and the batches with its seed. After training, each is scored on the
+    whole val split and on as many chunks spread over the train split (`split_loss`); the entry holds every seed's scores, their mean and
+    standard deviation, the mean training time, and the first seed's loss history (the estimates
+    made during training). The rungs train the readable way (``speed``: `READABLE`), as the
+    chapters write them."""
+    seeds = tuple(seeds) if seeds is not None else (budget.train.seed,)
+    block_size = budget.model.block_size
+    runs, first = [], None
+    for seed in seeds:
+        start = time.perf_counter()
+        run = Run.from_preset(replace(budget, train=replace(budget.train, seed=seed)), speed=speed,
+                              device=str(device))
+        result = train_run(run, make_model=make_model, corpus=corpus, progress=progress,
+                           log=lambda _: None)
+        wall_s = time.perf_counter() - start
+        val_chunks = (len(corpus.val_data) - 1) // block_size
+        runs.append({"seed": seed,
+                     # as many train chunks as the val split has, spread over all of train: the two
+                     # numbers are then equally precise, and the gap between them is measured
+                     "train_loss": split_loss(result.model, corpus.train_data, block_size,
+                                              chunks=val_chunks, device=result.device),
+                     "val_loss": split_loss(result.model, corpus.val_data, block_size,
+                                            device=result.device),
+                     "wall_s": round(wall_s, 1)})
+        first = first or result
+    val, val_std = _mean_std([r["val_loss"] for r in runs])
+    train, train_std = _mean_std([r["train_loss"] for r in runs])
+    entry = {
+        "name": name,
+        "label": label or RUNGS.get(name) or COUNTERFACTUALS.get(name, name),
+        "kind": "counterfactual" if name in COUNTERFACTUALS else "rung",
+        "val_loss": val,
+        "val_std": val_std,
+        "train_loss": train,
+        "train_std": train_std,
+        "evaluated_on": "whole val split; as many chunks spread over train",
+        "seeds": runs,
+        "params": count_parameters(first.model),
+        "wall_s": round(statistics.fmean(r["wall_s"] for r in runs), 1),
+        "device": str(first.device),
+        "budget": budget.name,
+        "model": asdict(first.run.model),
+        "history": first.history.to_dict(),
+    }
+    return entry, first.model
 
 
 def rung_entry(name: str, result: RunResult, *, at: int = -1, label: str | None = None,
                device: str | None = None) -> dict:
-    """The ladder entry of a finished run: its losses at evaluation ``at`` (the last by default; the
-    best checkpoint's index for a run that keeps it), parameters, wall time and history."""
+    """The ladder entry of a run trained elsewhere (chapter 7's model): its losses as the run estimated
+    them at evaluation ``at`` (the last by default; the best checkpoint's for a run that keeps it),
+    one seed, and the same fields as `train_rung`'s entries."""
     history = result.history.to_dict()
+    val, train = history["val_loss"][at], history["train_loss"][at]
     return {
-        "name": name,
-        "label": label or RUNGS.get(name, name),
-        "val_loss": history["val_loss"][at],
-        "train_loss": history["train_loss"][at],
+        "name": name, "label": label or name, "kind": "model",
+        "val_loss": val, "val_std": None, "train_loss": train, "train_std": None,
+        "evaluated_on": f"the run's own estimate at step {history['step'][at]}",
+        "seeds": [{"seed": result.run.train.seed, "train_loss": train, "val_loss": val,
+                   "wall_s": round(history["elapsed"][-1], 1)}],
         "params": count_parameters(result.model),
         "wall_s": round(history["elapsed"][-1], 1),
         "device": device or str(result.device),
         "budget": result.run.name,
+        "model": asdict(result.run.model),
         "history": history,
     }
 
 
-def load_ladder(path: str | os.PathLike) -> dict:
-    """The ladder file as a dict ``{"budget": ..., "rungs": [...]}``; an empty ladder if there is none."""
-    path = Path(path)
-    if not path.exists():
-        return {"budget": budget_dict(LADDER), "rungs": []}
-    return json.loads(path.read_text())
+def load_ladder(path: str | os.PathLike, fallback: str | os.PathLike | None = None) -> dict:
+    """The ladder file at ``path`` as a dict ``{"budget": ..., "rungs": [...]}``. If there is no file
+    there, the one at ``fallback`` (say, the book's committed ladder), else an empty ladder."""
+    for candidate in (path, fallback):
+        if candidate is not None and Path(candidate).exists():
+            return json.loads(Path(candidate).read_text())
+    return {"budget": budget_dict(LADDER), "rungs": []}
 
 
 def _ladder_index(name: str) -> float:
-    order = list(RUNGS)
+    order = [*RUNGS, *COUNTERFACTUALS]
     return order.index(name) if name in order else float("inf")
 
 
-def record_rung(rung: dict, path: str | os.PathLike, *, start_from: str | os.PathLike | None = None) -> dict:
-    """Add ``rung`` to the ladder file and return the new ladder.
+def record_rung(rung: dict, path: str | os.PathLike, start_from: str | os.PathLike | None = None) -> dict:
+    """Add ``rung`` to the ladder file at ``path`` and return the new ladder.
 
-    An entry with the same name is replaced in place; a new rung of the book's ladder goes to its
-    place in ladder order, any other name (the final chapter's "lecture GPU") at the end. A ladder
-    file that does not exist yet starts as a copy of ``start_from`` (e.g. the book's own results). The
-    file is written to a temporary file and renamed over the old one, so it is never left half written.
+    A file that does not exist yet starts as a copy of the ladder at ``start_from`` (if given and
+    present), so a learner's own file begins with the book's results and their runs replace them one
+    by one; ``start_from`` itself is never written. An entry with the same name is replaced in place;
+    a new rung of the book's ladder goes to its place in ladder order, then the counterfactuals, then
+    any other name (the final chapter's model). The file is written to a temporary file and renamed
+    over the old one, so it is never left half written.
     """
     path = Path(path)
-    ladder = load_ladder(path if path.exists() or start_from is None else start_from)
+    ladder = load_ladder(path, fallback=start_from)
     ladder["budget"] = budget_dict(LADDER)
     rungs = ladder["rungs"]
     names = [r["name"] for r in rungs]
@@ -258,12 +399,19 @@ def record_rung(rung: dict, path: str | os.PathLike, *, start_from: str | os.Pat
 
 
 def ladder_table(ladder: dict, names=None) -> str:
-    """The ladder as a fixed-width text table: rung, budget, params, train and val loss, wall time."""
+    """The ladder as a fixed-width text table: rung, budget, params, number of seeds, train and val
+    loss (means over the seeds), the val loss's standard deviation over the seeds (``±``), the gap
+    val − train, and the mean wall time of one run."""
     rungs = ladder["rungs"]
     if names is not None:
-        rungs = [r for r in rungs if r["name"] in set(names)]
-    lines = [f"{'rung':<30} {'budget':<8} {'params':>9} {'train':>7} {'val':>7} {'wall s':>7}  device"]
+        by_name = {r["name"]: r for r in rungs}
+        rungs = [by_name[n] for n in names if n in by_name]
+    lines = [f"{'rung':<31} {'budget':<6} {'params':>8} {'seeds':>5} {'train':>7} {'val':>7} {'±':>7} "
+             f"{'val-train':>9} {'wall s':>6}"]
     for r in rungs:
-        lines.append(f"{r['label']:<30} {r['budget']:<8} {r['params']:>9,} {r['train_loss']:>7.4f} "
-                     f"{r['val_loss']:>7.4f} {r['wall_s']:>7.1f}  {r['device']}")
+        seeds = len(r.get("seeds", [])) or 1
+        std = "" if r.get("val_std") is None else f"{r['val_std']:.4f}"
+        lines.append(f"{r['label']:<31} {r['budget']:<6} {r['params']:>8,} {seeds:>5} "
+                     f"{r['train_loss']:>7.4f} {r['val_loss']:>7.4f} {std:>7} "
+                     f"{r['val_loss'] - r['train_loss']:>9.4f} {r['wall_s']:>6.1f}")
     return "\n".join(lines)

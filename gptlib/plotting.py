@@ -9,7 +9,6 @@ if ``ax`` is None) and returns the axes. The model modules never import matplotl
 import math
 
 import matplotlib.pyplot as plt
-from matplotlib.ticker import FuncFormatter
 
 
 def _as_dict(history) -> dict:
@@ -47,19 +46,29 @@ def _rungs(ladder: dict, names=None) -> list[dict]:
 
 
 def plot_ladder(ladder: dict, ax=None, names=None):
-    """The final validation loss of each rung, bottom rung first; ``names`` picks and orders rungs."""
+    """The final validation loss of each rung, bottom rung first; ``names`` picks and orders rungs.
+
+    A dot is a rung's mean over its seeds, the bar through it ± one standard deviation, the small
+    marks each seed's own result; a counterfactual rung (``kind``) is drawn in another colour. The
+    loss axis does not start at 0, so a dot plot, not bars (whose lengths would mislead)."""
     rungs = _rungs(ladder, names)
     ax = _axes(ax, figsize=(7, 0.45 * len(rungs) + 1.2))
     labels = [r.get("label", r["name"]) for r in rungs]
     vals = [r["val_loss"] for r in rungs]
-    y = range(len(rungs))
-    bars = ax.barh(y, vals, color="tab:blue", alpha=0.8)
-    for bar, v in zip(bars, vals):
-        ax.text(bar.get_width() + 0.01, bar.get_y() + bar.get_height() / 2, f"{v:.3f}", va="center", fontsize=8)
-    ax.set_yticks(list(y), labels, fontsize=8)
-    ax.invert_yaxis()  # the bottom rung of the ladder at the top of the list, as in the table
+    for y, r in enumerate(rungs):
+        color = "tab:orange" if r.get("kind") == "counterfactual" else "tab:blue"
+        seeds = [s["val_loss"] for s in r.get("seeds", [])]
+        if len(seeds) > 1:
+            ax.plot(seeds, [y] * len(seeds), "|", color=color, ms=9, alpha=0.6, gid="seeds")
+        ax.errorbar(r["val_loss"], y, xerr=r.get("val_std") or 0.0, fmt="o", color=color, ms=5,
+                    capsize=3)
+        spread = f" ± {r['val_std']:.4f}" if r.get("val_std") else ""
+        ax.annotate(f"{r['val_loss']:.4f}{spread}", (r["val_loss"], y), xytext=(8, 5),
+                    textcoords="offset points", fontsize=7.5)
+    ax.set_yticks(range(len(rungs)), labels, fontsize=8)
+    ax.set_ylim(len(rungs) - 0.5, -0.7)  # the bottom rung of the ladder at the top, as in the table
     if vals:  # an empty ladder draws empty axes
-        ax.set_xlim(min(vals) - 0.3, max(vals) + 0.15)
+        ax.set_xlim(min(vals) - 0.08, max(vals) + 0.15)
     ax.set_xlabel("validation loss (lower is better)")
     ax.grid(axis="x", alpha=0.3)
     return ax
@@ -81,12 +90,10 @@ def token_labels(tokens) -> list[str]:
 
 
 def plot_loss_curves(history, ax=None, title: str | None = None):
-    """Train and val loss against the step on a log axis, with the best val loss marked."""
+    """Train and val loss against the step from step 0, with the best val loss marked."""
     h = _as_dict(history)
     ax = plot_history(h, ax=ax)
-    ax.set_xscale("log")
-    ax.xaxis.set_major_formatter(_step_label)  # 1000, not 10^3
-    ax.xaxis.set_minor_formatter(_step_label)  # and 200, 300, 500 in between
+    ax.set_xlim(0, max(h["step"], default=1) * 1.03)
     if h["val_loss"]:
         best = min(range(len(h["val_loss"])), key=h["val_loss"].__getitem__)
         ax.plot(h["step"][best], h["val_loss"][best], "o", color="black", ms=4,
@@ -95,14 +102,6 @@ def plot_loss_curves(history, ax=None, title: str | None = None):
     if title:
         ax.set_title(title, fontsize=10)
     return ax
-
-
-@FuncFormatter
-def _step_label(value, _pos) -> str:
-    if value <= 0:
-        return ""
-    lead = round(value / 10 ** math.floor(math.log10(value) + 1e-9))
-    return f"{value:g}" if lead in (1, 2, 3, 5) else ""
 
 
 class LiveLossPlot:
@@ -128,44 +127,65 @@ class LiveLossPlot:
             self.handle.update(fig)  # replaces the previous picture instead of adding one
 
 
-def plot_attention(weights, tokens, ax=None, title: str | None = None, labels: bool = True):
-    """One head's (T,T) attention matrix as a heatmap: row = the token reading, column = the token read."""
+def plot_attention(weights, tokens, ax=None, title: str | None = None, labels: bool = True,
+                   colorbar: bool = True):
+    """One head's (T,T) attention matrix as a heatmap: row = the token reading, column = the token
+    read; the colour bar gives the weight (0 to 1, each row sums to 1)."""
     T = len(tokens)
-    ax = _axes(ax, figsize=(5, 5))
+    ax = _axes(ax, figsize=(5.6, 5))
     if hasattr(weights, "detach"):  # a torch tensor: matplotlib wants a NumPy array
         weights = weights.detach().cpu().numpy()
-    ax.imshow(weights, cmap="viridis", vmin=0.0, vmax=1.0)
+    image = ax.imshow(weights, cmap="viridis", vmin=0.0, vmax=1.0)
     if labels:
         names = token_labels(tokens)
-        ax.set_xticks(range(T), names, fontsize=7, fontfamily="monospace")
-        ax.set_yticks(range(T), names, fontsize=7, fontfamily="monospace")
+        ax.set_xticks(range(T), names, fontsize=8, fontfamily="monospace")
+        ax.set_yticks(range(T), names, fontsize=8, fontfamily="monospace")
         ax.tick_params(length=0, pad=1)
+        ax.set_xlabel("token read", fontsize=8)
+        ax.set_ylabel("token reading", fontsize=8)
     else:
         ax.set_xticks([])
         ax.set_yticks([])
+    if colorbar:
+        ax.figure.colorbar(image, ax=ax, fraction=0.046, pad=0.03, label="attention weight")
     if title:
         ax.set_title(title, fontsize=9)
     return ax
 
 
+def _thinned_ticks(ax, axis: str, names: list[str], fontsize: float, every: int) -> None:
+    """Tick labels for every ``every``-th token (all of them if 1), so that each stays readable."""
+    positions = list(range(0, len(names), every))
+    labels = [names[i] for i in positions]
+    if axis == "x":
+        ax.set_xticks(positions, labels, fontsize=fontsize, fontfamily="monospace")
+    else:
+        ax.set_yticks(positions, labels, fontsize=fontsize, fontfamily="monospace")
+
+
 def plot_attention_grid(maps, tokens, cell_size: float = 2.5):
-    """Every layer (rows) x head (columns) of ``maps`` (L,nh,T,T) as heatmaps; tokens label the left
-    column's rows and the bottom row's columns. Returns the figure."""
+    """Every layer (rows) x head (columns) of ``maps`` (L,nh,T,T) as heatmaps with one shared colour
+    bar; tokens label the left column's rows and the bottom row's columns, every one of them where
+    they fit at a readable size, else every second or third. Returns the figure."""
     L, nh = maps.shape[:2]
-    fig, axes = plt.subplots(L, nh, figsize=(cell_size * nh + 0.6, cell_size * L + 0.4), squeeze=False)
+    fig, axes = plt.subplots(L, nh, figsize=(cell_size * nh + 1.2, cell_size * L + 0.4), squeeze=False,
+                             layout="constrained")
     names = token_labels(tokens)
-    fontsize = max(3.0, min(8.0, 0.8 * 72 * cell_size / len(tokens)))  # as large as the rows allow
+    fontsize = 6.5
+    every = max(1, math.ceil(len(tokens) * fontsize * 1.1 / (72 * cell_size * 0.85)))
+    image = None
     for layer in range(L):
         for head in range(nh):
             ax = axes[layer][head]
-            plot_attention(maps[layer, head], tokens, ax=ax, labels=False)
+            plot_attention(maps[layer, head], tokens, ax=ax, labels=False, colorbar=False)
+            image = ax.images[0]
             if layer == 0:
                 ax.set_title(f"head {head}", fontsize=9)
             if head == 0:
                 ax.set_ylabel(f"layer {layer}", fontsize=9)
-                ax.set_yticks(range(len(tokens)), names, fontsize=fontsize, fontfamily="monospace")
+                _thinned_ticks(ax, "y", names, fontsize, every)
             if layer == L - 1:
-                ax.set_xticks(range(len(tokens)), names, fontsize=fontsize, fontfamily="monospace")
+                _thinned_ticks(ax, "x", names, fontsize, every)
             ax.tick_params(length=0, pad=1)
-    fig.tight_layout()
+    fig.colorbar(image, ax=axes, shrink=0.6, label="attention weight")
     return fig

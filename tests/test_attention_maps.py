@@ -151,8 +151,9 @@ def test_plot_attention_grid_has_one_panel_per_head_with_token_labels(model, idx
     maps = attention_maps(model, idx)  # (2,4,12,12)
     tokens = tokenizer.decode(idx.tolist())
     fig = plot_attention_grid(maps, tokens)
-    assert len(fig.axes) == maps.shape[0] * maps.shape[1]
-    bottom_left = fig.axes[(maps.shape[0] - 1) * maps.shape[1]]
+    panels = [ax for ax in fig.axes if ax.images]  # the heatmaps; the other axes is the colour bar
+    assert len(panels) == maps.shape[0] * maps.shape[1] and len(fig.axes) == len(panels) + 1
+    bottom_left = panels[(maps.shape[0] - 1) * maps.shape[1]]
     assert [t.get_text() for t in bottom_left.get_xticklabels()] == token_labels(tokens)
     assert token_labels("a \n") == ["a", "␣", "⏎"]
 

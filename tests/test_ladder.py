@@ -1,29 +1,35 @@
-"""The ablation ladder: each rung model's contract and causality, the results file's update rules,
-and the committed ladder itself (every rung, validation loss strictly falling up the ladder).
+"""The ablation ladder: each rung model's contract and causality, the counterfactual variants, the
+whole-split loss, training a rung over several seeds, the results file's update rules (a learner's
+file starts from the book's and never writes it), and the committed ladder itself.
 
 Run: pytest tests/test_ladder.py
 """
 
 import json
+import math
 import os
+import statistics
+from pathlib import Path
 
 import pytest
 import torch
+from torch.nn import functional as F
 
 from gptlib.bigram import BigramLanguageModel
 from gptlib.config import GPTConfig
-from pathlib import Path
-
-from gptlib.ladder import (LADDER, RUNGS, LayerNormLM, MultiHeadFeedForwardLM, MultiHeadLM, ResidualLM,
-                           SingleHeadLM, ladder_table, load_ladder, record_rung)
+from gptlib.ladder import (COUNTERFACTUALS, LADDER, LADDER_SEEDS, RUNGS, LayerNormLM, MultiHeadFeedForwardLM,
+                           MultiHeadLM, NoPositionsLM, ResidualLM, SingleHeadLM, UnscaledHead, UnscaledLM,
+                           ladder_table, load_ladder, record_rung, split_loss, train_rung)
 from gptlib.model import GPT
 from gptlib.presets import choose, get_preset
+from gptlib.run import load_corpus
 
 # The book's own ladder file: the chapters pass this path in; the library knows no book folder.
 BOOK_LADDER = Path(__file__).resolve().parent.parent / "book" / "results" / "ladder.json"
 
 
 RUNG_CLASSES = [SingleHeadLM, MultiHeadLM, MultiHeadFeedForwardLM, ResidualLM, LayerNormLM]
+VARIANT_CLASSES = [UnscaledLM, NoPositionsLM]
 
 
 @pytest.fixture
@@ -31,7 +37,7 @@ def config():
     return GPTConfig(vocab_size=11, block_size=8, n_embd=16, n_head=4, n_layer=2, dropout=0.0)
 
 
-@pytest.mark.parametrize("cls", RUNG_CLASSES, ids=lambda c: c.__name__)
+@pytest.mark.parametrize("cls", RUNG_CLASSES + VARIANT_CLASSES, ids=lambda c: c.__name__)
 def test_rung_shapes_and_loss(cls, config):
     torch.manual_seed(0)
     model = cls(config)
@@ -43,7 +49,7 @@ def test_rung_shapes_and_loss(cls, config):
     assert model.block_size == config.block_size
 
 
-@pytest.mark.parametrize("cls", RUNG_CLASSES, ids=lambda c: c.__name__)
+@pytest.mark.parametrize("cls", RUNG_CLASSES + VARIANT_CLASSES, ids=lambda c: c.__name__)
 def test_rung_overfits_one_batch(cls, config):
     torch.manual_seed(0)
     model = cls(config)
@@ -59,7 +65,7 @@ def test_rung_overfits_one_batch(cls, config):
     assert loss.item() < 0.7 * first
 
 
-@pytest.mark.parametrize("cls", RUNG_CLASSES, ids=lambda c: c.__name__)
+@pytest.mark.parametrize("cls", RUNG_CLASSES + VARIANT_CLASSES, ids=lambda c: c.__name__)
 def test_rung_is_causal(cls, config):
     torch.manual_seed(0)
     model = cls(config).eval()
@@ -86,6 +92,67 @@ def test_layernorm_rung_is_the_gpt_with_default_init(config):
     gpt.load_state_dict(rung.state_dict())
     idx = torch.randint(config.vocab_size, (2, config.block_size))
     torch.testing.assert_close(gpt(idx)[0], rung(idx)[0])  # the same function
+
+
+def test_unscaled_variant_is_the_gpt_rung_without_the_scale(config):
+    torch.manual_seed(0)
+    rung, unscaled = LayerNormLM(config), UnscaledLM(config)
+    assert all(isinstance(h, UnscaledHead) for b in unscaled.blocks for h in b.sa.heads)
+    unscaled.load_state_dict(rung.state_dict())  # same parameters, same names
+    x = torch.randn(2, config.block_size, config.n_embd)
+    head, plain = unscaled.blocks[0].sa.heads[0], rung.blocks[0].sa.heads[0]
+    # the same scores before the softmax, times sqrt(hs): compare log-weights on the visible part
+    scaled_scores = plain.query(x) @ plain.key(x).transpose(-2, -1) * config.head_size ** -0.5
+    visible = torch.tril(torch.ones(config.block_size, config.block_size)) == 1
+    expected = torch.where(visible, scaled_scores * config.head_size ** 0.5, float("-inf")).softmax(-1)
+    torch.testing.assert_close(head.attention_weights(x), expected)
+
+
+def test_no_positions_variant_has_no_position_table(config):
+    model = NoPositionsLM(config)
+    assert not hasattr(model, "position_embedding_table")
+    # without positions, a token's first-position output does not depend on where the sequence sits
+    idx = torch.randint(config.vocab_size, (1, config.block_size))
+    torch.testing.assert_close(model(idx[:, :1])[0][:, 0], model(idx[:, :3])[0][:, 0])
+
+
+def test_split_loss_scores_every_target_once(config):
+    torch.manual_seed(0)
+    model = LayerNormLM(config)
+    data = torch.randint(config.vocab_size, (8 * 5 + 3,))
+    x = data[:40].view(5, 8)
+    y = data[1:41].view(5, 8)
+    expected = F.cross_entropy(model.eval()(x)[0].flatten(0, 1), y.flatten()).item()
+    model.train()
+    assert split_loss(model, data, 8, batch_size=2) == pytest.approx(expected, rel=1e-5)
+    assert model.training  # put back in the mode it was in
+    assert split_loss(model, data, 8) == split_loss(model, data, 8)  # no random sampling
+    # chunks: that many chunks spread over the split (here the first and the last)
+    two = F.cross_entropy(model.eval()(x[[0, 4]])[0].flatten(0, 1), y[[0, 4]].flatten()).item()
+    assert split_loss(model, data, 8, chunks=2) == pytest.approx(two, rel=1e-5)
+
+
+def test_train_rung_over_seeds(tmp_path, text):
+    path = tmp_path / "text.txt"
+    path.write_text(text)
+    corpus = load_corpus(path)
+    smoke = get_preset("smoke")
+    rung, model = train_rung("layernorm", LayerNormLM, smoke, corpus, seeds=(1, 2), progress=False)
+    assert isinstance(model, LayerNormLM)  # the first seed's trained model
+    assert split_loss(model, corpus.val_data, smoke.model.block_size) == rung["seeds"][0]["val_loss"]
+    assert [r["seed"] for r in rung["seeds"]] == [1, 2]
+    vals = [r["val_loss"] for r in rung["seeds"]]
+    assert vals[0] != vals[1]  # another seed, another run
+    assert rung["val_loss"] == pytest.approx(statistics.fmean(vals))
+    assert rung["val_std"] == pytest.approx(statistics.stdev(vals))
+    assert rung["kind"] == "rung" and rung["budget"] == "smoke" and rung["label"] == RUNGS["layernorm"]
+    assert len(rung["history"]["step"]) > 0
+    again, _ = train_rung("layernorm", LayerNormLM, smoke, corpus, seeds=(1,), progress=False)
+    assert again["seeds"][0]["val_loss"] == vals[0] and again["val_std"] is None  # same seed, same run
+    other, _ = train_rung("gpt_no_positions", NoPositionsLM, smoke, corpus, progress=False)
+    assert other["kind"] == "counterfactual" and other["seeds"][0]["seed"] == smoke.train.seed
+    table = ladder_table({"rungs": [rung, other]}).splitlines()
+    assert f"{rung['val_std']:.4f}" in table[1] and math.isfinite(other["val_loss"])
 
 
 def test_budgets_follow_the_preset_env(monkeypatch):
@@ -119,6 +186,24 @@ def test_record_rung_order_replace_and_append(tmp_path):
     assert "bigram" in ladder_table(ladder)
 
 
+def test_a_learners_file_starts_from_the_books_and_never_writes_it(tmp_path):
+    book = tmp_path / "book" / "ladder.json"
+    record_rung(_rung("bigram", 2.5), book)
+    record_rung(_rung("residual", 2.1), book)
+    before = book.read_text()
+    mine = tmp_path / "runs" / "ladder.json"
+    assert load_ladder(mine, fallback=book)["rungs"][1]["val_loss"] == 2.1  # the book's, until I run
+    assert load_ladder(mine)["rungs"] == []
+    ladder = record_rung(_rung("bigram", 2.4), mine, start_from=book)
+    assert [(r["name"], r["val_loss"]) for r in ladder["rungs"]] == [("bigram", 2.4), ("residual", 2.1)]
+    assert book.read_text() == before  # the book's results are never rewritten
+    record_rung(_rung("gpt_dropout"), mine, start_from=book)
+    record_rung(_rung("lecture GPU"), mine, start_from=book)
+    record_rung(_rung("gpt_init"), mine, start_from=book)
+    names = [r["name"] for r in load_ladder(mine, fallback=book)["rungs"]]
+    assert names == ["bigram", "residual", "gpt_init", "gpt_dropout", "lecture GPU"]
+
+
 def test_record_rung_is_atomic(tmp_path, monkeypatch):
     path = tmp_path / "ladder.json"
     record_rung(_rung("bigram"), path)
@@ -135,17 +220,23 @@ def test_record_rung_is_atomic(tmp_path, monkeypatch):
 
 
 @pytest.mark.skipif(not BOOK_LADDER.exists(), reason="the ladder has not been run yet")
-def test_committed_ladder_has_every_rung_in_order():
+def test_committed_ladder_has_every_rung_with_its_seeds():
     ladder = load_ladder(BOOK_LADDER)
     book_rungs = [r for r in ladder["rungs"] if r["name"] in RUNGS]
     assert [r["name"] for r in book_rungs] == list(RUNGS)
-    vals = [r["val_loss"] for r in book_rungs]
-    assert all(a > b for a, b in zip(vals, vals[1:])), f"val loss must fall up the ladder: {vals}"
     assert all(r["budget"] == LADDER.name for r in book_rungs[:-1]) and book_rungs[-1]["budget"] == "cpu"
     for r in book_rungs:
+        seeds = r["seeds"]
+        assert [s["seed"] for s in seeds] == list(LADDER_SEEDS), r["name"]
+        vals = [s["val_loss"] for s in seeds]
+        assert r["val_loss"] == pytest.approx(statistics.fmean(vals))
+        assert r["val_std"] == pytest.approx(statistics.stdev(vals))
         h = r["history"]
         assert len(h["step"]) == len(h["val_loss"]) == len(h["train_loss"]) > 0
-        assert h["val_loss"][-1] == r["val_loss"]
+    vals = [r["val_loss"] for r in book_rungs]
+    assert vals[0] == max(vals) and vals[-1] == min(vals)  # the bigram worst, the scaled-up GPT best
+    counterfactuals = [r["name"] for r in ladder["rungs"] if r["name"] in COUNTERFACTUALS]
+    assert counterfactuals == list(COUNTERFACTUALS)
 
 
 def test_bigram_is_the_first_rung():

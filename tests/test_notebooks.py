@@ -1,4 +1,6 @@
-"""The committed notebooks: executed top to bottom, every code cell with outputs, no errors.
+"""The committed notebooks: executed top to bottom, every code cell with outputs, no errors; no test
+machinery in the lesson code; code that fits the page; exercises at the end of every chapter; the
+diagrams used.
 
 The book shows committed outputs without re-executing (`execute_notebooks: auto`), and re-executes
 any notebook with a code cell that has no output, so every code cell must show something.
@@ -7,6 +9,7 @@ Run: pytest tests/test_notebooks.py
 """
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -14,6 +17,16 @@ import pytest
 BOOK = Path(__file__).resolve().parent.parent / "book"
 NOTEBOOKS = sorted(BOOK.glob("[0-9][0-9]_*.ipynb"))
 TOC = (BOOK.parent / "_toc.yml").read_text()
+MAX_LINE = 88  # characters: wider code cells scroll sideways in the built book
+# Chapter 7 gets its teaching pass separately: these tests must start passing for it then (strict).
+PENDING = {"07_train_gpt.ipynb"}
+TAUGHT = [pytest.param(p, marks=pytest.mark.xfail(strict=True, reason="its teaching pass is pending"))
+          if p.name in PENDING else p for p in NOTEBOOKS]
+
+
+def _cells(path, kind):
+    nb = json.loads(path.read_text())
+    return ["".join(c["source"]) for c in nb["cells"] if c["cell_type"] == kind]
 
 
 def test_there_are_chapters():
@@ -39,14 +52,41 @@ def test_notebook_is_in_the_toc_and_has_a_colab_badge(path):
     assert "colab.research.google.com/github/" in first and f"book/{path.name}" in first
 
 
-@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
-def test_nbval_markers_are_exact(path):
-    """nbval only honours a marker alone on its comment line (`# NBVAL_IGNORE_OUTPUT`); a reason
-    goes on the next line. `# NBVAL_IGNORE_OUTPUT: reason` would be silently ignored."""
+@pytest.mark.parametrize("path", TAUGHT, ids=lambda p: p.name)
+def test_no_test_machinery_in_the_lesson_code(path):
+    """nbval and Jupyter Book read cell tags (`nbval-ignore-output`, `remove-stderr`...): the code a
+    reader sees carries no NBVAL marker and no remark about the tests."""
+    for source in _cells(path, "code"):
+        assert "NBVAL" not in source, f"{path.name}: use the cell tag instead: {source[:80]!r}"
+        assert "not compared by the tests" not in source, f"{path.name}: {source[:80]!r}"
+
+
+@pytest.mark.parametrize("path", TAUGHT, ids=lambda p: p.name)
+def test_code_lines_fit_the_page(path):
+    long = [line for source in _cells(path, "code") for line in source.splitlines() if len(line) > MAX_LINE]
+    assert not long, f"{path.name}: {len(long)} code lines over {MAX_LINE} characters, e.g. {long[0]!r}"
+
+
+@pytest.mark.parametrize("path", TAUGHT, ids=lambda p: p.name)
+def test_chapter_ends_with_exercises(path):
+    """An "Exercises" section after the last code cell, with at least three numbered exercises and
+    their hints or solutions folded away in dropdowns."""
     nb = json.loads(path.read_text())
-    for cell in nb["cells"]:
-        for line in "".join(cell["source"]).splitlines():
-            comment = line.strip().lstrip("#").strip()
-            if line.strip().startswith("#") and comment.startswith("NBVAL_"):
-                assert comment in {"NBVAL_IGNORE_OUTPUT", "NBVAL_CHECK_OUTPUT", "NBVAL_SKIP",
-                                   "NBVAL_RAISES_EXCEPTION"}, f"{path.name}: {line.strip()!r}"
+    cells = nb["cells"]
+    heading = [i for i, c in enumerate(cells) if c["cell_type"] == "markdown"
+               and re.search(r"^## Exercises\s*$", "".join(c["source"]), re.M)]
+    assert len(heading) == 1, f"{path.name}: no (or more than one) '## Exercises' heading"
+    assert all(c["cell_type"] == "markdown" for c in cells[heading[0]:]), f"{path.name}: code after Exercises"
+    text = "".join("".join(c["source"]) for c in cells[heading[0]:])
+    section = re.split(r"^## (?!Exercises)", text, flags=re.M)[0]
+    assert len(re.findall(r"^\d+\. \*\*", section, re.M)) >= 3, f"{path.name}: fewer than 3 exercises"
+    assert section.count(":::{dropdown}") >= 3, f"{path.name}: put hints or solutions in dropdowns"
+
+
+def test_diagrams_are_drawn_and_used():
+    """At least three diagrams in book/images, each shown by a chapter (scripts/diagrams.py draws them)."""
+    diagrams = sorted((BOOK / "images").glob("*.svg"))
+    assert len(diagrams) >= 3
+    markdown = "".join(s for path in NOTEBOOKS for s in _cells(path, "markdown"))
+    for diagram in diagrams:
+        assert f"(images/{diagram.name})" in markdown, f"{diagram.name} is not used by any chapter"
