@@ -325,8 +325,13 @@ def _row(cells, widths) -> str:
     return "  ".join(str(c).ljust(w) if i == 0 else str(c).rjust(w) for i, (c, w) in enumerate(zip(cells, widths)))
 
 
-def _ms(spread_ms: dict) -> str:
-    return f"{spread_ms['q1']:,.0f}-{spread_ms['q3']:,.0f}"
+def _ms(spread_ms: dict | None) -> str:
+    return "" if spread_ms is None else f"{spread_ms['q1']:,.0f}-{spread_ms['q3']:,.0f}"
+
+
+def _per_round(r: dict | None, digits: int) -> str:
+    # results written before the spread was recorded (an older bench) have none: print none
+    return "" if r is None else f"   (per round: {r['min']:.{digits}f}-{r['max']:.{digits}f}x)"
 
 
 def format_report(results: dict) -> str:
@@ -346,37 +351,40 @@ def format_report(results: dict) -> str:
     w = (26, 11, 13, 11, 7)
     if "train" in results:
         t = results["train"]
-        r = t["speedup_rounds"]
         lines += ["", f"training: batch {t['batch_size']} x {t['block_size']} tokens, {t['steps_per_round']} "
                       f"step(s) per round, median of {t['rounds']} alternating rounds after a warm-up",
                   _row(("", "ms/iter", "q1-q3 ms", "tokens/s", "MFU"), w)]
-        for name, label in (("readable", "readable GPT, fp32"), ("fast", f"fast path, {t['fast_dtype']}")):
-            lines.append(_row((label, f"{t[name + '_ms_per_iter']:,.1f}", _ms(t[name + '_ms_spread']),
+        for name, label in (("readable", "readable GPT, fp32"), ("fast", f"fast path, {t.get('fast_dtype', 'its plan')}")):
+            lines.append(_row((label, f"{t[name + '_ms_per_iter']:,.1f}", _ms(t.get(name + '_ms_spread')),
                                f"{t[name + '_tok_s']:,.0f}", f"{100 * t[name + '_mfu']:.0f}%"), w))
         lines.append(_row(("speed-up", "", "", f"{t['speedup']:.2f}x", ""), w)
-                     + f"   (per round: {r['min']:.2f}-{r['max']:.2f}x)")
+                     + _per_round(t.get("speedup_rounds"), 2))
     if "sample" in results:
         s = results["sample"]
-        r = s["speedup_rounds"]
         lines += ["", f"sampling {s['new_tokens']} new tokens, median of {s['rounds']} alternating rounds",
                   _row(("", "seconds", "min-max s", "tokens/s", ""), w)]
         for name, label in (("naive", "naive generate"), ("cached", "KV cache")):
-            sp = s[name + "_seconds_spread"]
-            lines.append(_row((label, f"{s[name + '_seconds']:.2f}", f"{sp['min']:.2f}-{sp['max']:.2f}",
+            sp = s.get(name + "_seconds_spread")
+            spread = "" if sp is None else f"{sp['min']:.2f}-{sp['max']:.2f}"
+            lines.append(_row((label, f"{s[name + '_seconds']:.2f}", spread,
                                f"{s[name + '_tok_s']:,.0f}", ""), w))
         lines.append(_row(("speed-up", "", "", f"{s['speedup']:.1f}x", ""), w)
-                     + f"   (per round: {r['min']:.1f}-{r['max']:.1f}x)")
+                     + _per_round(s.get("speedup_rounds"), 1))
     if "time_to_loss" in results:
         r = results["time_to_loss"]
         lines.append("")
-        where = f"on the whole val split ({r['val_split_tokens']:,} tokens)"
+        full = "val_split_tokens" in r  # older results: judged on the recipe's own estimate
+        where = (f"on the whole val split ({r['val_split_tokens']:,} tokens)" if full
+                 else "on the recipe's estimate (a few batches)")
         if r["reached"]:
-            lines.append(f"time to loss: preset {r['preset']} reached val {r['val_loss_full']:.4f} <= {r['target']} "
-                         f"{where} at step {r['step']}, after {r['seconds']:.1f} s of training "
-                         f"({r['seconds_with_checks']:.1f} s with the full-split checks)")
+            checks = f" ({r['seconds_with_checks']:.1f} s with the full-split checks)" if full else ""
+            lines.append(f"time to loss: preset {r['preset']} reached val "
+                         f"{r['val_loss_full' if full else 'val_loss']:.4f} <= {r['target']} {where} at step "
+                         f"{r['step']}, after {r['seconds']:.1f} s of training{checks}")
         else:
             lines.append(f"time to loss: preset {r['preset']} did NOT reach val <= {r['target']} {where}: "
-                         f"{r['final_val_loss_full']:.4f} after {r['final_step']} steps, {r['final_seconds']:.1f} s")
+                         f"{r['final_val_loss_full' if full else 'final_val_loss']:.4f} after "
+                         f"{r['final_step']} steps, {r['final_seconds']:.1f} s")
         if r.get("ttl_plan"):
             lines.append(f"  plan: {_describe(r['ttl_plan'])}")
     return "\n".join(lines)
