@@ -173,7 +173,7 @@ def export_for_browser(model: nn.Module, tokenizer: CharTokenizer, path: str | o
     ``dtype`` "float16" (the book's choice: 2 bytes a weight, logits within a few 1e-3 on the
     `cpu` preset's model) or "int8" (1 byte a weight, an error about 60x larger there).
     ``step`` and ``val_loss`` say which checkpoint this is, and ``origin`` which run made it
-    (e.g. "book/07_train_gpt.ipynb"); the page shows all three.
+    (e.g. chapter 7's notebook); the page shows all three.
     """
     if dtype not in DTYPES:
         raise ConfigError(f"dtype must be one of {', '.join(DTYPES)}, got {dtype!r}")
