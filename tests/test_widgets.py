@@ -139,5 +139,5 @@ def test_live_loss_plot_draws_once_then_updates_in_place(monkeypatch):
         live(state)
     assert [kind for kind, _ in calls] == ["display", "update", "update"]
     ax = calls[-1][1].axes[0]
-    assert ax.get_xscale() == "log"
+    assert ax.get_xscale() == "linear"  # step 0 to the end, as plot_loss_curves (ch. 7)
     assert any("best val 2.600 (step 20)" in t.get_text() for t in ax.get_legend().get_texts())
