@@ -90,70 +90,69 @@ COUNTERFACTUALS: dict[str, str] = {
 # normal(0, 0.02) (`gptlib.init`) does to them instead.
 
 
-class SingleHeadLM(nn.Module):
+class RungLM(nn.Module):
+    """What every rung from `SingleHeadLM` to `ResidualLM` shares: token + position embeddings in,
+    a linear head out. A rung adds its middle in `build_middle` (called between the two, so the
+    layers are created, and so initialised, in reading order) and says in `middle` what it does to
+    the (B,T,C) stream."""
+
+    def __init__(self, config: GPTConfig):
+        super().__init__()
+        self.config = config
+        self.block_size = config.block_size
+        self.token_embedding_table = nn.Embedding(config.vocab_size, config.n_embd)
+        self.position_embedding_table = nn.Embedding(config.block_size, config.n_embd)
+        self.build_middle(config)
+        self.lm_head = nn.Linear(config.n_embd, config.vocab_size)
+
+    def build_middle(self, config: GPTConfig) -> None:
+        """Create the layers between the embeddings and the head."""
+        raise NotImplementedError
+
+    def middle(self, x: torch.Tensor) -> torch.Tensor:
+        """(B,T,C) -> (B,T,C)."""
+        raise NotImplementedError
+
+    def forward(self, idx: torch.Tensor, targets: torch.Tensor | None = None):
+        """(B,T) -> logits (B,T,V), loss."""
+        T = idx.shape[1]
+        x = self.token_embedding_table(idx) + self.position_embedding_table(torch.arange(T, device=idx.device))
+        x = self.middle(x)  # (B,T,C)
+        logits = self.lm_head(x)  # (B,T,V)
+        return logits, None if targets is None else lm_loss(logits, targets)
+
+
+class SingleHeadLM(RungLM):
     """Token + position embeddings, one self-attention head as wide as the embedding, a linear head."""
 
-    def __init__(self, config: GPTConfig):
-        super().__init__()
-        self.config = config
-        self.block_size = config.block_size
-        self.token_embedding_table = nn.Embedding(config.vocab_size, config.n_embd)
-        self.position_embedding_table = nn.Embedding(config.block_size, config.n_embd)
+    def build_middle(self, config: GPTConfig) -> None:
         self.sa_head = Head(config, config.n_embd)  # head_size = C, so the output is (B,T,C)
-        self.lm_head = nn.Linear(config.n_embd, config.vocab_size)
 
-    def forward(self, idx: torch.Tensor, targets: torch.Tensor | None = None):
-        """(B,T) -> logits (B,T,V), loss."""
-        T = idx.shape[1]
-        x = self.token_embedding_table(idx) + self.position_embedding_table(torch.arange(T, device=idx.device))
-        x = self.sa_head(x)  # (B,T,C): each token a weighted average of the values so far
-        logits = self.lm_head(x)  # (B,T,V)
-        return logits, None if targets is None else lm_loss(logits, targets)
+    def middle(self, x: torch.Tensor) -> torch.Tensor:
+        return self.sa_head(x)  # (B,T,C): each token a weighted average of the values so far
 
 
-class MultiHeadLM(nn.Module):
+class MultiHeadLM(RungLM):
     """`SingleHeadLM` with n_head heads of C / n_head channels each, concatenated and projected."""
 
-    def __init__(self, config: GPTConfig):
-        super().__init__()
-        self.config = config
-        self.block_size = config.block_size
-        self.token_embedding_table = nn.Embedding(config.vocab_size, config.n_embd)
-        self.position_embedding_table = nn.Embedding(config.block_size, config.n_embd)
+    def build_middle(self, config: GPTConfig) -> None:
         self.sa_heads = MultiHeadAttention(config)  # n_head x (B,T,hs) -> (B,T,C)
-        self.lm_head = nn.Linear(config.n_embd, config.vocab_size)
 
-    def forward(self, idx: torch.Tensor, targets: torch.Tensor | None = None):
-        """(B,T) -> logits (B,T,V), loss."""
-        T = idx.shape[1]
-        x = self.token_embedding_table(idx) + self.position_embedding_table(torch.arange(T, device=idx.device))
-        x = self.sa_heads(x)  # (B,T,C)
-        logits = self.lm_head(x)  # (B,T,V)
-        return logits, None if targets is None else lm_loss(logits, targets)
+    def middle(self, x: torch.Tensor) -> torch.Tensor:
+        return self.sa_heads(x)  # (B,T,C)
 
 
-class MultiHeadFeedForwardLM(nn.Module):
+class MultiHeadFeedForwardLM(RungLM):
     """`MultiHeadLM` plus a per-token feed-forward layer: communication, then computation (one layer,
     no residual connection and no LayerNorm yet)."""
 
-    def __init__(self, config: GPTConfig):
-        super().__init__()
-        self.config = config
-        self.block_size = config.block_size
-        self.token_embedding_table = nn.Embedding(config.vocab_size, config.n_embd)
-        self.position_embedding_table = nn.Embedding(config.block_size, config.n_embd)
+    def build_middle(self, config: GPTConfig) -> None:
         self.sa_heads = MultiHeadAttention(config)
         self.ffwd = FeedForward(config)
-        self.lm_head = nn.Linear(config.n_embd, config.vocab_size)
 
-    def forward(self, idx: torch.Tensor, targets: torch.Tensor | None = None):
-        """(B,T) -> logits (B,T,V), loss."""
-        T = idx.shape[1]
-        x = self.token_embedding_table(idx) + self.position_embedding_table(torch.arange(T, device=idx.device))
+    def middle(self, x: torch.Tensor) -> torch.Tensor:
         x = self.sa_heads(x)  # (B,T,C) the tokens talk
-        x = self.ffwd(x)  # (B,T,C) each token thinks about what it heard
-        logits = self.lm_head(x)  # (B,T,V)
-        return logits, None if targets is None else lm_loss(logits, targets)
+        return self.ffwd(x)  # (B,T,C) each token thinks about what it heard
 
 
 class ResidualBlock(nn.Module):
@@ -171,25 +170,14 @@ class ResidualBlock(nn.Module):
         return x
 
 
-class ResidualLM(nn.Module):
+class ResidualLM(RungLM):
     """n_layer `ResidualBlock`s between the embeddings and the linear head: the GPT without LayerNorm."""
 
-    def __init__(self, config: GPTConfig):
-        super().__init__()
-        self.config = config
-        self.block_size = config.block_size
-        self.token_embedding_table = nn.Embedding(config.vocab_size, config.n_embd)
-        self.position_embedding_table = nn.Embedding(config.block_size, config.n_embd)
+    def build_middle(self, config: GPTConfig) -> None:
         self.blocks = nn.Sequential(*[ResidualBlock(config) for _ in range(config.n_layer)])
-        self.lm_head = nn.Linear(config.n_embd, config.vocab_size)
 
-    def forward(self, idx: torch.Tensor, targets: torch.Tensor | None = None):
-        """(B,T) -> logits (B,T,V), loss."""
-        T = idx.shape[1]
-        x = self.token_embedding_table(idx) + self.position_embedding_table(torch.arange(T, device=idx.device))
-        x = self.blocks(x)  # (B,T,C)
-        logits = self.lm_head(x)  # (B,T,V)
-        return logits, None if targets is None else lm_loss(logits, targets)
+    def middle(self, x: torch.Tensor) -> torch.Tensor:
+        return self.blocks(x)  # (B,T,C)
 
 
 class LayerNormLM(GPT):
