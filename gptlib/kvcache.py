@@ -15,6 +15,13 @@ prompt + new tokens fit in ``block_size``; beyond that each token sees between `
 and ``block_size`` tokens of context (the naive loop: always ``block_size``), at about 1/``block_size``
 of the cost per token.
 
+**In 16 bits.** One new token reads every weight once and does little arithmetic with each, so on a
+CPU the step is bound by memory: a `FastGPT` cast to bf16 (``fast_from_readable(model).to(
+torch.bfloat16)``) samples with its cache in bf16 too and reads half the bytes (the lecture model's
+43 MB of fp32 weights do not fit a 32 MB cache; 21 MB of bf16 do). Its logits differ from fp32's by
+bf16 rounding, so the sampled text can differ; they are turned into probabilities in fp32.
+`python -m gptlib bench` times both against the naive loop.
+
 Shapes: B = batch, T = time, C = channels, nh = heads, hs = head size, V = vocabulary size.
 """
 
@@ -123,7 +130,7 @@ def _iter_tokens_cached(fast: FastGPT, idx: torch.Tensor, max_new_tokens: int, t
         logits = forward_cached(fast, idx[:, -block_size:], cache)  # prefill with the (cropped) prompt
         context = idx[:, -block_size:]  # the tokens the cache holds (for re-prefilling)
         for i in range(max_new_tokens):
-            idx_next = sample_next(logits[:, -1, :], temperature, top_k, generator)  # (B,1)
+            idx_next = sample_next(logits[:, -1, :].float(), temperature, top_k, generator)  # (B,1)
             yield idx_next
             if i == max_new_tokens - 1:
                 break

@@ -57,7 +57,13 @@ def test_bench_smoke_writes_the_promised_json(tmp_path, capsys, small_peak):
     s = t["fast_ms_spread"]
     assert s["min"] <= s["q1"] <= s["median"] <= s["q3"] <= s["max"]
     assert s["median"] == pytest.approx(t["fast_ms_per_iter"])
-    assert results["sample"]["new_tokens"] == 12 and results["sample"]["rounds"] == 2
+    sample = results["sample"]
+    assert sample["new_tokens"] == 12 and sample["rounds"] == 2
+    best = sample["plan_sampler"]  # the fp32 cache, or the plan's 16-bit one beside it
+    assert best == ("cached" if results["plan"]["autocast_dtype"] is None
+                    else f"cached_{results['plan']['autocast_dtype']}")
+    assert sample["speedup"] == pytest.approx(sample[f"{best}_tok_s"] / sample["naive_tok_s"])
+    assert sample["cache_speedup"] == pytest.approx(sample["cached_tok_s"] / sample["naive_tok_s"])
     assert results["plan"]["why"]
     assert format_report(results).splitlines()[0].startswith("gptlib bench")
 
@@ -138,3 +144,13 @@ def test_bad_options_are_one_line_errors(argv, capsys):
     assert main(["bench", "--no-sample", "--no-train", *argv]) == 2
     err = capsys.readouterr().err
     assert err.startswith("error:") and len(err.strip().splitlines()) == 1
+
+
+def test_sampling_times_the_plans_16_bit_cache_beside_the_fp32_one():
+    from gptlib.bench import bench_sampling
+
+    config = GPTConfig(vocab_size=11, block_size=8, n_embd=16, n_head=2, n_layer=1, dropout=0.0)
+    s = bench_sampling(config, torch.device("cpu"), new_tokens=5, rounds=1, dtype="bfloat16")
+    assert s["plan_sampler"] == "cached_bfloat16" and s["cached_bfloat16_tok_s"] > 0
+    assert s["speedup"] == pytest.approx(s["cached_bfloat16_tok_s"] / s["naive_tok_s"])
+    assert s["cached_tok_s"] > 0  # the fp32 cache is still timed, for its own speed-up

@@ -40,6 +40,25 @@ def test_prefill_then_steps_give_the_full_forward_logits():
     torch.testing.assert_close(torch.cat(parts, dim=1), full, rtol=1e-5, atol=1e-5)
 
 
+def test_a_bf16_model_samples_in_bf16_close_to_fp32():
+    """Cast to bf16, the cache is bf16 too, the logits are within bf16 rounding of fp32's, and the
+    tokens are drawn from fp32 probabilities (the same seed gives the same text twice)."""
+    model = _model()
+    fast = fast_from_readable(model).eval()
+    low = fast_from_readable(model).eval().to(torch.bfloat16)
+    idx = _prompt(T=12)
+    cache = KVCache(CONFIG.n_layer, 2, CONFIG.n_head, CONFIG.block_size, CONFIG.head_size, "cpu",
+                    torch.bfloat16)
+    low_logits = forward_cached(low, idx, cache)  # (B,12,V)
+    assert cache.k.dtype == torch.bfloat16 and low_logits.dtype == torch.bfloat16
+    full, _ = fast(idx)
+    scale = full.abs().max().item()
+    assert (low_logits.float() - full).abs().max().item() < 0.05 * scale
+    gen = lambda: torch.Generator().manual_seed(3)  # noqa: E731
+    a = generate_cached(low, idx[:, :2], 10, generator=gen())
+    assert torch.equal(a, generate_cached(low, idx[:, :2], 10, generator=gen()))
+
+
 @pytest.mark.parametrize("prompt_len", [1, 5])
 def test_greedy_is_token_identical_while_it_fits(prompt_len):
     model = _model()
