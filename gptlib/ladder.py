@@ -324,17 +324,27 @@ def train_rung(name: str, make_model: Callable[[GPTConfig], nn.Module], budget: 
     return entry, first.model
 
 
-def rung_entry(name: str, result: RunResult, *, at: int = -1, label: str | None = None,
-               device: str | None = None) -> dict:
-    """The ladder entry of a run trained elsewhere (chapter 7's model): its losses as the run estimated
-    them at evaluation ``at`` (the last by default; the best checkpoint's for a run that keeps it),
-    one seed, and the same fields as `train_rung`'s entries."""
+def rung_entry(name: str, result: RunResult, *, model: nn.Module | None = None, at: int = -1,
+               label: str | None = None, device: str | None = None) -> dict:
+    """The ladder entry of a run trained elsewhere (chapter 7's model), one seed, with the same fields
+    as `train_rung`'s entries. Its losses: with ``model`` (the weights to score, e.g. the best
+    checkpoint's), on the whole val split and as many chunks spread over train (`split_loss`), as
+    the rungs are scored; without, the run's own estimates at evaluation ``at`` (the last by default)."""
     history = result.history.to_dict()
-    val, train = history["val_loss"][at], history["train_loss"][at]
+    if model is None:
+        val, train = history["val_loss"][at], history["train_loss"][at]
+        evaluated_on = f"the run's own estimate at step {history['step'][at]}"
+    else:
+        corpus, block_size = result.corpus, result.run.model.block_size
+        val_chunks = (len(corpus.val_data) - 1) // block_size
+        where = next(model.parameters()).device
+        val = split_loss(model, corpus.val_data, block_size, device=where)
+        train = split_loss(model, corpus.train_data, block_size, chunks=val_chunks, device=where)
+        evaluated_on = "whole val split; as many chunks spread over train"
     return {
         "name": name, "label": label or name, "kind": "model",
         "val_loss": val, "val_std": None, "train_loss": train, "train_std": None,
-        "evaluated_on": f"the run's own estimate at step {history['step'][at]}",
+        "evaluated_on": evaluated_on,
         "seeds": [{"seed": result.run.train.seed, "train_loss": train, "val_loss": val,
                    "wall_s": round(history["elapsed"][-1], 1)}],
         "params": count_parameters(result.model),

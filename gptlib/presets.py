@@ -1,9 +1,9 @@
 """Named presets: a model size and a training budget for each kind of machine.
 
 - ``tiny``: the original project's ``main.py`` values (block 8, 32 wide, 4 heads, 6 layers).
-- ``lecture``: the size trained at the end of "Let's build GPT" (~10.7M parameters), for a GPU, with
+- ``lecture``: the size trained at the end of "Let's build GPT" (~10.8M parameters), for a GPU, with
   nanoGPT's recipe for it.
-- ``cpu``: aims at val loss <= 1.88 in under a minute of training on a 2-core CPU (the fast path of ch. 6).
+- ``cpu``: aims at val loss <= 1.88 in about 30 s of training on a 2-core CPU (the fast path of ch. 6).
 - ``smoke``: seconds; what the tests and ``pytest --nbval`` use.
 
 A preset is a whole recipe, schedule included: nothing that trains one adds to it. `choose` is the one
@@ -54,7 +54,7 @@ PRESETS: dict[str, Preset] = {
                         min_lr=1e-4, warmup_iters=100, decay_lr=True),
         ),
         Preset(
-            "cpu", "a 2-core CPU: aims at val loss <= 1.88 in under a minute on the fast path (ch. 6)",
+            "cpu", "a 2-core CPU: aims at val loss <= 1.88 in about 30 s on the fast path (ch. 6)",
             GPTConfig(block_size=64, n_embd=128, n_head=4, n_layer=4, dropout=0.0),
             # nanoGPT's CPU recipe, reshaped for time to loss: batch 32 (not 12) keeps the small matmuls
             # busier, a 2x higher peak lr with a short cosine schedule reached val <= 1.88 at step 600 and

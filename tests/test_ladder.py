@@ -19,10 +19,10 @@ from gptlib.bigram import BigramLanguageModel
 from gptlib.config import GPTConfig
 from gptlib.ladder import (COUNTERFACTUALS, LADDER, LADDER_SEEDS, RUNGS, LayerNormLM, MultiHeadFeedForwardLM,
                            MultiHeadLM, NoPositionsLM, ResidualLM, SingleHeadLM, UnscaledHead, UnscaledLM,
-                           ladder_table, load_ladder, record_rung, split_loss, train_rung)
+                           ladder_table, load_ladder, record_rung, rung_entry, split_loss, train_rung)
 from gptlib.model import GPT
 from gptlib.presets import choose, get_preset
-from gptlib.run import load_corpus
+from gptlib.run import Run, load_corpus, train_run
 
 # The book's own ladder file: the chapters pass this path in; the library knows no book folder.
 BOOK_LADDER = Path(__file__).resolve().parent.parent / "book" / "results" / "ladder.json"
@@ -153,6 +153,25 @@ def test_train_rung_over_seeds(tmp_path, text):
     assert other["kind"] == "counterfactual" and other["seeds"][0]["seed"] == smoke.train.seed
     table = ladder_table({"rungs": [rung, other]}).splitlines()
     assert f"{rung['val_std']:.4f}" in table[1] and math.isfinite(other["val_loss"])
+
+
+def test_a_run_trained_elsewhere_is_scored_like_the_rungs(tmp_path, text):
+    """Chapter 7's entry: with the model, whole-split losses as `train_rung` computes them; without,
+    the run's own estimate at the evaluation asked for."""
+    path = tmp_path / "text.txt"
+    path.write_text(text)
+    corpus = load_corpus(path)
+    smoke = get_preset("smoke")
+    result = train_run(Run.from_preset(smoke), corpus=corpus, progress=False, log=lambda _: None)
+    block_size = smoke.model.block_size
+    entry = rung_entry("mine", result, model=result.model)
+    assert entry["val_loss"] == split_loss(result.model, corpus.val_data, block_size)
+    chunks = (len(corpus.val_data) - 1) // block_size
+    assert entry["train_loss"] == split_loss(result.model, corpus.train_data, block_size, chunks=chunks)
+    assert entry["evaluated_on"].startswith("whole val split") and entry["kind"] == "model"
+    estimate = rung_entry("mine", result, at=0)
+    assert estimate["val_loss"] == result.history.val_loss[0]
+    assert estimate["seeds"][0]["seed"] == smoke.train.seed
 
 
 def test_budgets_follow_the_preset_env(monkeypatch):
