@@ -61,12 +61,7 @@ def test_no_test_machinery_in_the_lesson_code(path):
         assert "not compared by the tests" not in source, f"{path.name}: {source[:80]!r}"
 
 
-# Chapter 8's committed run was made before this check reached it; its long lines are to be wrapped
-# when it is next re-executed (a cpu-preset comparison of minutes), not by hand without a run.
-LONG_LINES_PENDING = {"08_bpe.ipynb"}
-
-
-@pytest.mark.parametrize("path", [p for p in TAUGHT if p.name not in LONG_LINES_PENDING], ids=lambda p: p.name)
+@pytest.mark.parametrize("path", TAUGHT, ids=lambda p: p.name)
 def test_code_lines_fit_the_page(path):
     long = [line for source in _cells(path, "code") for line in source.splitlines() if len(line) > MAX_LINE]
     assert not long, f"{path.name}: {len(long)} code lines over {MAX_LINE} characters, e.g. {long[0]!r}"
