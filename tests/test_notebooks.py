@@ -67,6 +67,32 @@ def test_code_lines_fit_the_page(path):
     assert not long, f"{path.name}: {len(long)} code lines over {MAX_LINE} characters, e.g. {long[0]!r}"
 
 
+def _code_blocks(markdown: str) -> list[str]:
+    """The lines of the fenced code blocks (```bash, ``` ...) of a page; directives (```{note}) are
+    prose, not code."""
+    lines, fence = [], None
+    for line in markdown.splitlines():
+        m = re.match(r"\s*(`{3,}|~{3,})(.*)$", line)
+        if m and fence is None:
+            fence = (m.group(1), m.group(2).strip().startswith("{"))
+        elif m and m.group(1) == fence[0] and not m.group(2).strip():
+            fence = None
+        elif fence is not None and not fence[1]:
+            lines.append(line)
+    return lines
+
+
+@pytest.mark.parametrize("path", sorted(BOOK.glob("*.md")), ids=lambda p: p.name)
+def test_code_blocks_of_the_pages_fit_too(path):
+    long = [line for line in _code_blocks(path.read_text()) if len(line) > MAX_LINE]
+    assert not long, f"{path.name}: {len(long)} code lines over {MAX_LINE} characters, e.g. {long[0]!r}"
+
+
+def test_code_blocks_are_found():
+    page = "text\n```bash\n" + "x" * 100 + "\n```\n```{note}\n" + "y" * 100 + "\n```\n"
+    assert _code_blocks(page) == ["x" * 100]
+
+
 @pytest.mark.parametrize("path", TAUGHT, ids=lambda p: p.name)
 def test_chapter_ends_with_exercises(path):
     """An "Exercises" section after the last code cell, with at least three numbered exercises and
