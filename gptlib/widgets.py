@@ -8,7 +8,6 @@ gptlib does not need it.
 
 import html
 import time
-from collections.abc import Callable
 
 import torch.nn as nn
 

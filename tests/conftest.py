@@ -1,9 +1,12 @@
 """Fixtures shared by the unit tests: the text (small and real), a tokenizer, tiny configs."""
 
+import os
+
 import pytest
 import torch
 
 from gptlib.config import GPTConfig
+from gptlib.data import ENV_VAR
 from gptlib.tokenizer import CharTokenizer
 
 # A few lines of real text, so the tests need neither the network nor the data file.
@@ -40,3 +43,14 @@ def data(tokenizer) -> torch.Tensor:
 @pytest.fixture
 def tiny_config(tokenizer) -> GPTConfig:
     return GPTConfig(vocab_size=tokenizer.vocab_size, block_size=16, n_embd=32, n_head=4, n_layer=2, dropout=0.0)
+
+
+@pytest.fixture(scope="module")
+def data_args(tmp_path_factory) -> list[str]:
+    """The command line's data arguments: none where $GPTLIB_DATA names Tiny Shakespeare (as in CI),
+    else ``--data`` with a small text of our own."""
+    if os.environ.get(ENV_VAR):
+        return []
+    path = tmp_path_factory.mktemp("corpus") / "corpus.txt"
+    path.write_text("Speak, speak. You are all resolved rather to die than to famish?\n" * 300)
+    return ["--data", str(path)]

@@ -41,7 +41,6 @@ from pathlib import Path
 
 import pytest
 import torch
-import torch.nn as nn
 
 from gptlib import data as gdata
 from gptlib.checkpoint import load_checkpoint, load_weights, resume_training_state, save_checkpoint
@@ -57,6 +56,8 @@ from gptlib.run import Run, train_run
 from gptlib.sampling import default_prompt, generate, sample_next
 from gptlib.tokenizer import CharTokenizer
 from gptlib.training import train
+
+from helpers import BlowsUp
 
 VOCAB = CharTokenizer(sorted(set("\n !',.:;?ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz")))
 TINY = GPTConfig(vocab_size=VOCAB.vocab_size, block_size=8, n_embd=16, n_head=2, n_layer=1, dropout=0.0)
@@ -452,26 +453,10 @@ def test_unknown_preset(corpus, tmp_path, capsys):
 
 # --- 19: a loss that turns NaN or inf -----------------------------------------------------------
 
-class BlowsUp(nn.Module):
-    """A model whose loss becomes ``bad`` (NaN or inf) from the ``at``-th forward pass in training."""
-
-    def __init__(self, bad: float, at: int):
-        super().__init__()
-        self.gpt, self.bad, self.at, self.calls = GPT(TINY), bad, at, 0
-
-    def forward(self, idx, targets=None):
-        logits, loss = self.gpt(idx, targets)
-        if self.training:
-            self.calls += 1
-            if self.calls >= self.at:
-                loss = loss * self.bad
-        return logits, loss
-
-
 @pytest.mark.parametrize("bad", [math.nan, math.inf])
 def test_loss_that_turns_nan_or_inf_stops_training(bad):
     torch.manual_seed(0)
-    model = BlowsUp(bad, at=4)
+    model = BlowsUp(TINY, bad, at=4)
     data = torch.tensor(VOCAB.encode(CORPUS))
     n = int(0.9 * len(data))
     with pytest.raises(TrainingDivergedError, match=f"loss became {bad} at step 3.*lower learning_rate.*grad_clip"):

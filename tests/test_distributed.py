@@ -25,11 +25,12 @@ from gptlib import distributed
 from gptlib.checkpoint import load_checkpoint
 from gptlib.cli import main
 from gptlib.config import GPTConfig, TrainConfig
-from gptlib.data import ENV_VAR
 from gptlib.distributed import SINGLE, Distributed, from_env, split_batch
 from gptlib.errors import ConfigError, DeviceError, DistributedError
 from gptlib.model import GPT
 from gptlib.training import train
+
+from helpers import wait_for
 
 TIMEOUT = 240  # seconds for one launch; generous, the machine running the tests may be busy
 TORCHRUN = [sys.executable, "-m", "torch.distributed.run"]  # what the `torchrun` command runs
@@ -162,25 +163,15 @@ def test_gradient_accumulation_equals_one_big_batch(data, tokenizer, grad_accum)
 # --- under torchrun, in subprocesses ------------------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def corpus(tmp_path_factory) -> list[str]:
-    """Tiny Shakespeare when available offline (as in CI), else a small text of our own (--data)."""
-    if os.environ.get(ENV_VAR):
-        return []
-    path = tmp_path_factory.mktemp("corpus") / "corpus.txt"
-    path.write_text("Speak, speak. You are all resolved rather to die than to famish?\n" * 300)
-    return ["--data", str(path)]
-
-
 def child_env() -> dict:
     """This environment (GPTLIB_DATA included) without torchrun's variables, torch on one thread."""
     env = {k: v for k, v in os.environ.items() if k not in TORCHRUN_VARS}
     return {**env, "OMP_NUM_THREADS": "1"}
 
 
-def train_args(out: Path, corpus: list[str], *more: str) -> list[str]:
+def train_args(out: Path, data_args: list[str], *more: str) -> list[str]:
     return ["train", "--preset", "smoke", "--out", str(out), "--device", "cpu", "--max-iters", "200",
-            "--eval-interval", "20", "--sample-tokens", "20", *corpus, *more]
+            "--eval-interval", "20", "--sample-tokens", "20", *data_args, *more]
 
 
 def one_process(*args: str) -> subprocess.CompletedProcess:
@@ -211,19 +202,19 @@ def assert_same_weights(out: Path, reference: Path) -> None:
 
 
 @pytest.fixture(scope="module")
-def straight(tmp_path_factory, corpus):
+def straight(tmp_path_factory, data_args):
     """One process, uninterrupted: what every distributed run must end up equal to."""
     out = tmp_path_factory.mktemp("straight") / "run"
-    result = one_process(*train_args(out, corpus, "--batch-size", "8"))
+    result = one_process(*train_args(out, data_args, "--batch-size", "8"))
     assert result.returncode == 0, result.stderr
     return out
 
 
 @needs_torchrun
-def test_two_processes_train_what_one_does_and_only_rank_0_writes(tmp_path, straight, corpus):
+def test_two_processes_train_what_one_does_and_only_rank_0_writes(tmp_path, straight, data_args):
     out = tmp_path / "run"
     # global batch 8: each of the 2 processes trains 4 rows, in 2 micro-batches of 2
-    result = torchrun(2, *train_args(out, corpus, "--batch-size", "8", "--grad-accum", "2"))
+    result = torchrun(2, *train_args(out, data_args, "--batch-size", "8", "--grad-accum", "2"))
     assert result.returncode == 0, result.stderr
     assert_same_weights(out, straight)
     assert sorted(p.name for p in out.iterdir()) == ["best.pt", "last.pt"]  # one writer, no leftovers
@@ -250,20 +241,12 @@ def job_processes(proc: subprocess.Popen) -> dict[int, int]:
     return workers
 
 
-def wait_for(condition, proc: subprocess.Popen, what: str) -> None:
-    deadline = time.monotonic() + TIMEOUT
-    while not condition():
-        assert proc.poll() is None, f"the job ended (exit {proc.returncode}) before {what}"
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.01)
-
-
 @needs_torchrun
-def test_a_job_that_loses_a_process_ends_and_resumes_with_one_or_two(tmp_path, straight, corpus):
+def test_a_job_that_loses_a_process_ends_and_resumes_with_one_or_two(tmp_path, straight, data_args):
     out = tmp_path / "run"
-    proc = torchrun(2, *train_args(out, corpus, "--batch-size", "8"), logs=tmp_path)
+    proc = torchrun(2, *train_args(out, data_args, "--batch-size", "8"), logs=tmp_path)
     try:
-        wait_for((out / "last.pt").is_file, proc, "the first checkpoint")
+        wait_for((out / "last.pt").is_file, proc, "the first checkpoint", TIMEOUT)
         workers = job_processes(proc)
         assert sorted(workers.values()) == [0, 1]
         # Rank 1 dies mid-run: rank 0 would wait for it at the next all-reduce; torchrun must end the job.
@@ -286,21 +269,21 @@ def test_a_job_that_loses_a_process_ends_and_resumes_with_one_or_two(tmp_path, s
     for path in out.glob("*.pt"):  # a copy, resumed by one process instead of two
         (other / path.name).write_bytes(path.read_bytes())
     resumed = torchrun(2, "train", "--resume", "--out", str(out), "--device", "cpu", "--sample-tokens", "0",
-                       *corpus)
+                       *data_args)
     assert resumed.returncode == 0, resumed.stderr
     assert f"resuming {out / 'last.pt'} at step {killed_at} of 200" in resumed.stdout
     assert "world size 2" in resumed.stdout
     assert_same_weights(out, straight)
     resumed = one_process("train", "--resume", "--out", str(other), "--device", "cpu", "--sample-tokens", "0",
-                          *corpus)
+                          *data_args)
     assert resumed.returncode == 0, resumed.stderr
     assert "world size" not in resumed.stdout
     assert_same_weights(other, straight)
 
 
 @needs_torchrun
-def test_a_batch_the_processes_cannot_share_is_one_line_from_rank_0(tmp_path, corpus):
-    result = torchrun(2, *train_args(tmp_path / "run", corpus, "--batch-size", "5"))
+def test_a_batch_the_processes_cannot_share_is_one_line_from_rank_0(tmp_path, data_args):
+    result = torchrun(2, *train_args(tmp_path / "run", data_args, "--batch-size", "5"))
     assert result.returncode != 0
     errors = [line for line in result.stderr.splitlines() if "error:" in line]
     assert errors == ["error: batch_size 5 cannot be split evenly into 2 processes x 1 micro-batches "

@@ -14,14 +14,14 @@ import re
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 import torch
 
 from gptlib.checkpoint import load_checkpoint
-from gptlib.data import ENV_VAR
+
+from helpers import wait_for
 
 TIMEOUT = 180  # seconds; generous, the machine running the tests may be busy
 
@@ -64,23 +64,13 @@ sys.exit(main(argv))
 """
 
 
-@pytest.fixture(scope="module")
-def corpus(tmp_path_factory) -> list[str]:
-    """Tiny Shakespeare when available offline (as in CI), else a small text of our own (--data)."""
-    if os.environ.get(ENV_VAR):
-        return []
-    path = tmp_path_factory.mktemp("corpus") / "corpus.txt"
-    path.write_text("Speak, speak. You are all resolved rather to die than to famish?\n" * 300)
-    return ["--data", str(path)]
-
-
-def train_args(out: Path, corpus: list[str]) -> list[str]:
+def train_args(out: Path, data_args: list[str]) -> list[str]:
     return ["train", "--preset", "smoke", "--out", str(out), "--device", "cpu", "--dropout", "0.1",
-            "--max-iters", "200", "--eval-interval", "20", "--sample-tokens", "40", *corpus]
+            "--max-iters", "200", "--eval-interval", "20", "--sample-tokens", "40", *data_args]
 
 
-def resume_args(out: Path, corpus: list[str]) -> list[str]:
-    return ["train", "--resume", "--out", str(out), "--device", "cpu", "--sample-tokens", "40", *corpus]
+def resume_args(out: Path, data_args: list[str]) -> list[str]:
+    return ["train", "--resume", "--out", str(out), "--device", "cpu", "--sample-tokens", "40", *data_args]
 
 
 def child_env() -> dict:
@@ -98,14 +88,6 @@ def sample_of(stdout: str) -> str:
     return stdout.split("best val loss", 1)[1].split("\n", 1)[1]
 
 
-def wait_for(condition, proc: subprocess.Popen, what: str) -> None:
-    deadline = time.monotonic() + TIMEOUT
-    while not condition():
-        assert proc.poll() is None, f"training ended (exit {proc.returncode}) before {what}"
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.01)
-
-
 def kill(proc: subprocess.Popen) -> None:
     assert proc.poll() is None, "the process was meant to be killed while still running"
     os.kill(proc.pid, signal.SIGKILL)
@@ -113,10 +95,10 @@ def kill(proc: subprocess.Popen) -> None:
 
 
 @pytest.fixture(scope="module")
-def straight(tmp_path_factory, corpus):
+def straight(tmp_path_factory, data_args):
     """An uninterrupted run: what every killed-and-resumed run must end up equal to."""
     out = tmp_path_factory.mktemp("straight") / "run"
-    result = gptlib_cli(*train_args(out, corpus))
+    result = gptlib_cli(*train_args(out, data_args))
     assert result.returncode == 0, result.stderr
     return out, result.stdout
 
@@ -132,10 +114,10 @@ def assert_same_run(out: Path, reference: Path) -> None:
             assert torch.equal(a.model_state[k], tensor), (name, k)
 
 
-def test_same_seed_same_losses_and_samples_in_two_processes(tmp_path, straight, corpus):
+def test_same_seed_same_losses_and_samples_in_two_processes(tmp_path, straight, data_args):
     reference, reference_stdout = straight
     out = tmp_path / "run"
-    result = gptlib_cli(*train_args(out, corpus))
+    result = gptlib_cli(*train_args(out, data_args))
     assert result.returncode == 0, result.stderr
 
     def comparable(stdout: str, folder: Path) -> str:
@@ -147,14 +129,14 @@ def test_same_seed_same_losses_and_samples_in_two_processes(tmp_path, straight, 
     assert_same_run(out, reference)
 
 
-def test_sigkill_mid_run_then_resume_ends_as_if_never_killed(tmp_path, straight, corpus):
+def test_sigkill_mid_run_then_resume_ends_as_if_never_killed(tmp_path, straight, data_args):
     reference, reference_stdout = straight
     out = tmp_path / "run"
     with open(tmp_path / "stderr.txt", "w") as err:
-        proc = subprocess.Popen([sys.executable, "-m", "gptlib", *train_args(out, corpus)],
+        proc = subprocess.Popen([sys.executable, "-m", "gptlib", *train_args(out, data_args)],
                                 stdout=subprocess.DEVNULL, stderr=err, env=child_env())
         try:
-            wait_for((out / "last.pt").is_file, proc, "the first checkpoint")
+            wait_for((out / "last.pt").is_file, proc, "the first checkpoint", TIMEOUT)
             kill(proc)  # mid-run: 180 of 200 steps still to go
         finally:
             if proc.poll() is None:
@@ -162,7 +144,7 @@ def test_sigkill_mid_run_then_resume_ends_as_if_never_killed(tmp_path, straight,
     killed_at = load_checkpoint(out / "last.pt")
     assert killed_at.resumable and killed_at.step == 20
 
-    result = gptlib_cli(*resume_args(out, corpus))
+    result = gptlib_cli(*resume_args(out, data_args))
     assert result.returncode == 0, result.stderr
     assert f"resuming {out / 'last.pt'} at step 20 of 200" in result.stdout
     steps = [int(s) for s in re.findall(r"step +(\d+):", result.stdout)]
@@ -172,14 +154,14 @@ def test_sigkill_mid_run_then_resume_ends_as_if_never_killed(tmp_path, straight,
 
 
 @pytest.mark.parametrize("point", ["writing", "renaming"])
-def test_sigkill_during_a_save_keeps_the_previous_checkpoint(tmp_path, straight, corpus, point):
+def test_sigkill_during_a_save_keeps_the_previous_checkpoint(tmp_path, straight, data_args, point):
     reference, reference_stdout = straight
     out, marker = tmp_path / "run", tmp_path / "paused"
     with open(tmp_path / "stderr.txt", "w") as err:
-        proc = subprocess.Popen([sys.executable, "-c", PAUSED_TRAIN, str(marker), point, *train_args(out, corpus)],
+        proc = subprocess.Popen([sys.executable, "-c", PAUSED_TRAIN, str(marker), point, *train_args(out, data_args)],
                                 stdout=subprocess.DEVNULL, stderr=err, env=child_env())
         try:
-            wait_for(marker.exists, proc, f"the save at step 40 to pause while {point}")
+            wait_for(marker.exists, proc, f"the save at step 40 to pause while {point}", TIMEOUT)
             kill(proc)
         finally:
             if proc.poll() is None:
@@ -191,7 +173,7 @@ def test_sigkill_during_a_save_keeps_the_previous_checkpoint(tmp_path, straight,
     previous = load_checkpoint(out / "last.pt")
     assert previous.resumable and previous.step == 20
 
-    result = gptlib_cli(*resume_args(out, corpus))
+    result = gptlib_cli(*resume_args(out, data_args))
     assert result.returncode == 0, result.stderr
     assert f"removed {leftovers[0]}" in result.stdout
     assert sorted(p.name for p in out.iterdir()) == ["best.pt", "last.pt"]  # nothing else left over

@@ -14,7 +14,6 @@ from pathlib import Path
 
 import pytest
 import torch
-import torch.nn as nn
 
 from gptlib.checkpoint import load_checkpoint, resume_training_state, save_training_state
 from gptlib.cli import build_parser, main, run_from_args
@@ -25,6 +24,8 @@ from gptlib.run import Run, describe_plan, train_run
 from gptlib.speed import READABLE, SpeedConfig, build_model, cuda_plan, speed_plan, with_precision
 from gptlib.tokenizer import CharTokenizer
 from gptlib.training import train
+
+from helpers import BlowsUp
 
 TEXT = "First Citizen:\nBefore we proceed any further, hear me speak.\n\nAll:\nSpeak, speak.\n\n" * 40
 VOCAB = CharTokenizer.from_text(TEXT)
@@ -194,22 +195,6 @@ def test_an_overflowing_fp16_step_is_skipped_and_the_scale_saved_and_restored(tm
 
 # --- no wait for the device at every step -------------------------------------------------------
 
-class BlowsUp(nn.Module):
-    """A GPT whose training loss becomes ``bad`` from the ``at``-th training forward pass on."""
-
-    def __init__(self, bad: float, at: int):
-        super().__init__()
-        self.gpt, self.bad, self.at, self.calls = GPT(TINY), bad, at, 0
-
-    def forward(self, idx, targets=None):
-        logits, loss = self.gpt(idx, targets)
-        if self.training:
-            self.calls += 1
-            if self.calls >= self.at:
-                loss = loss * self.bad
-        return logits, loss
-
-
 @pytest.mark.parametrize("plan", [FP32, FP16, BF16], ids=["fp32", "fp16", "bf16"])
 @pytest.mark.parametrize("bad", [math.nan, math.inf])
 def test_divergence_is_caught_on_the_device_and_no_later_step_is_applied(plan, bad):
@@ -217,9 +202,9 @@ def test_divergence_is_caught_on_the_device_and_no_later_step_is_applied(plan, b
     still names step 3, and the weights are exactly those after steps 0-2."""
     plan = replace(plan, fast_model=False)  # the plan's precision and optimiser, on BlowsUp
     with pytest.raises(TrainingDivergedError, match=f"loss became {bad} at step 3; training stopped"):
-        blown = BlowsUp(bad, at=4)
+        blown = BlowsUp(TINY, bad, at=4)
         tiny_run(plan, model=blown)
-    good = BlowsUp(bad, at=99)
+    good = BlowsUp(TINY, bad, at=99)
     tiny_run(plan, config=replace(CONFIG, max_iters=3, eval_interval=3), model=good)
     for name, tensor in good.state_dict().items():
         assert torch.equal(tensor, blown.state_dict()[name]), name

@@ -1,0 +1,36 @@
+"""Helpers that more than one test file uses (fixtures live in conftest.py)."""
+
+import subprocess
+import time
+from collections.abc import Callable
+
+import torch.nn as nn
+
+from gptlib.config import GPTConfig
+from gptlib.model import GPT
+
+
+class BlowsUp(nn.Module):
+    """A GPT of ``config`` whose training loss becomes ``bad`` (NaN or inf) from the ``at``-th
+    training forward pass on; evaluation passes are left alone."""
+
+    def __init__(self, config: GPTConfig, bad: float, at: int):
+        super().__init__()
+        self.gpt, self.bad, self.at, self.calls = GPT(config), bad, at, 0
+
+    def forward(self, idx, targets=None):
+        logits, loss = self.gpt(idx, targets)
+        if self.training:
+            self.calls += 1
+            if self.calls >= self.at:
+                loss = loss * self.bad
+        return logits, loss
+
+
+def wait_for(condition: Callable[[], bool], proc: subprocess.Popen, what: str, timeout: float) -> None:
+    """Poll ``condition`` until it holds; fail if ``proc`` ends first or ``timeout`` seconds pass."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert proc.poll() is None, f"the process ended (exit {proc.returncode}) before {what}"
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.01)
