@@ -372,15 +372,16 @@ def format_report(results: dict) -> str:
         s = results["sample"]
         lines += ["", f"sampling {s['new_tokens']} new tokens, median of {s['rounds']} alternating rounds",
                   _row(("", "seconds", "min-max s", "tokens/s", ""), w)]
+        best = s.get("plan_sampler", "cached")  # results from before the 16-bit sampler have none
         names = [("naive", "naive generate"), ("cached", "KV cache, fp32")]
-        names += [(k[:-len("_seconds")], f"KV cache, {k[len('cached_'):-len('_seconds')]}") for k in s
-                  if k.startswith("cached_") and k.endswith("_seconds") and k != "cached_seconds"]
+        if best != "cached":
+            names.append((best, f"KV cache, {best.removeprefix('cached_')}"))
         for name, label in names:
             sp = s.get(name + "_seconds_spread")
             spread = "" if sp is None else f"{sp['min']:.2f}-{sp['max']:.2f}"
             lines.append(_row((label, f"{s[name + '_seconds']:.2f}", spread,
                                f"{s[name + '_tok_s']:,.0f}", ""), w))
-        if s.get("plan_sampler", "cached") != "cached":
+        if best != "cached":
             lines.append(_row(("speed-up, fp32 KV cache", "", "", f"{s['cache_speedup']:.1f}x", ""), w))
         lines.append(_row(("speed-up" + (", plan's" if "plan_sampler" in s else ""), "", "",
                            f"{s['speedup']:.1f}x", ""), w) + _per_round(s.get("speedup_rounds"), 1))

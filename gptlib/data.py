@@ -10,8 +10,8 @@ Where the text comes from, in order:
 A relative ``GPTLIB_DATA`` is looked up in two places, in this order: the current working folder,
 then the repository root (the checkout this package lives in). So
 ``export GPTLIB_DATA=../shared/data/tinyshakespeare.txt``, typed at the repository root, also works
-in a notebook, whose kernel runs in the notebook's own folder (or in ``/content`` on Colab), and in a command run
-from any other folder. Nothing else is searched; an absolute path is used as it is.
+in a notebook, whose kernel runs in the notebook's own folder (or in ``/content`` on Colab), and in a
+command run from any other folder. Nothing else is searched; an absolute path is used as it is.
 """
 
 import hashlib

@@ -263,6 +263,20 @@ def split_loss(model: nn.Module, data: torch.Tensor, block_size: int, *, chunks:
     return total / (n * block_size)
 
 
+# How `split_scores` scores a model, in the ladder file's words.
+SPLIT_SCORES = "whole val split; as many chunks spread over train"
+
+
+def split_scores(model: nn.Module, corpus: Corpus, block_size: int,
+                 device: torch.device | str = "cpu") -> dict:
+    """``{"train_loss", "val_loss"}`` of ``model``: the whole val split, and as many chunks spread
+    over all of train as the val split has, so the two numbers are equally precise and the gap
+    between them is measured (`split_loss`)."""
+    val_chunks = (len(corpus.val_data) - 1) // block_size
+    return {"train_loss": split_loss(model, corpus.train_data, block_size, chunks=val_chunks, device=device),
+            "val_loss": split_loss(model, corpus.val_data, block_size, device=device)}
+
+
 def _mean_std(values: list[float]) -> tuple[float, float | None]:
     """The mean, and the sample standard deviation (None for a single value)."""
     return statistics.fmean(values), (statistics.stdev(values) if len(values) > 1 else None)
@@ -292,14 +306,7 @@ def train_rung(name: str, make_model: Callable[[GPTConfig], nn.Module], budget: 
         result = train_run(run, make_model=make_model, corpus=corpus, progress=progress,
                            log=lambda _: None)
         wall_s = time.perf_counter() - start
-        val_chunks = (len(corpus.val_data) - 1) // block_size
-        runs.append({"seed": seed,
-                     # as many train chunks as the val split has, spread over all of train: the two
-                     # numbers are then equally precise, and the gap between them is measured
-                     "train_loss": split_loss(result.model, corpus.train_data, block_size,
-                                              chunks=val_chunks, device=result.device),
-                     "val_loss": split_loss(result.model, corpus.val_data, block_size,
-                                            device=result.device),
+        runs.append({"seed": seed, **split_scores(result.model, corpus, block_size, result.device),
                      "wall_s": round(wall_s, 1)})
         first = first or result
     val, val_std = _mean_std([r["val_loss"] for r in runs])
@@ -312,7 +319,7 @@ def train_rung(name: str, make_model: Callable[[GPTConfig], nn.Module], budget: 
         "val_std": val_std,
         "train_loss": train,
         "train_std": train_std,
-        "evaluated_on": "whole val split; as many chunks spread over train",
+        "evaluated_on": SPLIT_SCORES,
         "seeds": runs,
         "params": count_parameters(first.model),
         "wall_s": round(statistics.fmean(r["wall_s"] for r in runs), 1),
@@ -335,12 +342,9 @@ def rung_entry(name: str, result: RunResult, *, model: nn.Module | None = None, 
         val, train = history["val_loss"][at], history["train_loss"][at]
         evaluated_on = f"the run's own estimate at step {history['step'][at]}"
     else:
-        corpus, block_size = result.corpus, result.run.model.block_size
-        val_chunks = (len(corpus.val_data) - 1) // block_size
-        where = next(model.parameters()).device
-        val = split_loss(model, corpus.val_data, block_size, device=where)
-        train = split_loss(model, corpus.train_data, block_size, chunks=val_chunks, device=where)
-        evaluated_on = "whole val split; as many chunks spread over train"
+        scores = split_scores(model, result.corpus, result.run.model.block_size,
+                              next(model.parameters()).device)
+        val, train, evaluated_on = scores["val_loss"], scores["train_loss"], SPLIT_SCORES
     return {
         "name": name, "label": label or name, "kind": "model",
         "val_loss": val, "val_std": None, "train_loss": train, "train_std": None,

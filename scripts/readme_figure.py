@@ -5,7 +5,6 @@
 Run from the repository root after the ladder file changes: python scripts/readme_figure.py
 """
 
-import json
 from pathlib import Path
 
 import matplotlib
@@ -13,13 +12,14 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
+from gptlib.ladder import load_ladder  # noqa: E402
 from gptlib.plotting import plot_ladder  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
 def main() -> None:
-    ladder = json.loads((ROOT / "book" / "results" / "ladder.json").read_text())
+    ladder = load_ladder(ROOT / "book" / "results" / "ladder.json")
     names = [r["name"] for r in ladder["rungs"] if r.get("kind") != "counterfactual"]
     ax = plot_ladder(ladder, names=names)
     ax.set_title("The ablation ladder: validation loss on the whole val split, trained on a 2-core CPU",
