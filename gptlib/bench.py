@@ -52,7 +52,7 @@ from gptlib.model import GPT, count_parameters
 from gptlib.presets import PRESETS, get_preset
 from gptlib.sampling import generate
 from gptlib.run import Corpus, Run, load_corpus, train_run
-from gptlib.speed import SpeedConfig, autocast, speed_plan
+from gptlib.speed import SpeedConfig, autocast, keep_freed_memory, speed_plan
 from gptlib.training import make_optimizer
 
 # the optimiser settings for the timed steps (their values do not change the speed)
@@ -349,7 +349,8 @@ def format_report(results: dict) -> str:
     lines = [f"gptlib bench, {m['date']}: preset {results['preset']} on {m['device']}"
              + (f" ({m['gpu']})" if "gpu" in m else f" ({m['cpu']}, {m['threads']} threads)")
              + f", torch {m['torch']}, load average {m.get('load_average_start', '?')} at start"
-             + (f", {m['load_average_end']} at end" if "load_average_end" in m else "")]
+             + (f", {m['load_average_end']} at end" if "load_average_end" in m else "")
+             + (", freed memory kept for reuse" if m.get("keep_freed_memory") else "")]
     plan = results["plan"]
     lines.append(f"speed plan: {_describe(plan)}")
     if plan.get("why"):
@@ -458,6 +459,8 @@ def run_bench(args: argparse.Namespace) -> dict:
     ttl_preset = get_preset(args.ttl_preset) if args.time_to_loss else None
     progress = getattr(args, "progress", False)
     machine = machine_info(device)  # the load average before anything runs
+    if device.type == "cpu":  # as every CPU training run does; the readable and the fast path alike
+        machine["keep_freed_memory"] = keep_freed_memory()
     corpus = load_corpus()
     config = replace(preset.model, vocab_size=corpus.tokenizer.vocab_size)
 

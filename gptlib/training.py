@@ -23,7 +23,7 @@ from gptlib.batches import get_batch
 from gptlib.config import TrainConfig
 from gptlib.distributed import SINGLE, Distributed, process_group, split_batch
 from gptlib.errors import DataError, TrainingDivergedError
-from gptlib.speed import SpeedConfig, apply_backend_flags, autocast, make_grad_scaler
+from gptlib.speed import SpeedConfig, apply_backend_flags, autocast, keep_freed_memory, make_grad_scaler
 
 
 @dataclass
@@ -253,6 +253,8 @@ def train(model: nn.Module, train_data: torch.Tensor, val_data: torch.Tensor, co
     model.to(device)
     model.train()
     apply_backend_flags(speed)
+    if device.type == "cpu":
+        keep_freed_memory()  # reuse the big activations' memory step after step
     if state is None:
         batch_gen, eval_gen = make_generators(config.seed)
         optimizer = make_optimizer(model, config, fused=speed is not None and speed.fused_adamw)

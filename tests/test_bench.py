@@ -154,3 +154,17 @@ def test_sampling_times_the_plans_16_bit_cache_beside_the_fp32_one():
     assert s["plan_sampler"] == "cached_bfloat16" and s["cached_bfloat16_tok_s"] > 0
     assert s["speedup"] == pytest.approx(s["cached_bfloat16_tok_s"] / s["naive_tok_s"])
     assert s["cached_tok_s"] > 0  # the fp32 cache is still timed, for its own speed-up
+
+
+def test_freed_memory_is_kept_on_linux_and_said():
+    """`keep_freed_memory` applies once per process on Linux with glibc, and the bench records it."""
+    import platform
+    import sys
+
+    from gptlib.speed import keep_freed_memory
+
+    applies = sys.platform.startswith("linux") and platform.libc_ver()[0] == "glibc"
+    assert keep_freed_memory() is applies and keep_freed_memory() is applies  # cached, the same
+    results = {"preset": "smoke", "plan": {}, "machine": {
+        "date": "d", "device": "cpu", "cpu": "c", "threads": 1, "torch": "t", "keep_freed_memory": applies}}
+    assert ("freed memory kept for reuse" in format_report(results)) is applies
