@@ -144,3 +144,28 @@ def remove_empty_folders(folders: list[Path]) -> None:
 
 def _reason(err: OSError) -> str:
     return err.strerror or str(err)  # "Permission denied", "Read-only file system"...
+
+
+# Where a reader's runs and results go. The repository is the folder that holds the package, so the
+# answer is the same from book/, from /content on Colab and from the command line.
+REPOSITORY = Path(__file__).resolve().parent.parent
+
+
+def _folder_from_env(name: str, default: Path) -> Path:
+    value = os.environ.get(name, "").strip()
+    if not value:
+        return default
+    path = Path(value).expanduser()
+    return path if path.is_absolute() else REPOSITORY / path
+
+
+def runs_folder() -> Path:
+    """Where a reader's training runs go: ``$GPTLIB_RUNS`` (absolute, or relative to the repository),
+    else ``runs/`` in the repository, a folder git ignores. The tests point it at a scratch folder."""
+    return _folder_from_env("GPTLIB_RUNS", REPOSITORY / "runs")
+
+
+def results_folder() -> Path:
+    """Where the chapters record results (the ladder, the browser export): ``$GPTLIB_RESULTS`` when a
+    maintainer asks for the book's own (``GPTLIB_RESULTS=book/results``), else `runs_folder`."""
+    return _folder_from_env("GPTLIB_RESULTS", runs_folder())
