@@ -57,6 +57,11 @@ print("gptlib", gptlib.__version__, "is ready")'''
 BADGE_URL = re.compile(r"https://colab\.research\.google\.com/github/[^)\s]+")
 
 
+# The setup cell is machinery, not lesson: folded away on the HTML page (Jupyter Book's hide-input
+# shows a "show code" toggle), still an ordinary cell that runs first in Jupyter and on Colab.
+SETUP_TAG = "hide-input"
+
+
 def repository() -> tuple[str, str]:
     """``repository.url`` and ``repository.branch`` from ``_config.yml``."""
     config = yaml.safe_load((ROOT / "_config.yml").read_text())["repository"]
@@ -82,8 +87,10 @@ def rewrite(notebook: Path, url: str, branch: str) -> bool:
     setup = next(c for c in nb.cells if c.cell_type == "code")
     badge = BADGE_URL.sub(colab_url(url, branch, notebook), first.source)
     cell = expected_setup_cell(url)
-    changed = badge != first.source or cell != setup.source
+    tags = setup.metadata.get("tags", [])
+    changed = badge != first.source or cell != setup.source or SETUP_TAG not in tags
     first.source, setup.source = badge, cell
+    setup.metadata["tags"] = [*tags, SETUP_TAG] if SETUP_TAG not in tags else tags
     if changed:
         nbformat.write(nb, notebook)
     return changed
@@ -100,7 +107,8 @@ def main(argv: list[str] | None = None) -> int:
             nb = nbformat.read(notebook, as_version=4)
             setup = next(c for c in nb.cells if c.cell_type == "code")
             if (colab_url(url, branch, notebook) not in nb.cells[0].source
-                    or setup.source != expected_setup_cell(url)):
+                    or setup.source != expected_setup_cell(url)
+                    or SETUP_TAG not in setup.metadata.get("tags", [])):
                 stale.append(notebook.name)
         elif rewrite(notebook, url, branch):
             print("rewrote", notebook.relative_to(ROOT))
