@@ -42,7 +42,7 @@ from torch.nn import functional as F
 from gptlib.attention import Head, MultiHeadAttention
 from gptlib.bigram import lm_loss
 from gptlib.config import GPTConfig, TrainConfig
-from gptlib.files import atomic_write
+from gptlib.files import atomic_write, results_folder
 from gptlib.model import GPT, FeedForward, count_parameters
 from gptlib.presets import Preset
 from gptlib.run import Corpus, Run, RunResult, train_run
@@ -374,8 +374,18 @@ def _ladder_index(name: str) -> float:
     return order.index(name) if name in order else float("inf")
 
 
-def record_rung(rung: dict, path: str | os.PathLike, start_from: str | os.PathLike | None = None) -> dict:
-    """Add ``rung`` to the ladder file at ``path`` and return the new ladder.
+def ladder_file(folder: str | os.PathLike | None = None) -> Path:
+    """The reader's ladder file: ``ladder.json`` in ``folder``, by default `gptlib.files.results_folder`
+    (``runs/`` in the repository unless ``GPTLIB_RESULTS`` says otherwise)."""
+    return Path(folder if folder is not None else results_folder()) / "ladder.json"
+
+
+def record_rung(rung: dict, path: str | os.PathLike | None = None,
+                start_from: str | os.PathLike | None = None) -> dict:
+    """Add ``rung`` to the ladder file at ``path`` (by default `ladder_file`) and return the new ladder.
+
+    A rung trained with the seconds-long ``smoke`` budget (the tests') never enters a ladder of real
+    runs: it goes to a file of its own beside ``path`` (``ladder-smoke.json``), which starts empty.
 
     A file that does not exist yet starts as a copy of the ladder at ``start_from`` (if given and
     present), so a learner's own file begins with the book's results and their runs replace them one
@@ -384,7 +394,9 @@ def record_rung(rung: dict, path: str | os.PathLike, start_from: str | os.PathLi
     any other name (the final chapter's model). The file is written to a temporary file and renamed
     over the old one, so it is never left half written.
     """
-    path = Path(path)
+    path = ladder_file() if path is None else Path(path)
+    if rung.get("budget") == "smoke":
+        path, start_from = path.with_name(f"{path.stem}-smoke{path.suffix}"), None
     ladder = load_ladder(path, fallback=start_from)
     ladder["budget"] = budget_dict(LADDER)
     rungs = ladder["rungs"]

@@ -274,3 +274,20 @@ def test_a_new_ladder_file_starts_from_the_one_given(tmp_path):
     assert book.read_text() == before
     record_rung(_rung("multi_head", 2.3), mine, start_from=book)  # exists now: start_from is unused
     assert [r["name"] for r in load_ladder(mine)["rungs"]] == ["bigram", "single_head", "multi_head"]
+
+
+def test_a_smoke_rung_never_enters_a_ladder_of_real_runs(tmp_path):
+    """The tests' seconds-long budget goes to ladder-smoke.json, which starts empty, not from the book."""
+    book = tmp_path / "book.json"
+    record_rung(_rung("bigram", 2.5), book)
+    mine = tmp_path / "runs" / "ladder.json"
+    smoke = {**_rung("single_head", 3.9), "budget": "smoke"}
+    record_rung(smoke, mine, start_from=book)
+    assert not mine.exists()
+    assert [r["name"] for r in load_ladder(mine.with_name("ladder-smoke.json"))["rungs"]] == ["single_head"]
+
+
+def test_the_default_ladder_file_is_in_the_results_folder(tmp_path, monkeypatch):
+    monkeypatch.setenv("GPTLIB_RESULTS", str(tmp_path / "mine"))
+    record_rung(_rung("bigram", 2.5))
+    assert load_ladder(tmp_path / "mine" / "ladder.json")["rungs"][0]["name"] == "bigram"
