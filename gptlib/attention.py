@@ -1,6 +1,8 @@
-"""Causal self-attention, the readable way: `Head` and `MultiHeadAttention`, as the lecture builds them.
+"""Causal self-attention, the readable way: `Head` and `MultiHeadAttention`, as the lecture builds them,
+and `CrossHead`, cross-attention (queries from one sequence, keys and values from another).
 
-Shapes: B = batch, T = time, C = channels (n_embd), hs = head size (n_embd // n_head).
+Shapes: B = batch, T = time, C = channels (n_embd), hs = head size (n_embd // n_head), S = the length
+of the other sequence (cross-attention).
 """
 
 import torch
@@ -53,3 +55,28 @@ class MultiHeadAttention(nn.Module):
         """(B,T,C) -> (B,T,C)."""
         out = torch.cat([h(x) for h in self.heads], dim=-1)  # n_head x (B,T,hs) -> (B,T,C)
         return self.dropout(self.proj(out))  # (B,T,C)
+
+
+class CrossHead(nn.Module):
+    """One head of cross-attention: the queries come from one sequence, the keys and values from another
+    (an encoder's output, in translation). No mask: the other sequence is not the queries' future."""
+
+    def __init__(self, config: GPTConfig, head_size: int):
+        super().__init__()
+        self.key = nn.Linear(config.n_embd, head_size, bias=False)
+        self.query = nn.Linear(config.n_embd, head_size, bias=False)
+        self.value = nn.Linear(config.n_embd, head_size, bias=False)
+        self.dropout = nn.Dropout(config.dropout)
+
+    def attention_weights(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """The (B,T,S) attention matrix: row t is how much x's token t reads from each token of y."""
+        q = self.query(x)  # (B,T,C) -> (B,T,hs)
+        k = self.key(y)  # (B,S,C) -> (B,S,hs)
+        wei = q @ k.transpose(-2, -1) * k.shape[-1] ** -0.5  # (B,T,hs) @ (B,hs,S) -> (B,T,S)
+        return F.softmax(wei, dim=-1)  # (B,T,S), each row sums to 1
+
+    def forward(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """x (B,T,C), y (B,S,C) -> (B,T,hs): for each token of x, a weighted average of y's values."""
+        wei = self.dropout(self.attention_weights(x, y))
+        v = self.value(y)  # (B,S,C) -> (B,S,hs)
+        return wei @ v  # (B,T,S) @ (B,S,hs) -> (B,T,hs)

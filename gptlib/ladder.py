@@ -12,7 +12,8 @@ The rungs, bottom to top (chapter 2, 4 and 5 each train the ones they explain):
 - ``scaled_up``: `gptlib.model.GPT` at the ``cpu`` preset's size and budget (chapter 5)
 
 Beside them, counterfactual rungs (`COUNTERFACTUALS`) change one thing the chapters argue for and
-measure what it costs: gptlib's normal(0, 0.02) initialisation in the plain stacks, dropout, attention
+measure what it costs: multi-head attention without its output projection (`MultiHeadConcatLM`, the
+lecture's multi-head step), gptlib's normal(0, 0.02) initialisation in the plain stacks, dropout, attention
 without the 1/sqrt(hs) scale (`UnscaledHead`, `UnscaledLM`), no position embeddings (`NoPositionsLM`).
 
 Every ladder rung but the last trains with `LADDER` (same data, batch, block, steps and learning rate);
@@ -75,6 +76,7 @@ LADDER_SEEDS = (1337, 1338, 1339)
 
 # Counterfactual rungs: one change to a rung, to measure a claim the chapters make. Name -> label.
 COUNTERFACTUALS: dict[str, str] = {
+    "multi_head_no_proj": "multi-head, no projection",
     "multi_head_ff_init": "+ feed-forward, N(0, 0.02) init",
     "residual_init": "+ residual, N(0, 0.02) init",
     "gpt_init": "the GPT, N(0, 0.02) init",
@@ -137,6 +139,28 @@ class MultiHeadLM(RungLM):
 
     def build_middle(self, config: GPTConfig) -> None:
         self.sa_heads = MultiHeadAttention(config)  # n_head x (B,T,hs) -> (B,T,C)
+
+    def middle(self, x: torch.Tensor) -> torch.Tensor:
+        return self.sa_heads(x)  # (B,T,C)
+
+
+class ConcatHeads(nn.Module):
+    """`MultiHeadAttention` without its output projection: the heads' outputs, concatenated."""
+
+    def __init__(self, config: GPTConfig):
+        super().__init__()
+        self.heads = nn.ModuleList([Head(config, config.head_size) for _ in range(config.n_head)])
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.cat([h(x) for h in self.heads], dim=-1)  # n_head x (B,T,hs) -> (B,T,C)
+
+
+class MultiHeadConcatLM(RungLM):
+    """`MultiHeadLM` without the projection after the heads, as the lecture's multi-head step has it
+    (the counterfactual rung ``multi_head_no_proj``)."""
+
+    def build_middle(self, config: GPTConfig) -> None:
+        self.sa_heads = ConcatHeads(config)  # n_head x (B,T,hs) -> (B,T,C), no Linear after
 
     def middle(self, x: torch.Tensor) -> torch.Tensor:
         return self.sa_heads(x)  # (B,T,C)
@@ -413,19 +437,22 @@ def record_rung(rung: dict, path: str | os.PathLike | None = None,
 
 
 def ladder_table(ladder: dict, names=None) -> str:
-    """The ladder as a fixed-width text table: rung, budget, params, number of seeds, train and val
-    loss (means over the seeds), the val loss's standard deviation over the seeds (``±``), the gap
-    val − train, and the mean wall time of one run."""
+    """The ladder as a fixed-width text table: rung, budget (only if the rungs shown differ in it),
+    params, number of seeds, train and val loss (means over the seeds), the val loss's standard
+    deviation over the seeds (``±``), the gap val − train, and the mean wall time of one run."""
     rungs = ladder["rungs"]
     if names is not None:
         by_name = {r["name"]: r for r in rungs}
         rungs = [by_name[n] for n in names if n in by_name]
-    lines = [f"{'rung':<31} {'budget':<6} {'params':>8} {'seeds':>5} {'train':>7} {'val':>7} {'±':>7} "
+    # the budget column only where the rungs shown differ in budget: the table then fits 88 columns
+    budgets = len({r["budget"] for r in rungs}) > 1
+    budget = (lambda text: f" {text:<6}") if budgets else (lambda text: "")
+    lines = [f"{'rung':<31}{budget('budget')} {'params':>8} {'seeds':>5} {'train':>7} {'val':>7} {'±':>7} "
              f"{'val-train':>9} {'wall s':>6}"]
     for r in rungs:
         seeds = len(r.get("seeds", [])) or 1
         std = "" if r.get("val_std") is None else f"{r['val_std']:.4f}"
-        lines.append(f"{r['label']:<31} {r['budget']:<6} {r['params']:>8,} {seeds:>5} "
+        lines.append(f"{r['label']:<31}{budget(r['budget'])} {r['params']:>8,} {seeds:>5} "
                      f"{r['train_loss']:>7.4f} {r['val_loss']:>7.4f} {std:>7} "
                      f"{r['val_loss'] - r['train_loss']:>9.4f} {r['wall_s']:>6.1f}")
     return "\n".join(lines)

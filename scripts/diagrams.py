@@ -1,5 +1,6 @@
 """Draw the book's diagrams into book/images/ as SVG: attention (queries, keys, values and the causal
-mask), the pre-norm transformer block on its residual stream, and the whole GPT from tokens to logits.
+mask), the pre-norm transformer block on its residual stream, the whole GPT from tokens to logits,
+multi-head attention (concatenation and projection) and the position embeddings.
 
 Run from the repository root: python scripts/diagrams.py
 The output is deterministic (no dates, fixed ids), so re-running it changes no file unless this
@@ -185,7 +186,86 @@ def model_diagram():
     save(fig, "gpt_model.svg")
 
 
+def multi_head_diagram():
+    """Multi-head attention: n_head heads side by side, their outputs concatenated, then projected."""
+    fig, ax = canvas(10.6, 5.0)
+    colors = (BLUE, GREEN, ORANGE, PURPLE)
+    ys = (3.55, 2.6, 1.65, 0.7)
+    box(ax, 0.9, 2.1, 1.3, 1.5, "x\n(B, T, C)\nC = 32", GREY)
+    # the concatenation, channels drawn top to bottom: head k's hs = 8 channels are band k
+    x0, w, band = 5.5, 1.3, 0.95
+    for k, (y, color) in enumerate(zip(ys, colors)):
+        box(ax, 3.3, y, 1.9, 0.72, f"head {k}\nq, k, v: Linear(C, hs)", color, fontsize=8.5)
+        arrow(ax, (1.55, 2.1), (2.33, y))
+        arrow(ax, (4.25, y), (x0 - 0.03, y), "(B,T,hs)", offset=(-0.3, 0.15))
+        ax.add_patch(Rectangle((x0, y - band / 2), w, band, facecolor=color, edgecolor="#555555",
+                               linewidth=0.8))
+        ax.text(x0 + w / 2, y, f"channels\n{8 * k}-{8 * k + 7}", ha="center", va="center", fontsize=7.5)
+    ax.text(x0 + w / 2, 4.35, "torch.cat(..., dim=-1)\n(B, T, C): 4 × 8 channels", ha="center",
+            va="center", fontsize=8.5)
+    arrow(ax, (x0 + w + 0.03, 2.1), (7.65, 2.1))
+    box(ax, 8.2, 2.1, 1.0, 0.9, "proj\nLinear(C, C)", GREY, fontsize=8.5)
+    arrow(ax, (8.7, 2.1), (9.35, 2.1))
+    ax.text(9.45, 2.1, "out\n(B,T,C)", ha="left", va="center", fontsize=8.5)
+    ax.text(8.2, 1.45, "mixes the heads'\nchannels; without it,\nthe concatenation\nis the output",
+            ha="center", va="top", fontsize=7.5, color="#555555")
+    ax.text(0.2, 4.8, "Multi-head attention: heads side by side, concatenated, projected", fontsize=11,
+            fontweight="bold", va="center")
+    save(fig, "multi_head.svg")
+
+
+def position_diagram():
+    """Token embeddings plus position embeddings: what a token is, plus where it is."""
+    fig, ax = canvas(10.6, 4.4)
+    chars, ids = "hello", (46, 43, 50, 50, 53)
+    row_h = 0.2
+    tok_colors = {46: "#9ecae1", 43: "#6baed6", 50: "#c6dbef", 53: "#4292c6"}  # one colour per token
+    pos_colors = ("#fee6ce", "#fdd0a2", "#fdae6b", "#fd8d3c", "#e6550d")  # one per position
+    sum_colors = ("#dadaeb", "#bcbddc", "#9e9ac8", "#807dba", "#6a51a3")
+    for t, (ch, i) in enumerate(zip(chars, ids)):
+        x = 1.0 + t * 0.62
+        ax.text(x, 3.75, f"'{ch}'", ha="center", va="center", fontsize=9, family="monospace")
+        ax.text(x, 3.35, str(i), ha="center", va="center", fontsize=9, color="#1f4e79")
+        ax.text(x, 0.6, str(t), ha="center", va="center", fontsize=9, color="#7a4b00")
+    ax.text(0.15, 3.35, "token id", ha="left", va="center", fontsize=7.5, color="#1f4e79")
+    ax.text(0.15, 0.6, "position", ha="left", va="center", fontsize=7.5, color="#7a4b00")
+    box(ax, 2.25, 2.55, 3.2, 0.6, "token table  nn.Embedding(V, C)\nrow = the token id", BLUE, fontsize=8.5)
+    box(ax, 2.25, 1.4, 3.2, 0.6, "position table  nn.Embedding(T, C)\nrow = the position", ORANGE,
+        fontsize=8.5)
+    arrow(ax, (2.25, 3.15), (2.25, 2.87))
+    arrow(ax, (2.25, 0.8), (2.25, 1.08))
+
+    def matrix(x0, y0, colors, label, notes=None):
+        for t, color in enumerate(colors):
+            ax.add_patch(Rectangle((x0, y0 + (4 - t) * row_h), 1.4, row_h, facecolor=color,
+                                   edgecolor="#555555", linewidth=0.6))
+            if notes and notes[t]:
+                ax.text(x0 + 0.7, y0 + (4.5 - t) * row_h, notes[t], ha="center", va="center", fontsize=6.5)
+        ax.text(x0 + 0.7, y0 - 0.2, label, ha="center", va="center", fontsize=8)
+
+    same = [None, None, "'l'", "'l'", None]
+    matrix(4.6, 2.1, [tok_colors[i] for i in ids], "tok_emb (B, T, C)", same)
+    matrix(4.6, 0.45, pos_colors, "pos_emb (T, C)", ["0", "1", "2", "3", "4"])
+    ax.text(5.3, 3.3, "rows 2 and 3 ('l'): the same vector", ha="center", va="center", fontsize=7,
+            color="#555555")
+    arrow(ax, (3.9, 2.55), (4.55, 2.55))
+    arrow(ax, (3.9, 1.4), (4.55, 0.95))
+    cx, cy = 7.35, 1.9
+    ax.add_patch(plt.Circle((cx, cy), 0.2, facecolor="white", edgecolor="#333333", linewidth=1.2))
+    ax.text(cx, cy, "+", ha="center", va="center", fontsize=13)
+    arrow(ax, (6.05, 2.75), (cx - 0.17, cy + 0.1))
+    arrow(ax, (6.05, 0.95), (cx - 0.17, cy - 0.1))
+    matrix(7.9, 1.4, sum_colors, "x = tok_emb + pos_emb", [None, None, "'l' at 2", "'l' at 3", None])
+    arrow(ax, (cx + 0.2, cy), (7.85, cy))
+    ax.text(9.45, 1.9, "(B, T, C):\nwhat a token is,\nplus where it is", ha="left", va="center",
+            fontsize=8, style="italic")
+    ax.text(0.15, 4.2, "Position embeddings: the same character at two positions gets two vectors",
+            fontsize=11, fontweight="bold", va="center")
+    save(fig, "position_embeddings.svg")
+
 if __name__ == "__main__":
     attention_diagram()
     block_diagram()
     model_diagram()
+    multi_head_diagram()
+    position_diagram()

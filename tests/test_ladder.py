@@ -17,8 +17,8 @@ from torch.nn import functional as F
 
 from gptlib.bigram import BigramLanguageModel
 from gptlib.config import GPTConfig
-from gptlib.ladder import (COUNTERFACTUALS, LADDER, LADDER_SEEDS, RUNGS, LayerNormLM, MultiHeadFeedForwardLM,
-                           MultiHeadLM, NoPositionsLM, ResidualLM, SingleHeadLM, UnscaledHead, UnscaledLM,
+from gptlib.ladder import (COUNTERFACTUALS, LADDER, LADDER_SEEDS, RUNGS, LayerNormLM, MultiHeadConcatLM,
+                           MultiHeadFeedForwardLM, MultiHeadLM, NoPositionsLM, ResidualLM, SingleHeadLM, UnscaledHead, UnscaledLM,
                            ladder_table, load_ladder, record_rung, rung_entry, split_loss, train_rung)
 from gptlib.model import GPT
 from gptlib.presets import choose, get_preset
@@ -29,7 +29,7 @@ BOOK_LADDER = Path(__file__).resolve().parent.parent / "book" / "results" / "lad
 
 
 RUNG_CLASSES = [SingleHeadLM, MultiHeadLM, MultiHeadFeedForwardLM, ResidualLM, LayerNormLM]
-VARIANT_CLASSES = [UnscaledLM, NoPositionsLM]
+VARIANT_CLASSES = [UnscaledLM, NoPositionsLM, MultiHeadConcatLM]
 
 
 @pytest.fixture
@@ -106,6 +106,26 @@ def test_unscaled_variant_is_the_gpt_rung_without_the_scale(config):
     visible = torch.tril(torch.ones(config.block_size, config.block_size)) == 1
     expected = torch.where(visible, scaled_scores * config.head_size ** 0.5, float("-inf")).softmax(-1)
     torch.testing.assert_close(head.attention_weights(x), expected)
+
+
+def test_concat_variant_is_the_multi_head_rung_without_the_projection(config):
+    torch.manual_seed(0)
+    rung, concat = MultiHeadLM(config), MultiHeadConcatLM(config)
+    missing = set(rung.state_dict()) - set(concat.state_dict())
+    assert missing == {"sa_heads.proj.weight", "sa_heads.proj.bias"}
+    concat.load_state_dict({k: v for k, v in rung.state_dict().items() if k not in missing})
+    x = torch.randn(2, config.block_size, config.n_embd)
+    heads = torch.cat([h(x) for h in rung.sa_heads.heads], dim=-1)  # the rung's heads, no proj
+    torch.testing.assert_close(concat.middle(x), heads)
+
+
+def test_the_table_drops_the_budget_column_when_the_rungs_share_one():
+    rung = {"label": "+ feed-forward, N(0, 0.02) init", "budget": "ladder", "params": 16961,
+            "seeds": [{}, {}, {}], "train_loss": 2.1, "val_loss": 2.2, "val_std": 0.01, "wall_s": 99.9}
+    one = ladder_table({"rungs": [rung, rung]}).splitlines()
+    assert "budget" not in one[0] and max(map(len, one)) <= 88  # fits the book's page
+    two = ladder_table({"rungs": [rung, {**rung, "budget": "cpu"}]}).splitlines()
+    assert "budget" in two[0] and "cpu" in two[2]
 
 
 def test_no_positions_variant_has_no_position_table(config):

@@ -8,7 +8,7 @@ import math
 import pytest
 import torch
 
-from gptlib.attention import Head, MultiHeadAttention
+from gptlib.attention import CrossHead, Head, MultiHeadAttention
 from gptlib.bigram import BigramLanguageModel
 from gptlib.config import GPTConfig
 from gptlib.model import GPT, Block, FeedForward, count_parameters
@@ -88,3 +88,18 @@ def test_sequence_longer_than_block_size_is_a_clear_error(tiny_config):
 def test_config_validation(kwargs, match):
     with pytest.raises(ValueError, match=match):
         GPTConfig(**kwargs)
+
+
+def test_cross_attention_reads_the_other_sequence(tiny_config):
+    """Queries from x (B,T,C), keys and values from y (B,S,C): (B,T,S) weights, no mask; with y = x
+    and a causal head's weights, the last position (which the mask hides nothing from) agrees."""
+    torch.manual_seed(0)
+    cross, head = CrossHead(tiny_config, 8), Head(tiny_config, 8)
+    x, y = torch.randn(2, 6, tiny_config.n_embd), torch.randn(2, 4, tiny_config.n_embd)
+    assert cross(x, y).shape == (2, 6, 8)
+    wei = cross.attention_weights(x, y)
+    assert wei.shape == (2, 6, 4) and torch.all(wei > 0)  # every source token is read
+    torch.testing.assert_close(wei.sum(-1), torch.ones(2, 6))
+    cross.load_state_dict(head.state_dict())
+    torch.testing.assert_close(cross(x, x)[:, -1], head(x)[:, -1])
+    assert not torch.allclose(cross(x, x)[:, 0], head(x)[:, 0])

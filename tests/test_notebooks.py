@@ -1,6 +1,6 @@
 """The committed notebooks: executed top to bottom, every code cell with outputs, no errors; no test
-machinery in the lesson code; code that fits the page; exercises at the end of every chapter; the
-diagrams used.
+machinery in the lesson code; code that fits the page; exercises at the end of every chapter, each with
+a worked solution and at least three self-checked; the diagrams used.
 
 The book shows committed outputs without re-executing (`execute_notebooks: auto`), and re-executes
 any notebook with a code cell that has no output, so every code cell must show something.
@@ -8,6 +8,7 @@ any notebook with a code cell that has no output, so every code cell must show s
 Run: pytest tests/test_notebooks.py
 """
 
+import importlib
 import json
 import re
 from pathlib import Path
@@ -52,13 +53,34 @@ def test_notebook_is_in_the_toc_and_has_a_colab_badge(path):
     assert "colab.research.google.com/github/" in first and f"book/{path.name}" in first
 
 
+# What a reader's eye must not meet in the code on the page: the test machinery and the switches the
+# tests and the maintainers use (a preset from the environment, the results folder's variable).
+MACHINERY = ("NBVAL", "not compared by the tests", "the tests", "GPTLIB_PRESET", "GPTLIB_RESULTS",
+             "choose(", "os.environ", "RESULTS =")
+FOLDED = {"hide-input", "remove-input", "remove-cell"}  # tags that keep a cell's code off the page
+
+
+def _visible_code(path):
+    nb = json.loads(path.read_text())
+    return ["".join(c["source"]) for c in nb["cells"] if c["cell_type"] == "code"
+            and not FOLDED & set(c.get("metadata", {}).get("tags", []))]
+
+
 @pytest.mark.parametrize("path", TAUGHT, ids=lambda p: p.name)
 def test_no_test_machinery_in_the_lesson_code(path):
-    """nbval and Jupyter Book read cell tags (`nbval-ignore-output`, `remove-stderr`...): the code a
-    reader sees carries no NBVAL marker and no remark about the tests."""
-    for source in _cells(path, "code"):
-        assert "NBVAL" not in source, f"{path.name}: use the cell tag instead: {source[:80]!r}"
-        assert "not compared by the tests" not in source, f"{path.name}: {source[:80]!r}"
+    """nbval and Jupyter Book read cell tags (`nbval-ignore-output`, `remove-stderr`...), and the
+    switches live in folded cells (`hide-input`): the code a reader sees carries no NBVAL marker, no
+    remark about the tests, no preset switch and no results variable."""
+    for source in _visible_code(path):
+        for word in MACHINERY:
+            assert word not in source, f"{path.name}: {word!r} in a visible cell: {source[:80]!r}"
+
+
+def test_machinery_is_found_in_visible_cells_only(tmp_path):
+    cell = lambda src, tags=(): {"cell_type": "code", "source": [src], "metadata": {"tags": list(tags)}}
+    nb = {"cells": [cell("budget = choose(LADDER)", ["hide-input"]), cell("print(1)")]}
+    (tmp_path / "nb.ipynb").write_text(json.dumps(nb))
+    assert _visible_code(tmp_path / "nb.ipynb") == ["print(1)"]
 
 
 @pytest.mark.parametrize("path", TAUGHT, ids=lambda p: p.name)
@@ -93,20 +115,78 @@ def test_code_blocks_are_found():
     assert _code_blocks(page) == ["x" * 100]
 
 
-@pytest.mark.parametrize("path", TAUGHT, ids=lambda p: p.name)
-def test_chapter_ends_with_exercises(path):
-    """An "Exercises" section after the last code cell, with at least three numbered exercises and
-    their hints or solutions folded away in dropdowns."""
-    nb = json.loads(path.read_text())
-    cells = nb["cells"]
+SOLUTION = re.compile(r"# Solution to exercise (\d+)\n")
+
+
+def _exercises(cells: list[dict], chapter: str) -> list[tuple[int, str, dict | None]]:
+    """The exercises after a chapter's `## Exercises` heading, in order: (number, the markdown that
+    states it, its solution cell or None). Raises AssertionError where the convention is broken."""
     heading = [i for i, c in enumerate(cells) if c["cell_type"] == "markdown"
                and re.search(r"^## Exercises\s*$", "".join(c["source"]), re.M)]
-    assert len(heading) == 1, f"{path.name}: no (or more than one) '## Exercises' heading"
-    assert all(c["cell_type"] == "markdown" for c in cells[heading[0]:]), f"{path.name}: code after Exercises"
-    text = "".join("".join(c["source"]) for c in cells[heading[0]:])
-    section = re.split(r"^## (?!Exercises)", text, flags=re.M)[0]
-    assert len(re.findall(r"^\d+\. \*\*", section, re.M)) >= 3, f"{path.name}: fewer than 3 exercises"
-    assert section.count(":::{dropdown}") >= 3, f"{path.name}: put hints or solutions in dropdowns"
+    assert len(heading) == 1, f"{chapter}: no (or more than one) '## Exercises' heading"
+    exercises, current = [], None  # current: [number, statement, solution]
+    for cell in cells[heading[0]:]:
+        source = "".join(cell["source"])
+        if cell["cell_type"] == "markdown":
+            if re.search(r"^## (?!Exercises)", source, re.M):
+                break  # a section after the exercises
+            for number, statement in re.findall(r"^(\d+)\. (\*\*.*?)(?=^\d+\. \*\*|\Z)", source,
+                                                re.M | re.S):
+                current = [int(number), statement, None]
+                exercises.append(current)
+        else:
+            m = SOLUTION.match(source)
+            assert m, f"{chapter}: code after Exercises must be a solution: {source[:60]!r}"
+            assert "hide-input" in cell.get("metadata", {}).get("tags", []), \
+                f"{chapter}: fold the solution to exercise {m.group(1)} (tag hide-input)"
+            assert current is not None and int(m.group(1)) == current[0] and current[2] is None, \
+                f"{chapter}: the solution to exercise {m.group(1)} must follow that exercise"
+            current[2] = cell
+    return [tuple(e) for e in exercises]
+
+
+@pytest.mark.parametrize("path", TAUGHT, ids=lambda p: p.name)
+def test_chapter_ends_with_exercises(path):
+    """An "Exercises" section after the lessons: at least three numbered exercises, each followed by
+    its worked solution (a folded code cell, `# Solution to exercise N`, run by nbval), and at least
+    three of them self-checked: the exercise says which `gptlib.exercises` check to call, the
+    solution calls it, and the committed page shows it passing."""
+    chapter = path.name
+    module = f"ch{chapter[:2]}"
+    exercises = _exercises(json.loads(path.read_text())["cells"], chapter)
+    assert len(exercises) >= 3, f"{chapter}: fewer than 3 exercises"
+    assert [n for n, _, _ in exercises] == list(range(1, len(exercises) + 1)), f"{chapter}: numbering"
+    checks = importlib.import_module(f"gptlib.exercises.{module}")
+    checked = 0
+    for number, statement, solution in exercises:
+        assert solution is not None, f"{chapter}: exercise {number} has no solution cell"
+        called = re.findall(rf"^{module}\.(\w+)\(", "".join(solution["source"]), re.M)
+        if not called:
+            continue
+        checked += 1
+        for name in called:
+            assert callable(getattr(checks, name, None)), f"{chapter}: {module}.{name} does not exist"
+            assert f"{module}.{name}(" in statement, f"{chapter}: exercise {number} should say how to check"
+        shown = "".join("".join(o.get("text", "")) + "".join(o.get("data", {}).get("text/plain", ""))
+                        for o in solution.get("outputs", []))
+        assert "✓ correct" in shown, f"{chapter}: the solution to exercise {number} does not pass its check"
+    assert checked >= 3, f"{chapter}: {checked} self-checked exercises, at least 3 wanted"
+
+
+def test_the_exercise_convention_is_read_right():
+    md = lambda src: {"cell_type": "markdown", "source": [src], "metadata": {}}
+    code = lambda src, tags=("hide-input",): {"cell_type": "code", "source": [src],
+                                              "metadata": {"tags": list(tags)}, "outputs": []}
+    cells = [md("## Exercises\n\n1. **One.** Do it: `ch01.f(x)`."), code("# Solution to exercise 1\nch01.f(1)"),
+             md("2. **Two.** Again.\n\n3. **Three.** More."), code("# Solution to exercise 3\n")]
+    got = _exercises(cells, "x")
+    assert [(n, s is not None) for n, _, s in got] == [(1, True), (2, False), (3, True)]
+    with pytest.raises(AssertionError, match="fold"):
+        _exercises(cells[:1] + [code("# Solution to exercise 1\n", tags=())], "x")
+    with pytest.raises(AssertionError, match="must be a solution"):
+        _exercises(cells[:1] + [code("print(1)")], "x")
+    with pytest.raises(AssertionError, match="must follow"):
+        _exercises(cells[:1] + [code("# Solution to exercise 2\n")], "x")
 
 
 def test_diagrams_are_drawn_and_used():
