@@ -7,6 +7,7 @@ Run: pytest tests/test_exercises_ch01_04.py
 
 import math
 import re
+from dataclasses import replace
 
 import pytest
 import torch
@@ -225,7 +226,7 @@ def test_ch04_no_position_lm():
 
 def test_ch04_heads_parameters():
     base = GPTConfig(vocab_size=65, block_size=8, n_embd=32, n_head=4, n_layer=3, dropout=0.0)
-    counts = {k: sum(p.numel() for p in MultiHeadLM(GPTConfig(**{**base.__dict__, "n_head": k})).parameters())
+    counts = {k: sum(p.numel() for p in MultiHeadLM(replace(base, n_head=k)).parameters())
               for k in (1, 2, 4, 8)}
     passes(ch04.heads_parameters(counts))
     # a hand count that forgets the biases of the projection and the head
