@@ -36,10 +36,12 @@ WIDGET_PAGE = "07_train_gpt.html"
 CHAPTERS = sorted(p.stem for p in (ROOT / "book").glob("[0-9][0-9]_*.ipynb"))
 WINDOW = "--window-size=1280,900"  # the width a laptop's browser window has
 CODE_WIDTH = 88  # the longest code line the house style allows
-MEASURE = "measure-fit"  # a query that makes the server add FIT_SCRIPT to a page
-# Every <pre> of the article that shows: its longest line, scrollWidth and clientWidth, and the width that
-# 88 characters take in its font against the room inside its padding. Written into #fit-report.
-FIT_SCRIPT = """<script>
+MEASURE = "measure"  # a query that makes the server add REPORT_SCRIPT to a page
+# Written into #page-report once the page has loaded: every <pre> of the article that shows (its longest
+# line, scrollWidth and clientWidth, and the width that 88 characters take in its font against the room
+# inside its padding), and every resource the page asked for (the browser's resource timing, and the
+# src/href of the scripts, styles, images and frames in the final DOM, those added by scripts too).
+REPORT_SCRIPT = """<script>
 window.addEventListener("load", () => setTimeout(() => {
   const rows = [];
   for (const pre of document.querySelectorAll("article pre")) {
@@ -56,9 +58,13 @@ window.addEventListener("load", () => setTimeout(() => {
     rows.push({output: !!pre.closest(".cell_output"), longest, scroll: pre.scrollWidth,
                client: pre.clientWidth, room, chars});
   }
+  const resources = performance.getEntriesByType("resource").map(e => e.name);
+  for (const e of document.querySelectorAll("script[src], link[href], img[src], iframe[src]")) {
+    if (e.tagName !== "LINK" || /stylesheet|preload|icon/.test(e.rel)) resources.push(e.src || e.href);
+  }
   const out = document.createElement("pre");
-  out.id = "fit-report";
-  out.textContent = JSON.stringify({width: window.innerWidth, rows});
+  out.id = "page-report";
+  out.textContent = JSON.stringify({width: window.innerWidth, rows, resources});
   document.body.appendChild(out);
 }, 500));
 </script>""" % CODE_WIDTH
@@ -100,13 +106,13 @@ def element_text(dom: str, element_id: str) -> str | None:
 
 
 class BookHandler(SimpleHTTPRequestHandler):
-    """Serves the built book; a page asked for with ``?measure-fit`` gets FIT_SCRIPT before </body>."""
+    """Serves the built book; a page asked for with ``?measure`` gets REPORT_SCRIPT before </body>."""
 
     def do_GET(self):
         path, _, query = self.path.partition("?")
         if query != MEASURE:
             return super().do_GET()
-        page = (HTML / path.lstrip("/")).read_text().replace("</body>", FIT_SCRIPT + "</body>")
+        page = (HTML / path.lstrip("/")).read_text().replace("</body>", REPORT_SCRIPT + "</body>")
         body = page.encode()
         self.send_response(200)
         self.send_header("Content-Type", "text/html; charset=utf-8")
@@ -126,9 +132,11 @@ def chromium(browser: str, url: str, *extra: str, budget_ms: int = 30000) -> tup
     return run.stdout, run.stderr
 
 
-def offline_failures(log: str) -> list[str]:
-    """The loads that failed because a host name did not resolve: the page wanted the network."""
-    return sorted(set(re.findall(r"[^\s\"]*ERR_NAME_NOT_RESOLVED[^\n]*", log)))
+def page_report(browser: str, url: str, *extra: str, budget_ms: int) -> tuple[str, dict | None]:
+    """The DOM of ``url?measure`` and what REPORT_SCRIPT wrote into it (None: the script did not run)."""
+    dom, _ = chromium(browser, f"{url}?{MEASURE}", *extra, budget_ms=budget_ms)
+    match = re.search(r'<pre id="page-report"[^>]*>(.*?)</pre>', dom, flags=re.S)
+    return dom, json.loads(html.unescape(match.group(1))) if match else None
 
 
 def saved_sample(notebook: Path) -> str:
@@ -141,7 +149,7 @@ def saved_sample(notebook: Path) -> str:
         value = str(model["state"].get("value", ""))
         if model["model_name"] == "HTMLModel" and value.startswith("<pre"):
             return html.unescape(re.sub(r"<[^>]+>", "", value))
-    raise SystemExit(f"{notebook.name} saved no sampler panel: re-execute it (README: Re-running a notebook)")
+    raise SystemExit(f"{notebook.name} saved no sampler panel: re-execute it (docs/layout.md: Re-running a notebook)")
 
 
 def check_widget_page(browser: str, base: str, budget_ms: int) -> list[str]:
@@ -152,9 +160,14 @@ def check_widget_page(browser: str, base: str, budget_ms: int) -> list[str]:
                                      page)))
     if external:
         failures.append(f"{WIDGET_PAGE} loads from other hosts: " + ", ".join(external))
-    dom, log = chromium(browser, f"{base}/{WIDGET_PAGE}", budget_ms=budget_ms)
-    if wanted := offline_failures(log):
-        failures.append(f"{WIDGET_PAGE} asked the network for: " + "; ".join(wanted[:5]))
+    dom, report = page_report(browser, f"{base}/{WIDGET_PAGE}", budget_ms=budget_ms)
+    if report is None:
+        return failures + [f"{WIDGET_PAGE}: the reporting script wrote no report"]
+    elsewhere = sorted({u for u in report["resources"] if not u.startswith(base + "/")})
+    print(f"{WIDGET_PAGE}: asked for {len(set(report['resources']))} resources, "
+          f"{len(elsewhere)} from another host")
+    if elsewhere:
+        failures.append(f"{WIDGET_PAGE} asked other hosts for: " + ", ".join(elsewhere[:5]))
     sample = saved_sample(ROOT / "book" / "07_train_gpt.ipynb")
     panels = re.findall(r'<div class="widget-html-content">(.*?)</div>', dom, flags=re.S)
     texts = [html.unescape(re.sub(r"<[^>]+>", "", p)) for p in panels]
@@ -171,12 +184,10 @@ def check_code_fits(browser: str, base: str, budget_ms: int) -> list[str]:
     """Every chapter at 1280 px: 88 characters fit each code block; none scrolls sideways."""
     failures = []
     for chapter in CHAPTERS:
-        dom, _ = chromium(browser, f"{base}/{chapter}.html?{MEASURE}", WINDOW, budget_ms=budget_ms)
-        match = re.search(r'<pre id="fit-report"[^>]*>(.*?)</pre>', dom, flags=re.S)
-        if not match:
+        _, report = page_report(browser, f"{base}/{chapter}.html", WINDOW, budget_ms=budget_ms)
+        if report is None:
             failures.append(f"{chapter}: the measuring script wrote no report")
             continue
-        report = json.loads(html.unescape(match.group(1)))
         rows = report["rows"]
         code = [r for r in rows if not r["output"]]
         long_lines = [r["longest"] for r in code if r["longest"] > CODE_WIDTH]
