@@ -10,7 +10,10 @@ reading (``| head``) ends the command quietly, as it ends other Unix tools.
 """
 
 import argparse
+import inspect
+import math
 import os
+import re
 import sys
 from dataclasses import fields, replace
 from pathlib import Path
@@ -26,10 +29,19 @@ from gptlib.presets import PRESETS, Preset, get_preset
 from gptlib.run import Run, train_run
 from gptlib.sampling import default_prompt, stream_text
 from gptlib.speed import PRECISIONS, READABLE
+from gptlib.tokenizer import CharTokenizer
+
+
+def _field_help(config_class) -> dict[str, str]:
+    """Each field's help text: its comment in the dataclass's source (gptlib/config.py), the one place
+    that explains it."""
+    source = inspect.getsource(config_class)
+    return dict(re.findall(r"^\s+(\w+):[^#\n]*#\s*(.+)$", source, flags=re.M))
 
 
 def _add_config_options(parser: argparse.ArgumentParser, config_class, skip=(), description=None) -> None:
     """One ``--field-name`` option per dataclass field; unset options keep the preset's value."""
+    help_text = _field_help(config_class)
     group = parser.add_argument_group(f"{config_class.__name__} overrides (default: the preset's value)",
                                       description)
     for f in fields(config_class):
@@ -37,10 +49,12 @@ def _add_config_options(parser: argparse.ArgumentParser, config_class, skip=(), 
             continue
         flag = "--" + f.name.replace("_", "-")
         if f.type in (bool, "bool"):
-            group.add_argument(flag, dest=f.name, action=argparse.BooleanOptionalAction, default=None)
+            group.add_argument(flag, dest=f.name, action=argparse.BooleanOptionalAction, default=None,
+                               help=help_text.get(f.name))
         else:
             kind = {"int": int, "float": float}.get(f.type, f.type) if isinstance(f.type, str) else f.type
-            group.add_argument(flag, dest=f.name, type=kind, default=None, metavar=kind.__name__.upper())
+            group.add_argument(flag, dest=f.name, type=kind, default=None, metavar=kind.__name__.upper(),
+                               help=help_text.get(f.name, "").replace("%", "%%") or None)
 
 
 def _overrides(args: argparse.Namespace, config_class) -> dict:
@@ -139,6 +153,16 @@ def run_from_args(args: argparse.Namespace) -> Run:
                device=args.device, name=base.name, grad_accum=args.grad_accum)
 
 
+def _per_character(val_loss: float, corpus) -> str:
+    """For a tokenizer other than characters: the loss per token restated per character of the
+    validation text, and in bits per character, comparable with a character model's (chapter 8)."""
+    if isinstance(corpus.tokenizer, CharTokenizer):
+        return ""
+    val_chars = len(corpus.text) - int(0.9 * len(corpus.text))  # load_corpus's split, on the text
+    nats = val_loss * len(corpus.val_data) / val_chars
+    return f" per token = {nats:.4f} per character, {nats / math.log(2):.3f} bits per character"
+
+
 def cmd_train(args: argparse.Namespace) -> None:
     """``train``: train the preset (or ``--resume`` the run in ``--out``) through `train_run`, print
     the loss at each evaluation and a sample from the best checkpoint."""
@@ -156,7 +180,9 @@ def cmd_train(args: argparse.Namespace) -> None:
     result = train_run(run, resume=args.resume, overwrite=args.overwrite, callbacks=[report])
     if not result.dist.is_main:
         return  # under torchrun, rank 0 alone reports and samples
-    print(f"best val loss {result.history.best_val_loss:.4f}; checkpoints in {run.out}/ (best.pt, last.pt)")
+    best = result.history.best_val_loss
+    print(f"best val loss {best:.4f}{_per_character(best, result.corpus)}; checkpoints in {run.out}/ "
+          f"(best.pt, last.pt)")
     if args.sample_tokens:
         best = load_checkpoint(result.best_path).build_model(result.device)
         _print_sample(best, result.tokenizer, default_prompt(result.tokenizer), args.sample_tokens,

@@ -66,8 +66,8 @@ class TrainConfig:
     warmup_iters: int = 0  # linear warm-up steps from 0 to learning_rate
     decay_lr: bool = False  # cosine decay from learning_rate to min_lr after warm-up
     weight_decay: float = 0.0  # AdamW weight decay on matrices (never on biases or LayerNorm)
-    beta1: float = 0.9
-    beta2: float = 0.99
+    beta1: float = 0.9  # AdamW: decay of the running mean of the gradients
+    beta2: float = 0.99  # AdamW: decay of the running mean of the squared gradients
     grad_clip: float = 0.0  # clip the gradient norm to this value; 0 turns clipping off
     seed: int = 1337  # seeds the weights, dropout and the batch sampler
 

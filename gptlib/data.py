@@ -54,7 +54,8 @@ def resolve_override(value: str) -> Path:
             raise DataNotFoundError(f"{ENV_VAR} points at {path}, which is not a file; fix the path or unset "
                                     f"{ENV_VAR} to download the data into the cache")
         return path
-    places = [Path.cwd()] + [root for root in [repo_root()] if root is not None]
+    cwd = Path.cwd()  # at the repository root the two places are one: name it once
+    places = [cwd] + [root for root in [repo_root()] if root is not None and root != cwd.resolve()]
     for place in places:
         if (place / path).is_file():
             return (place / path).resolve()

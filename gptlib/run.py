@@ -45,6 +45,7 @@ from gptlib.data import load_text
 from gptlib.errors import (CheckpointError, ConfigError, DataError, GPTLibError, OutOfMemoryError,
                            OutputPathError, TrainingDivergedError, TrainingInterrupted)
 from gptlib.files import make_folder, remove_empty_folders
+from gptlib.pace import PaceWatch, expected_step_seconds
 from gptlib.presets import Preset
 from gptlib.speed import PRECISIONS, READABLE, SpeedConfig, build_model, speed_plan, with_precision
 from gptlib.tokenizer import CharTokenizer
@@ -265,10 +266,14 @@ def _train_run(run: Run, out: Path | None, dist: distributed.Distributed, resume
             log(f"  why: {plan.why}")
         if dist.active or run.grad_accum > 1:
             log(describe_split(dist, run.train.batch_size, run.grad_accum))
+        # on a CPU, say early when the steps run far slower than the probe expects (a busy machine)
+        expected = (expected_step_seconds(model_config, run.train, plan)
+                    if device.type == "cpu" and make_model is None and not dist.active else None)
         result.state = train(model, corpus.train_data, corpus.val_data, run.train,
                              block_size=model_config.block_size, device=device,
                              callbacks=[*saver, *callbacks], state=state, progress=progress, speed=plan,
-                             dist=dist, grad_accum=run.grad_accum)
+                             dist=dist, grad_accum=run.grad_accum,
+                             after_step=None if expected is None else PaceWatch(expected, _above_bar(log)))
     except TrainingDivergedError as err:
         if not saver:
             raise
@@ -454,6 +459,13 @@ def describe_split(dist: distributed.Distributed, batch_size: int, grad_accum: i
         return f"gradient accumulation: each batch of {batch_size} rows{micro}"
     return (f"world size {dist.world_size} ({dist.backend}): each process trains {rows} of the "
             f"{batch_size} rows of every batch{micro}")
+
+
+def _above_bar(log: Callable[[str], None]) -> Callable[[str], None]:
+    """``log``, but a plain print goes above the progress bar (tqdm.write), not into it."""
+    from tqdm.auto import tqdm
+
+    return tqdm.write if log is print else log
 
 
 def _quiet(message: str) -> None:

@@ -232,7 +232,8 @@ def forward_backward(step_model: nn.Module, x: torch.Tensor, y: torch.Tensor, *,
 def train(model: nn.Module, train_data: torch.Tensor, val_data: torch.Tensor, config: TrainConfig, *,
           block_size: int, device: torch.device | str = "cpu", callbacks: Iterable[Callback] = (),
           state: TrainState | None = None, progress: bool = True,
-          speed: SpeedConfig | None = None, dist: Distributed = SINGLE, grad_accum: int = 1) -> TrainState:
+          speed: SpeedConfig | None = None, dist: Distributed = SINGLE, grad_accum: int = 1,
+          after_step: Callable[[int], None] | None = None) -> TrainState:
     """Train ``model`` for ``config.max_iters`` steps and return the final `TrainState`.
 
     Evaluates every ``eval_interval`` steps and at the last step, appends to ``state.history`` and
@@ -243,6 +244,7 @@ def train(model: nn.Module, train_data: torch.Tensor, val_data: torch.Tensor, co
     fused AdamW and torch.compile. ``grad_accum`` splits each batch into that many micro-batches
     (same result, less memory). ``dist`` (`gptlib.distributed.from_env`, under torchrun) trains this
     process's share of each batch as a DDP replica; only rank 0 evaluates and calls the callbacks.
+    ``after_step`` is called with the step number after every step (`gptlib.pace.PaceWatch`).
     """
     from tqdm.auto import tqdm
 
@@ -295,6 +297,8 @@ def train(model: nn.Module, train_data: torch.Tensor, val_data: torch.Tensor, co
             guard.step(state.optimizer, state.scaler)  # skipped from a NaN/inf loss on
             state.step += 1
             bar.update(1)
+            if after_step is not None:
+                after_step(state.step)
 
             evaluate = state.step % config.eval_interval == 0 or state.step == config.max_iters
             if evaluate:

@@ -134,6 +134,10 @@ def main(argv: list[str] | None = None) -> int:
             check_env(python, version)
             add_kernelspec(Path(tmp) / "jupyter", python)
             os.environ["JUPYTER_PATH"] = str(Path(tmp) / "jupyter")
+            # The chapters' runs and results (checkpoints, smoke rungs) go to the temporary folder,
+            # as under the tests: never into the clone's runs/ or book/ (.ci/run checks it).
+            os.environ["GPTLIB_RUNS"] = str(Path(tmp) / "runs")
+            os.environ["GPTLIB_RESULTS"] = str(Path(tmp) / "results")
             for path in notebooks:
                 started = time.perf_counter()
                 problem = run_notebook(path, args.timeout)

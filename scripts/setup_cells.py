@@ -2,7 +2,7 @@
 
 The repository URL lives in one place, ``repository.url`` in ``_config.yml`` (the book's launch
 buttons read it there). Each notebook carries it twice: in the *Open in Colab* badge of its first
-cell, and in its first code cell (the setup cell), which clones the repository on Colab. This script
+cell (the book's own picture, book/images/colab-badge.svg, so that it shows offline), and in its first code cell (the setup cell), which clones the repository on Colab. This script
 writes both from ``_config.yml`` and the template below, changing nothing else in a notebook (its
 outputs stay as they are). ``tests/test_setup_cells.py`` fails when a notebook differs from what it
 would write.
@@ -55,7 +55,10 @@ BOOK = ROOT / "book"  # the book's files: found from here, not the working folde
 print("gptlib", gptlib.__version__, "is ready")'''
 
 BADGE_URL = re.compile(r"https://colab\.research\.google\.com/github/[^)\s]+")
-
+# The badge: the book's own picture (book/images/colab-badge.svg), so that the page shows it offline,
+# linking to the chapter on Colab. The first cell of a notebook holds it.
+BADGE = re.compile(r"\[!\[Open [Ii]n Colab\]\([^)\s]+\)\]\(" + BADGE_URL.pattern + r"\)")
+BADGE_IMAGE = "images/colab-badge.svg"
 
 # The setup cell is machinery, not lesson: folded away on the HTML page (Jupyter Book's hide-input
 # shows a "show code" toggle), still an ordinary cell that runs first in Jupyter and on Colab.
@@ -74,6 +77,11 @@ def colab_url(url: str, branch: str, notebook: Path) -> str:
     return f"https://colab.research.google.com/github/{owner_repo}/blob/{branch}/book/{notebook.name}"
 
 
+def badge(url: str, branch: str, notebook: Path) -> str:
+    """The badge markdown of ``notebook``: the local picture, linking to the chapter on Colab."""
+    return f"[![Open in Colab]({BADGE_IMAGE})]({colab_url(url, branch, notebook)})"
+
+
 def expected_setup_cell(url: str) -> str:
     return SETUP_CELL.format(url=url)
 
@@ -82,14 +90,14 @@ def rewrite(notebook: Path, url: str, branch: str) -> bool:
     """Write the badge and setup cell of ``notebook``; True if anything changed."""
     nb = nbformat.read(notebook, as_version=4)
     first = nb.cells[0]
-    if first.cell_type != "markdown" or not BADGE_URL.search(first.source):
+    if first.cell_type != "markdown" or not BADGE.search(first.source):
         raise SystemExit(f"{notebook.name}: the first cell must be markdown with an Open in Colab badge")
     setup = next(c for c in nb.cells if c.cell_type == "code")
-    badge = BADGE_URL.sub(colab_url(url, branch, notebook), first.source)
+    source = BADGE.sub(lambda _: badge(url, branch, notebook), first.source)
     cell = expected_setup_cell(url)
     tags = setup.metadata.get("tags", [])
-    changed = badge != first.source or cell != setup.source or SETUP_TAG not in tags
-    first.source, setup.source = badge, cell
+    changed = source != first.source or cell != setup.source or SETUP_TAG not in tags
+    first.source, setup.source = source, cell
     setup.metadata["tags"] = [*tags, SETUP_TAG] if SETUP_TAG not in tags else tags
     if changed:
         nbformat.write(nb, notebook)
@@ -106,7 +114,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.check:
             nb = nbformat.read(notebook, as_version=4)
             setup = next(c for c in nb.cells if c.cell_type == "code")
-            if (colab_url(url, branch, notebook) not in nb.cells[0].source
+            if (badge(url, branch, notebook) not in nb.cells[0].source
                     or setup.source != expected_setup_cell(url)
                     or SETUP_TAG not in setup.metadata.get("tags", [])):
                 stale.append(notebook.name)

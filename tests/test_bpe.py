@@ -3,6 +3,9 @@
 Run: pytest tests/test_bpe.py
 """
 
+import math
+import re
+
 import pytest
 import torch
 from hypothesis import given, settings
@@ -268,7 +271,18 @@ def test_train_and_sample_with_bpe_on_the_command_line(tmp_path, capsys):
     out = tmp_path / "run"
     assert main(["train", "--preset", "smoke", "--tokenizer", "bpe", "--vocab-size", "270",
                  "--data", str(corpus), "--out", str(out), "--sample-tokens", "0"]) == 0
-    capsys.readouterr()
+    # the loss per token, restated per character (comparable with a character model's): the
+    # validation text's characters over its tokens, from the same split the run made
+    best = [line for line in capsys.readouterr().out.splitlines() if line.startswith("best val loss")]
+    m = re.match(r"best val loss ([\d.]+) per token = ([\d.]+) per character, ([\d.]+) bits per character",
+                 best[0])
+    text = corpus.read_text()
+    from gptlib.checkpoint import load_checkpoint
+    tokenizer = load_checkpoint(out / "best.pt").tokenizer
+    val = text[int(0.9 * len(text)):]
+    per_char = float(m[1]) * len(tokenizer.encode(val)) / len(val)
+    assert float(m[2]) == pytest.approx(per_char, abs=2e-4) and float(m[3]) == pytest.approx(
+        per_char / math.log(2), abs=2e-3)
     assert main(["sample", "--checkpoint", str(out / "best.pt"), "--prompt", "ROMEO: ☃ 日本",
                  "--max-new-tokens", "10"]) == 0
     assert capsys.readouterr().out.startswith("ROMEO: ☃ 日本")

@@ -4,6 +4,7 @@ Run: pytest tests/test_cli.py
 """
 
 import os
+import re
 import subprocess
 import sys
 
@@ -69,3 +70,22 @@ def test_a_new_run_never_replaces_an_existing_one(tmp_path, capsys):
     (out / "last.pt").write_bytes(b"someone's run")
     assert main(["train", "--preset", "smoke", "--out", str(out)]) == 2
     assert "--resume" in capsys.readouterr().err and (out / "last.pt").read_bytes() == b"someone's run"
+
+
+def test_train_help_explains_every_config_override(capsys):
+    """Each per-field option (--eval-iters, --beta2, ...) carries its field's comment from gptlib/config.py."""
+    from dataclasses import fields
+
+    from gptlib.cli import main
+    from gptlib.config import GPTConfig, TrainConfig
+
+    with pytest.raises(SystemExit):
+        main(["train", "--help"])
+    text = " ".join(capsys.readouterr().out.split())  # argparse wraps the lines
+    options = text[text.index("GPTConfig overrides"):]  # past the usage line
+    assert "--eval-iters INT batches averaged per loss estimate" in options
+    for f in [*fields(GPTConfig), *fields(TrainConfig)]:
+        if f.name != "vocab_size":
+            flag = "--" + f.name.replace("_", "-")
+            m = re.search(re.escape(flag) + r"(?:, --no-[\w-]+)?(?: [A-Z]+)? (\S+)", options)
+            assert m and not m[1].startswith("--"), f"{flag} has no help text"

@@ -163,6 +163,16 @@ def test_relative_override_that_is_nowhere_names_both_places_and_the_rule(two_fo
     assert "working folder, then the repository root" in message and "absolute" in message
 
 
+def test_relative_override_that_is_nowhere_names_the_root_once_when_it_is_the_working_folder(
+        monkeypatch, tmp_path):
+    monkeypatch.setattr(gdata, "repo_root", lambda: tmp_path.resolve())
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(DataNotFoundError) as info:
+        gdata.resolve_override("nope.txt")
+    assert str(info.value).count("nope.txt") == 3  # the value, the one place looked, the export line
+    assert " nor " not in str(info.value)
+
+
 def test_absolute_override_is_used_as_it_is(two_folders, tmp_path):
     (tmp_path / "abs.txt").write_text("x")
     assert gdata.resolve_override(str(tmp_path / "abs.txt")) == tmp_path / "abs.txt"

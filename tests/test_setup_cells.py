@@ -40,6 +40,9 @@ def test_badge_opens_this_notebook_from_the_configured_repository(path):
     badge = nbformat.read(path, as_version=4).cells[0].source
     assert setup_cells.colab_url(URL, BRANCH, path) in badge, f"{path.name}: badge URL differs; {FIX}"
     assert setup_cells.BADGE_URL.findall(badge) == [setup_cells.colab_url(URL, BRANCH, path)]
+    # the picture is the book's own, so that the page shows it offline
+    assert setup_cells.badge(URL, BRANCH, path) in badge, f"{path.name}: badge differs; {FIX}"
+    assert (path.parent / setup_cells.BADGE_IMAGE).is_file()
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
