@@ -23,7 +23,7 @@ from gptlib.batches import get_batch
 from gptlib.config import TrainConfig
 from gptlib.distributed import SINGLE, Distributed, process_group, split_batch
 from gptlib.errors import DataError, TrainingDivergedError
-from gptlib.speed import SpeedConfig, apply_backend_flags, autocast, keep_freed_memory, make_grad_scaler
+from gptlib.speed import SpeedConfig, autocast, backend_flags, keep_freed_memory, make_grad_scaler
 
 
 @dataclass
@@ -244,6 +244,17 @@ def train(model: nn.Module, train_data: torch.Tensor, val_data: torch.Tensor, co
     (same result, less memory). ``dist`` (`gptlib.distributed.from_env`, under torchrun) trains this
     process's share of each batch as a DDP replica; only rank 0 evaluates and calls the callbacks.
     """
+    with backend_flags(speed):  # TF32 for this run only: the process is left as it was found
+        return _train(model, train_data, val_data, config, block_size=block_size, device=device,
+                      callbacks=callbacks, state=state, progress=progress, speed=speed, dist=dist,
+                      grad_accum=grad_accum)
+
+
+def _train(model: nn.Module, train_data: torch.Tensor, val_data: torch.Tensor, config: TrainConfig, *,
+           block_size: int, device: torch.device | str, callbacks: Iterable[Callback],
+           state: TrainState | None, progress: bool, speed: SpeedConfig | None, dist: Distributed,
+           grad_accum: int) -> TrainState:
+    """`train`'s loop, inside the run's backend settings."""
     from tqdm.auto import tqdm
 
     for name, data in (("train", train_data), ("val", val_data)):
@@ -252,9 +263,10 @@ def train(model: nn.Module, train_data: torch.Tensor, val_data: torch.Tensor, co
     device = torch.device(device)
     model.to(device)
     model.train()
-    apply_backend_flags(speed)
     if device.type == "cpu":
-        keep_freed_memory()  # reuse the big activations' memory step after step
+        # reuse the big activations' memory step after step (process-wide, and kept: glibc cannot
+        # read the setting back, so unlike TF32 it is not restored; it changes no result)
+        keep_freed_memory()
     if state is None:
         batch_gen, eval_gen = make_generators(config.seed)
         optimizer = make_optimizer(model, config, fused=speed is not None and speed.fused_adamw)
