@@ -219,14 +219,16 @@ def bench_sampling(config: GPTConfig, device: torch.device, new_tokens: int, rou
 
 
 @torch.no_grad()
-def full_split_loss(model: nn.Module, data: torch.Tensor, block_size: int, device: torch.device | str,
-                    batch_size: int = 64) -> float:
+def full_split_loss(model: nn.Module, data: torch.Tensor, block_size: int,
+                    device: torch.device | str | None = None, batch_size: int = 64) -> float:
     """The mean loss over *every* token of ``data`` (e.g. the whole val split), in eval mode and fp32.
 
     The split is cut into consecutive chunks of ``block_size`` (the last one shorter), so each token
     after the first is predicted exactly once, from the tokens before it in its chunk: the quantity
     `gptlib.training.estimate_loss` estimates from a few random chunks, without the sampling noise.
+    The batches go to ``device``, by default the model's own.
     """
+    device = next(model.parameters()).device if device is None else device
     was_training = model.training
     model.eval()
     n = len(data) - 1  # targets: data[1:]
