@@ -107,12 +107,16 @@ def speed_plan(device: torch.device | str, config: GPTConfig | None = None) -> S
 
 def cuda_plan(capability: tuple[int, int]) -> SpeedConfig:
     """The plan for a CUDA GPU of compute ``capability`` (major, minor), e.g. (7, 5) for a T4."""
+    cc = f"compute capability {capability[0]}.{capability[1]}"
     if tuple(capability) >= (8, 0):  # Ampere or newer: bf16 tensor cores, TF32
-        return SpeedConfig(fast_model=True, autocast_dtype="bfloat16", tf32=True, fused_adamw=True)
+        return SpeedConfig(fast_model=True, autocast_dtype="bfloat16", tf32=True, fused_adamw=True,
+                           why=f"{cc} (Ampere or newer): bf16 tensor cores, TF32 for the matmuls left in fp32")
     if tuple(capability) >= (7, 0):  # Volta, Turing: fp16 tensor cores; bf16 only emulated, no TF32
-        return SpeedConfig(fast_model=True, autocast_dtype="float16", fused_adamw=True)
+        return SpeedConfig(fast_model=True, autocast_dtype="float16", fused_adamw=True,
+                           why=f"{cc} (Volta or Turing): fp16 tensor cores, with a GradScaler; bf16 "
+                               f"would be emulated, and there is no TF32")
     # older (Pascal and before): no tensor cores, and fp16 is slow on most of them: fp32
-    return SpeedConfig(fast_model=True, fused_adamw=True)
+    return SpeedConfig(fast_model=True, fused_adamw=True, why=f"{cc}: no tensor cores, so fp32")
 
 
 def with_precision(plan: SpeedConfig, precision: str) -> SpeedConfig:
