@@ -123,10 +123,20 @@ def make_optimizer(model: nn.Module, config: TrainConfig, *, fused: bool = False
     return torch.optim.AdamW(groups, lr=config.learning_rate, betas=(config.beta1, config.beta2), fused=fused)
 
 
-def make_generators(seed: int) -> tuple[torch.Generator, torch.Generator]:
+def make_generators(seed: int, device: torch.device | str = "cpu") -> tuple[torch.Generator, torch.Generator]:
     """Separate random streams for training and evaluation batches, so evaluating does not change
-    which batches training sees."""
-    return torch.Generator().manual_seed(seed), torch.Generator().manual_seed(seed + 1)
+    which batches training sees. On a CUDA device they live there, so the batches are drawn and
+    gathered on the GPU (`get_batch`); everywhere else on the CPU (whose streams the book's CPU
+    results come from)."""
+    device = torch.device(device)
+    where = device if device.type == "cuda" else torch.device("cpu")
+    return (torch.Generator(device=where).manual_seed(seed),
+            torch.Generator(device=where).manual_seed(seed + 1))
+
+
+def _where_drawn(data: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    """``data`` where ``generator`` draws batches from it (`get_batch`): on its GPU, or as it is."""
+    return data if generator.device.type == "cpu" else data.to(generator.device)
 
 
 def _check_split(name: str, data: torch.Tensor, batch_size: int, block_size: int) -> None:
@@ -268,7 +278,7 @@ def _train(model: nn.Module, train_data: torch.Tensor, val_data: torch.Tensor, c
         # read the setting back, so unlike TF32 it is not restored; it changes no result)
         keep_freed_memory()
     if state is None:
-        batch_gen, eval_gen = make_generators(config.seed)
+        batch_gen, eval_gen = make_generators(config.seed, device)
         optimizer = make_optimizer(model, config, fused=speed is not None and speed.fused_adamw)
         state = TrainState(model=model, optimizer=optimizer, config=config, step=0,
                            history=History(), batch_generator=batch_gen, eval_generator=eval_gen)
@@ -280,7 +290,10 @@ def _train(model: nn.Module, train_data: torch.Tensor, val_data: torch.Tensor, c
     guard = DivergenceGuard(state.optimizer, device, advice)
     # fp16: backpropagate the loss scaled up, so small gradients do not flush to zero
     scale = None if state.scaler is None else (lambda l: state.scaler.scale(guard.nan_once_diverged(l)))
-    splits = {"train": train_data, "val": val_data}
+    # a CUDA run's generators draw the batches on the GPU: the data goes there once, not every step
+    splits = {"train": _where_drawn(train_data, state.eval_generator),
+              "val": _where_drawn(val_data, state.eval_generator)}
+    train_data = _where_drawn(train_data, state.batch_generator)
     callbacks = list(callbacks)
     start = time.perf_counter() - (state.history.elapsed[-1] if len(state.history) else 0.0)
 
