@@ -25,10 +25,10 @@
 
 
 ``torch.compile`` is off on CUDA too, by a judgement not yet measured here: the `lecture` run is short
-(5,000 steps, minutes on a recent GPU), compiling takes about a minute (nanoGPT's train.py says so
+(2,000 steps; 5,000 took 86 s on an H200), compiling takes about a minute (nanoGPT's train.py says so
 for its models; longer on Colab's two CPU cores), evaluation runs the uncompiled model, and `FastGPT`
-already fuses the attention. ``--compile`` switches it on; ``scripts/gpu_run.sh`` times a short run
-both ways.
+already fuses the attention. ``--compile`` switches it on; ``scripts/gpu_speed.py`` (a step of
+``scripts/gpu_run.sh``) times both, beside nanoGPT's model.
 
     plan = speed_plan("cpu", model_config)
     print(plan, plan.why)                      # see the choice, and why
