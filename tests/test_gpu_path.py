@@ -5,6 +5,7 @@ state, and a training loop that does not wait for the device at every step.
 Run: pytest tests/test_gpu_path.py
 """
 
+import json
 import math
 import os
 import subprocess
@@ -293,3 +294,21 @@ def test_the_gpu_script_stops_at_setup_without_a_gpu(tmp_path):
     assert result.returncode != 0
     assert "no CUDA GPU here" in result.stdout + result.stderr and "== bench" not in result.stdout
     assert "no CUDA GPU here" in (tmp_path / "gpu_run.log").read_text()
+
+
+def test_the_gpu_script_dry_runs_a_step_and_reports_it(tmp_path):
+    """``--dry-run recipe`` on the CPU (smoke preset): the step runs under its time cap, and the
+    README under $OUT says what ran, with its status; the results file is there."""
+    result = subprocess.run(["bash", str(SCRIPT), "--dry-run", "recipe"], capture_output=True, text=True,
+                            timeout=300, env={**os.environ, "OUT": str(tmp_path), "PYTHON": sys.executable})
+    assert result.returncode == 0, result.stdout + result.stderr
+    readme = (tmp_path / "README.md").read_text()
+    assert "| setup | ok |" in readme and "| recipe | ok |" in readme and "device cpu, preset smoke" in readme
+    runs = json.loads((tmp_path / "recipes.json").read_text())["runs"]
+    assert runs["steps30"]["last_step"] == 30 and runs["steps30"]["val_whole_split_best"] > 0
+
+
+def test_the_gpu_script_refuses_an_unknown_step(tmp_path):
+    result = subprocess.run(["bash", str(SCRIPT), "--dry-run", "lecture"], capture_output=True, text=True,
+                            timeout=60, env={**os.environ, "OUT": str(tmp_path)})
+    assert result.returncode == 2 and "unknown step 'lecture'" in result.stderr
