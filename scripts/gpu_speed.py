@@ -3,8 +3,9 @@
     python scripts/gpu_speed.py --json speed.json [--nanogpt .nanogpt] [--rounds 5] [--steps 50]
     python scripts/gpu_speed.py --json /tmp/s.json --device cpu --preset smoke --steps 2 --rounds 1
 
-One process; each round times ``--steps`` training steps of every contender, the order alternating
-from round to round; the median of ``--rounds`` rounds after a warm-up round (which also compiles).
+One process; each round times ``--steps`` training steps of every contender of a group (eager, then
+compiled), the order alternating from round to round; the median of ``--rounds`` rounds after a
+warm-up round (which also compiles).
 Every contender trains the same way: batch 64 x 256, dropout 0.2, bf16 autocast, TF32 (scoped by
 `gptlib.speed.backend_flags`), fused AdamW, and draws each step's batch on the GPU (`draw_batch`):
 
@@ -136,25 +137,30 @@ def main(argv=None) -> int:
     # the real loop first (eager, no compiling): its number is in the file whatever comes later
     ms_of = {"train_loop": time_train_loop(config, preset, data, plan, device, 4 * args.steps)}
     record(ms_of, peak)
+    # eager first, then compiled: each group alternates within itself, and its numbers are written
+    # before the next group compiles (the step's time cap may stop a long compilation)
+    groups = [[n for n in contenders if not n.endswith("_compiled")],
+              [n for n in contenders if n.endswith("_compiled")]]
     with backend_flags(plan):
-        for r in range(args.rounds + 1):  # round 0 warms up (and compiles)
-            order = list(contenders) if r % 2 == 0 else list(reversed(contenders))
-            for name in order:
-                model, opt = contenders[name]
-                sync()
-                t0 = time.perf_counter()
-                for _ in range(args.steps if r else 3):
-                    step(model, opt, data, B, T, gen, plan, device)
-                sync()
+        for group in filter(None, groups):
+            for r in range(args.rounds + 1):  # round 0 warms up (and compiles)
+                for name in group if r % 2 == 0 else reversed(group):
+                    model, opt = contenders[name]
+                    sync()
+                    t0 = time.perf_counter()
+                    for _ in range(args.steps if r else 3):
+                        step(model, opt, data, B, T, gen, plan, device)
+                    sync()
+                    if r:
+                        times[name].append((time.perf_counter() - t0) / args.steps)
+                    else:
+                        first_round[name] = time.perf_counter() - t0
                 if r:
-                    times[name].append((time.perf_counter() - t0) / args.steps)
-                else:
-                    first_round[name] = time.perf_counter() - t0
-            if r:
-                ms_of.update({name: 1000 * statistics.median(ts) for name, ts in times.items()})
-                record(ms_of, peak)
-            print(f"round {r}: " + ", ".join(f"{n} {1000 * t[-1]:.2f} ms" for n, t in times.items() if t),
-                  flush=True)
+                    ms_of.update({name: 1000 * statistics.median(times[name]) for name in group})
+                    record(ms_of, peak)
+                print(f"round {r}: " + ", ".join(f"{n} {1000 * times[n][-1]:.2f} ms" for n in group if times[n])
+                      + ", ".join(f"{n} first round {first_round[n]:.1f} s" for n in group if not r),
+                      flush=True)
     print(f"\n{'contender':<20}{'ms/step':>10}{'tokens/s':>14}{'MFU':>8}{'first round s':>15}")
     for name, c in out["contenders"].items():
         mfu = f"{c['mfu']:.0%}" if c["mfu"] is not None else "-"
