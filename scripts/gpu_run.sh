@@ -80,7 +80,11 @@ export PYTHONUNBUFFERED=1 PYTHONPATH="$root${PYTHONPATH:+:$PYTHONPATH}" GPU_RUN_
 declare -A cap=([setup]=60 [chapter7]=170 [bench]=80 [speed]=180 [recipe]=110 [pytest]=600)
 started=$SECONDS
 report=()  # one line per step for the README
-git_head=$(git rev-parse --short HEAD 2> /dev/null || echo "?")
+git_head="(not a git checkout)"
+if git rev-parse --git-dir > /dev/null 2>&1; then
+  git_head=$(git rev-parse --short HEAD)
+  git diff --quiet HEAD -- gptlib scripts tests || git_head+=" with uncommitted changes to gptlib, scripts or tests"
+fi
 
 # run_step NAME CMD...: the command under its cap (never past the budget), its status recorded
 run_step() {
@@ -107,7 +111,7 @@ write_readme() {
   {
     echo "# scripts/gpu_run.sh$( (( dry )) && echo ' --dry-run'), $(date -u '+%Y-%m-%d %H:%M UTC')"
     echo
-    echo "Commit $git_head$(git diff --quiet HEAD -- gptlib scripts tests 2> /dev/null || echo ' (with uncommitted changes)'), device $device, preset $preset, budget ${budget} s, ran $(( SECONDS - started )) s."
+    echo "Commit $git_head; device $device, preset $preset, budget ${budget} s, ran $(( SECONDS - started )) s."
     echo "$("$py" -c 'import torch; print(f"torch {torch.__version__}, CUDA {torch.version.cuda}" + (f", {torch.cuda.get_device_name()}" if torch.cuda.is_available() else ""))' 2> /dev/null)"
     echo
     echo "| step | status | seconds |"
