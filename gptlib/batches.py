@@ -52,7 +52,10 @@ def draw_batch(data: torch.Tensor, batch_size: int, block_size: int,
                generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
     """`get_batch`'s draw where ``generator`` and ``data`` live (a CUDA run's GPU): the start
     positions, the gather and the copies are kernels queued on that device; the CPU waits for none
-    of them and copies nothing. -> x, y (B,T) on that device."""
-    ix = torch.randint(len(data) - block_size, (batch_size,), generator=generator, device=generator.device)  # (B,)
+    of them and copies nothing (``data`` elsewhere is copied there first).
+    -> x, y (B,T) on that device."""
+    data = data.to(generator.device)  # itself when already there
+    starts = len(data) - block_size  # every start position that leaves room for the shifted target
+    ix = torch.randint(starts, (batch_size,), generator=generator, device=generator.device)  # (B,)
     chunk = data[ix[:, None] + torch.arange(block_size + 1, device=generator.device)]  # (B, T+1)
     return chunk[:, :-1].contiguous(), chunk[:, 1:].contiguous()  # (B,T), (B,T)

@@ -291,9 +291,9 @@ def _train(model: nn.Module, train_data: torch.Tensor, val_data: torch.Tensor, c
     # fp16: backpropagate the loss scaled up, so small gradients do not flush to zero
     scale = None if state.scaler is None else (lambda l: state.scaler.scale(guard.nan_once_diverged(l)))
     # a CUDA run's generators draw the batches on the GPU: the data goes there once, not every step
-    splits = {"train": _where_drawn(train_data, state.eval_generator),
-              "val": _where_drawn(val_data, state.eval_generator)}
     train_data = _where_drawn(train_data, state.batch_generator)
+    splits = {"train": _where_drawn(train_data, state.eval_generator),  # (the same tensor, once there)
+              "val": _where_drawn(val_data, state.eval_generator)}
     callbacks = list(callbacks)
     start = time.perf_counter() - (state.history.elapsed[-1] if len(state.history) else 0.0)
 
