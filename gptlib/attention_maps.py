@@ -72,7 +72,7 @@ def head_summary(maps: torch.Tensor, tokens: str | None = None) -> list[dict]:
         raise ConfigError("head_summary needs at least two tokens")
     if tokens is not None and len(tokens) != T:
         raise ConfigError(f"tokens has {len(tokens)} characters but the maps are for {T} tokens")
-    t = torch.arange(1, T)
+    t = torch.arange(1, T, device=maps.device)
     stats = {
         "previous": maps[:, :, t, t - 1].mean(-1),  # (L,nh)
         "current": maps[:, :, t, t].mean(-1),  # (L,nh)
@@ -98,6 +98,7 @@ def _weight_on_start(maps: torch.Tensor, tokens: str, marks: str) -> torch.Tenso
         if ch in marks:
             last = t
     if not rows:
-        return torch.full(maps.shape[:2], float("nan"))
-    rows, cols = torch.tensor(rows), torch.tensor(cols)  # (P,), (P,)
+        return torch.full(maps.shape[:2], float("nan"), device=maps.device)
+    rows = torch.tensor(rows, device=maps.device)  # (P,)
+    cols = torch.tensor(cols, device=maps.device)  # (P,)
     return (maps[:, :, rows, cols] + maps[:, :, rows, cols + 1]).mean(-1)  # (L,nh)

@@ -22,8 +22,11 @@ def get_batch(data: torch.Tensor, batch_size: int, block_size: int, generator: t
     """``batch_size`` random chunks of ``block_size`` tokens (x) and the same chunks shifted by one (y).
 
     One chunk holds ``block_size`` training examples: for every t, x[:t+1] is the context and y[t]
-    the character that comes next. ``generator`` (a CPU ``torch.Generator``) makes the batches
-    reproducible without touching torch's global random state.
+    the character that comes next. ``generator`` makes the batches reproducible without touching
+    torch's global random state. A CPU generator draws on the CPU and the batch is copied to
+    ``device``; a generator on a GPU (`gptlib.training.make_generators` makes one for a CUDA run)
+    draws and gathers there, from ``data`` already on that device: no copy, nothing for the CPU
+    to wait for. The two draw different numbers from the same seed.
     """
     if block_size >= len(data):
         raise DataError(f"block_size ({block_size}) must be smaller than the data split "
@@ -32,6 +35,8 @@ def get_batch(data: torch.Tensor, batch_size: int, block_size: int, generator: t
     if batch_size > starts:
         raise DataError(f"batch_size ({batch_size}) is larger than the {starts:,} distinct chunks of "
                         f"{block_size} tokens this data split holds; use a smaller batch_size")
+    if generator.device.type != "cpu":
+        return draw_batch(data, batch_size, block_size, generator)
     ix = torch.randint(starts, (batch_size,), generator=generator)  # (B,)
     # One gather instead of a Python loop: row b holds data[ix[b] : ix[b] + T + 1].
     chunk = data[ix[:, None] + torch.arange(block_size + 1)]  # (B, T+1)
@@ -41,3 +46,16 @@ def get_batch(data: torch.Tensor, batch_size: int, block_size: int, generator: t
         # pinned memory lets the copy to the GPU overlap with compute
         return x.pin_memory().to(device, non_blocking=True), y.pin_memory().to(device, non_blocking=True)
     return x.to(device), y.to(device)
+
+
+def draw_batch(data: torch.Tensor, batch_size: int, block_size: int,
+               generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    """`get_batch`'s draw where ``generator`` and ``data`` live (a CUDA run's GPU): the start
+    positions, the gather and the copies are kernels queued on that device; the CPU waits for none
+    of them and copies nothing (``data`` elsewhere is copied there first).
+    -> x, y (B,T) on that device."""
+    data = data.to(generator.device)  # itself when already there
+    starts = len(data) - block_size  # every start position that leaves room for the shifted target
+    ix = torch.randint(starts, (batch_size,), generator=generator, device=generator.device)  # (B,)
+    chunk = data[ix[:, None] + torch.arange(block_size + 1, device=generator.device)]  # (B, T+1)
+    return chunk[:, :-1].contiguous(), chunk[:, 1:].contiguous()  # (B,T), (B,T)

@@ -52,7 +52,7 @@ from gptlib.model import GPT, count_parameters
 from gptlib.presets import PRESETS, get_preset
 from gptlib.sampling import generate
 from gptlib.run import Corpus, Run, load_corpus, train_run
-from gptlib.speed import SpeedConfig, autocast, keep_freed_memory, speed_plan
+from gptlib.speed import SpeedConfig, autocast, backend_flags, keep_freed_memory, speed_plan
 from gptlib.training import make_optimizer
 
 # the optimiser settings for the timed steps (their values do not change the speed)
@@ -112,13 +112,13 @@ def matmul_peak(device: torch.device, dtype: torch.dtype, size: int | None = Non
 
 
 def _train_step(model: nn.Module, optimizer, x, y, speed: SpeedConfig | None, device: torch.device) -> None:
-    # TF32 is a global switch: on for the fast path if its plan says so, off for the readable baseline
-    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = bool(speed and speed.tf32)
-    with autocast(speed, device):
-        _, loss = model(x, y)
-    optimizer.zero_grad(set_to_none=True)
-    loss.backward()
-    optimizer.step()
+    # TF32 (a process-wide switch) on for this step if its plan says so, as it was after it
+    with backend_flags(speed):
+        with autocast(speed, device):
+            _, loss = model(x, y)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
 
 
 def bench_training(config: GPTConfig, train_data: torch.Tensor, batch_size: int, device: torch.device,
@@ -219,14 +219,16 @@ def bench_sampling(config: GPTConfig, device: torch.device, new_tokens: int, rou
 
 
 @torch.no_grad()
-def full_split_loss(model: nn.Module, data: torch.Tensor, block_size: int, device: torch.device | str,
-                    batch_size: int = 64) -> float:
+def full_split_loss(model: nn.Module, data: torch.Tensor, block_size: int,
+                    device: torch.device | str | None = None, batch_size: int = 64) -> float:
     """The mean loss over *every* token of ``data`` (e.g. the whole val split), in eval mode and fp32.
 
     The split is cut into consecutive chunks of ``block_size`` (the last one shorter), so each token
     after the first is predicted exactly once, from the tokens before it in its chunk: the quantity
     `gptlib.training.estimate_loss` estimates from a few random chunks, without the sampling noise.
+    The batches go to ``device``, by default the model's own.
     """
+    device = next(model.parameters()).device if device is None else device
     was_training = model.training
     model.eval()
     n = len(data) - 1  # targets: data[1:]

@@ -22,7 +22,8 @@ The file is a plain dict (only tensors, numbers, strings, lists, tuples and dict
         optimizer         the optimizer's state_dict (AdamW moments and step counts)
         scaler            fp16 runs only: the GradScaler's state_dict (its scale and growth tracker)
         rng               torch (CPU global), cuda (one per GPU, [] without), batch and eval
-                          (the `TrainState` generators): each a ByteTensor from get_state()
+                          (the `TrainState` generators): each a ByteTensor from get_state();
+                          batch_device: where those two draw ("cpu", or "cuda" for a CUDA run)
 """
 
 import os
@@ -183,6 +184,8 @@ def rng_states(state: TrainState) -> dict:
         "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_initialized() else [],
         "batch": state.batch_generator.get_state(),
         "eval": state.eval_generator.get_state(),
+        # "cuda" when a CUDA run drew its batches on the GPU (`make_generators`); absent: the CPU
+        "batch_device": state.batch_generator.device.type,
     }
 
 
@@ -221,6 +224,12 @@ def resume_training_state(checkpoint: "Checkpoint | str | os.PathLike", model: n
         raise CheckpointError("this checkpoint holds weights only, without the optimizer and random "
                               "states that resuming needs; sample from it, or start a new run from its "
                               "weights (save resumable ones with save_training_state)")
+    rng = ckpt.extra.get("rng")
+    drawn_on = rng.get("batch_device", "cpu") if isinstance(rng, dict) else "cpu"  # the batches' device
+    if drawn_on != "cpu" and torch.device(device).type != drawn_on:
+        raise CheckpointError(f"this run drew its batches on {drawn_on} (their random stream lives "
+                              f"there); resume it on a {drawn_on} device, not {torch.device(device)}")
+    where = torch.device(device) if drawn_on != "cpu" else torch.device("cpu")
     load_weights(model, ckpt.model_state, ckpt.tokenizer)
     model.to(device)  # before the optimizer loads its state, which it moves to each parameter's device
     optimizer = make_optimizer(model, ckpt.train_config, fused=fused)
@@ -228,8 +237,8 @@ def resume_training_state(checkpoint: "Checkpoint | str | os.PathLike", model: n
         optimizer.load_state_dict(ckpt.extra["optimizer"])
         history = History.from_dict(ckpt.extra["history"])
         rng = ckpt.extra["rng"]
-        batch_generator = torch.Generator().set_state(rng["batch"])
-        eval_generator = torch.Generator().set_state(rng["eval"])
+        batch_generator = torch.Generator(device=where).set_state(rng["batch"])
+        eval_generator = torch.Generator(device=where).set_state(rng["eval"])
         scaler = None
         if "scaler" in ckpt.extra:
             scaler = torch.amp.GradScaler(torch.device(device).type)

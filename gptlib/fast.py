@@ -6,7 +6,7 @@
   ``"explicit"`` (one batched matmul, softmax, one batched matmul), whichever the speed plan measured
   faster; with attention dropout on a CPU it is always explicit (SDPA's dropout falls back to a slow
   unfused path there).
-- Dropout draws its keep/drop mask from 16 random bits per element instead of a 32-bit float, and
+- On a CPU, dropout draws its keep/drop mask from 16 random bits per element instead of a 32-bit float, and
   applies it as a multiplication by a 0/1 tensor of the input's dtype (``torch.where`` with a bool
   mask and a mixed-dtype multiply both run a slow scalar loop on a CPU); the mask it saves for the
   backward pass is 1 byte per element.
@@ -86,6 +86,14 @@ class _Dropout(torch.autograd.Function):
         return grad_out * keep.to(grad_out.dtype).mul_(ctx.scale), None
 
 
+def cpu_kernels(x: torch.Tensor) -> bool:
+    """Whether ``x`` takes the CPU-tuned dropout (the 16-bit masks above, attention spelled out when
+    it drops weights): on a CPU. Elsewhere (a GPU) the device's own fused kernels are faster and the
+    same in distribution: `F.dropout` (keep with probability 1-p, survivors scaled by 1/(1-p)) and
+    SDPA's ``dropout_p`` on the attention weights."""
+    return x.device.type == "cpu"
+
+
 class FastDropout(nn.Module):
     """`nn.Dropout` with a cheaper mask on a CPU; on a GPU torch's fused dropout kernel is already fast."""
 
@@ -97,8 +105,8 @@ class FastDropout(nn.Module):
         """Zero each element with probability p (in training), scale the rest by 1/(1-p)."""
         if not self.training or self.p == 0.0:
             return x
-        if x.device.type != "cpu":
-            return F.dropout(x, self.p, training=True)
+        if not cpu_kernels(x):
+            return F.dropout(x, self.p, training=True)  # the device's fused kernel
         return _Dropout.apply(x, self.p)
 
 
@@ -155,7 +163,7 @@ class CausalSelfAttention(nn.Module):
         q = q.view(B, T, nh, hs).transpose(1, 2)  # (B,nh,T,hs)
         k = k.view(B, T, nh, hs).transpose(1, 2)  # (B,nh,T,hs)
         v = v.view(B, T, nh, hs).transpose(1, 2)  # (B,nh,T,hs)
-        dropout_on_cpu = self.training and self.dropout > 0 and x.device.type == "cpu"
+        dropout_on_cpu = self.training and self.dropout > 0 and cpu_kernels(x)
         if self.attention == "explicit" or dropout_on_cpu:
             # On a CPU, SDPA with dropout falls back to a slow unfused path: spell it out instead.
             y = self.explicit_attention(q, k, v)
@@ -174,7 +182,10 @@ class CausalSelfAttention(nn.Module):
         causal = torch.full((T, T), float("-inf"), dtype=q.dtype, device=q.device).triu_(1)
         # The scale and the causal mask ride along inside the matmul: no extra passes over (T,T).
         att = torch.baddbmm(causal, q, k.transpose(1, 2), alpha=hs ** -0.5)  # (B*nh,T,T)
-        if self.training and self.dropout > 0:
+        if self.training and self.dropout > 0 and not cpu_kernels(att):
+            # a GPU: softmax, then the device's fused dropout (it scales the survivors by 1/(1-p))
+            y = F.dropout(torch.softmax(att, dim=-1), self.dropout, training=True) @ v  # (B*nh,T,hs)
+        elif self.training and self.dropout > 0:
             att = _SoftmaxDropout.apply(att, self.dropout)  # (B*nh,T,T), dropped weights are 0
             # Dropout's 1/(1-p) scale, applied to the (T,hs) output rather than the (T,T) weights.
             y = (att @ v) * (1.0 / (1.0 - self.dropout))  # (B*nh,T,T) @ (B*nh,T,hs) -> (B*nh,T,hs)

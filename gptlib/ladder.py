@@ -264,12 +264,14 @@ def budget_dict(budget: Preset) -> dict:
 
 @torch.no_grad()
 def split_loss(model: nn.Module, data: torch.Tensor, block_size: int, *, chunks: int | None = None,
-               device: torch.device | str = "cpu", batch_size: int = 512) -> float:
+               device: torch.device | str | None = None, batch_size: int = 512) -> float:
     """The mean next-token loss over a split, in eval mode, with no random sampling: the split is cut
     into back-to-back chunks of ``block_size``, so every token but the first is a target exactly
     once and every context length 1..block_size is as common as in training. ``chunks`` scores only
     that many chunks, spread evenly over the whole split (default: all of them). Unlike
-    `estimate_loss` (random batches), the same model always gets the same number."""
+    `estimate_loss` (random batches), the same model always gets the same number. The batches go
+    to ``device``, by default the model's own (wherever it was trained)."""
+    device = next(model.parameters()).device if device is None else device
     was_training = model.training
     model.eval()
     n = (len(data) - 1) // block_size  # whole chunks
@@ -292,7 +294,7 @@ SPLIT_SCORES = "whole val split; as many chunks spread over train"
 
 
 def split_scores(model: nn.Module, corpus: Corpus, block_size: int,
-                 device: torch.device | str = "cpu") -> dict:
+                 device: torch.device | str | None = None) -> dict:
     """``{"train_loss", "val_loss"}`` of ``model``: the whole val split, and as many chunks spread
     over all of train as the val split has, so the two numbers are equally precise and the gap
     between them is measured (`split_loss`)."""
@@ -366,8 +368,7 @@ def rung_entry(name: str, result: RunResult, *, model: nn.Module | None = None, 
         val, train = history["val_loss"][at], history["train_loss"][at]
         evaluated_on = f"the run's own estimate at step {history['step'][at]}"
     else:
-        scores = split_scores(model, result.corpus, result.run.model.block_size,
-                              next(model.parameters()).device)
+        scores = split_scores(model, result.corpus, result.run.model.block_size)  # on the model's device
         val, train, evaluated_on = scores["val_loss"], scores["train_loss"], SPLIT_SCORES
     return {
         "name": name, "label": label or name, "kind": "model",

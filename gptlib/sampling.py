@@ -77,8 +77,12 @@ def default_prompt(tokenizer) -> str:
 def sample_next(logits: torch.Tensor, temperature: float = 1.0, top_k: int | None = None,
                 generator: torch.Generator | None = None) -> torch.Tensor:
     """Pick the next token from the last position's logits (B,V) -> (B,1)."""
-    finfo = torch.finfo(logits.dtype)
-    if temperature < finfo.tiny * finfo.eps:  # 0, or too small for the logits' dtype (1e-300 is 0 in fp32)
+    # The division below runs in fp32 for fp32/bf16/fp16 logits (fp64 for fp64). A temperature under
+    # that type's smallest normal number (1.2e-38 in fp32) is subnormal or 0 there, and a GPU (or a CPU
+    # after torch.set_flush_denormal(True)) flushes subnormals to 0: 0 / 0 would be NaN. There, a
+    # logit gap of even 1e-7 (fp32's spacing near 1) is 1e31 temperatures wide: every token but the
+    # best has probability exp(-1e31) = 0, so the distribution is greedy's anyway (ties aside).
+    if temperature < torch.finfo(torch.promote_types(logits.dtype, torch.float32)).tiny:
         return logits.argmax(dim=-1, keepdim=True)  # greedy: the single most likely token, the limit T -> 0
     # Subtract the largest logit first: the best token's score is then exactly 0, so even a tiny
     # temperature (1e-39) cannot overflow to inf (it only pushes the others to -inf).

@@ -25,10 +25,10 @@
 
 
 ``torch.compile`` is off on CUDA too, by a judgement not yet measured here: the `lecture` run is short
-(5,000 steps, minutes on a recent GPU), compiling takes about a minute (nanoGPT's train.py says so
+(2,000 steps; 5,000 took 86 s on an H200), compiling takes about a minute (nanoGPT's train.py says so
 for its models; longer on Colab's two CPU cores), evaluation runs the uncompiled model, and `FastGPT`
-already fuses the attention. ``--compile`` switches it on; ``scripts/gpu_run.sh`` times a short run
-both ways.
+already fuses the attention. ``--compile`` switches it on; ``scripts/gpu_speed.py`` (a step of
+``scripts/gpu_run.sh``) times both, beside nanoGPT's model.
 
     plan = speed_plan("cpu", model_config)
     print(plan, plan.why)                      # see the choice, and why
@@ -107,12 +107,16 @@ def speed_plan(device: torch.device | str, config: GPTConfig | None = None) -> S
 
 def cuda_plan(capability: tuple[int, int]) -> SpeedConfig:
     """The plan for a CUDA GPU of compute ``capability`` (major, minor), e.g. (7, 5) for a T4."""
+    cc = f"compute capability {capability[0]}.{capability[1]}"
     if tuple(capability) >= (8, 0):  # Ampere or newer: bf16 tensor cores, TF32
-        return SpeedConfig(fast_model=True, autocast_dtype="bfloat16", tf32=True, fused_adamw=True)
+        return SpeedConfig(fast_model=True, autocast_dtype="bfloat16", tf32=True, fused_adamw=True,
+                           why=f"{cc} (Ampere or newer): bf16 tensor cores, TF32 for the matmuls left in fp32")
     if tuple(capability) >= (7, 0):  # Volta, Turing: fp16 tensor cores; bf16 only emulated, no TF32
-        return SpeedConfig(fast_model=True, autocast_dtype="float16", fused_adamw=True)
+        return SpeedConfig(fast_model=True, autocast_dtype="float16", fused_adamw=True,
+                           why=f"{cc} (Volta or Turing): fp16 tensor cores, with a GradScaler; bf16 "
+                               f"would be emulated, and there is no TF32")
     # older (Pascal and before): no tensor cores, and fp16 is slow on most of them: fp32
-    return SpeedConfig(fast_model=True, fused_adamw=True)
+    return SpeedConfig(fast_model=True, fused_adamw=True, why=f"{cc}: no tensor cores, so fp32")
 
 
 def with_precision(plan: SpeedConfig, precision: str) -> SpeedConfig:
@@ -264,11 +268,75 @@ def autocast(speed: SpeedConfig | None, device: torch.device | str):
     return torch.autocast(torch.device(device).type, dtype=_DTYPES[speed.autocast_dtype])
 
 
-def apply_backend_flags(speed: SpeedConfig | None) -> None:
-    """Switch on TF32 matmuls if ``speed`` asks for it (a global torch setting; CUDA only)."""
-    if speed is not None and speed.tf32:
-        torch.backends.cuda.matmul.allow_tf32 = True
-        torch.backends.cudnn.allow_tf32 = True
+# The process-wide settings a run may change, each a (getter, setter) pair, in the order they are put
+# back: torch keeps TF32 in two APIs (the legacy ``allow_tf32`` flags and, since torch 2.9, the
+# ``fp32_precision`` strings) whose values depend on each other, so the legacy flags go back first,
+# then the matmul precision, then the new strings. An API this torch lacks is skipped.
+def _attribute(module, name: str):
+    return lambda: getattr(module, name), lambda value: setattr(module, name, value)
+
+
+def _settings() -> dict:
+    backends = torch.backends
+    found = {
+        "cudnn.allow_tf32": _attribute(backends.cudnn, "allow_tf32"),
+        "cuda.matmul.allow_tf32": _attribute(backends.cuda.matmul, "allow_tf32"),
+        "float32_matmul_precision": (torch.get_float32_matmul_precision, torch.set_float32_matmul_precision),
+    }
+    for name, module in (("fp32_precision", backends), ("cuda.matmul.fp32_precision", backends.cuda.matmul),
+                         ("cudnn.fp32_precision", backends.cudnn),
+                         ("cudnn.conv.fp32_precision", getattr(backends.cudnn, "conv", None)),
+                         ("cudnn.rnn.fp32_precision", getattr(backends.cudnn, "rnn", None)),
+                         ("mkldnn.matmul.fp32_precision", getattr(backends.mkldnn, "matmul", None))):
+        if module is not None and hasattr(module, "fp32_precision"):
+            found[name] = _attribute(module, "fp32_precision")
+    found["num_threads"] = (torch.get_num_threads, torch.set_num_threads)
+    for device_type in ("cpu", "cuda"):  # autocast, as the ``with torch.autocast`` blocks leave it
+        found[f"autocast.{device_type}"] = (
+            lambda d=device_type: (torch.is_autocast_enabled(d), torch.get_autocast_dtype(d)),
+            lambda value, d=device_type: (torch.set_autocast_enabled(d, value[0]),
+                                          torch.set_autocast_dtype(d, value[1])))
+    return found
+
+
+_UNREADABLE = "unreadable"  # torch refuses to read a legacy TF32 flag after a mix of both APIs
+
+
+def process_settings() -> dict:
+    """The process-wide torch settings a run could change: TF32 (both APIs), the float32 matmul
+    precision, the number of threads and autocast, by name (what `backend_flags` puts back)."""
+    values = {}
+    for name, (get, _) in _settings().items():
+        try:
+            values[name] = get()
+        except RuntimeError:
+            values[name] = _UNREADABLE
+    return values
+
+
+@contextlib.contextmanager
+def backend_flags(speed: SpeedConfig | None):
+    """Switch on TF32 matmuls for the block if ``speed`` asks for it (CUDA only), and on leaving it,
+    however it is left (an error, Ctrl-C), put every `process_settings` value back as it was.
+
+    TF32 is a process-wide torch switch: set once and never unset, it would make every later fp32
+    matmul in the process (a notebook's next cells, a readable model compared with the fast one)
+    run with a 10-bit mantissa. Scoped here, a run leaves the process as it found it.
+    """
+    saved = process_settings()
+    try:
+        if speed is not None and speed.tf32:
+            torch.backends.cuda.matmul.allow_tf32 = True
+            torch.backends.cudnn.allow_tf32 = True
+        yield
+    finally:
+        for name, (get, set_) in _settings().items():
+            try:
+                now = get()
+            except RuntimeError:
+                now = _UNREADABLE
+            if saved[name] != _UNREADABLE and now != saved[name]:
+                set_(saved[name])
 
 
 @functools.lru_cache(maxsize=None)
@@ -284,7 +352,11 @@ def keep_freed_memory() -> bool:
     keeps those blocks in the heap to be reused: measured on a 2-core AMD EPYC, one training step
     of the lecture model at batch 64 went from 13.2 s to 7.2 s for `FastGPT` in fp32 and from 10.9 s
     to 9.3 s for the readable `GPT`. The arithmetic is untouched; the process keeps up to its peak
-    memory until it exits."""
+    memory until it exits.
+
+    This one setting outlives the run, by necessity: glibc has no call that reads the thresholds
+    back, so they cannot be saved and restored as `backend_flags` restores torch's settings. What
+    it changes is how much freed memory the process keeps, never a result."""
     if not sys.platform.startswith("linux") or platform.libc_ver()[0] != "glibc":
         return False
     try:

@@ -23,7 +23,7 @@ from gptlib.batches import get_batch
 from gptlib.config import TrainConfig
 from gptlib.distributed import SINGLE, Distributed, process_group, split_batch
 from gptlib.errors import DataError, TrainingDivergedError
-from gptlib.speed import SpeedConfig, apply_backend_flags, autocast, keep_freed_memory, make_grad_scaler
+from gptlib.speed import SpeedConfig, autocast, backend_flags, keep_freed_memory, make_grad_scaler
 
 
 @dataclass
@@ -123,10 +123,20 @@ def make_optimizer(model: nn.Module, config: TrainConfig, *, fused: bool = False
     return torch.optim.AdamW(groups, lr=config.learning_rate, betas=(config.beta1, config.beta2), fused=fused)
 
 
-def make_generators(seed: int) -> tuple[torch.Generator, torch.Generator]:
+def make_generators(seed: int, device: torch.device | str = "cpu") -> tuple[torch.Generator, torch.Generator]:
     """Separate random streams for training and evaluation batches, so evaluating does not change
-    which batches training sees."""
-    return torch.Generator().manual_seed(seed), torch.Generator().manual_seed(seed + 1)
+    which batches training sees. On a CUDA device they live there, so the batches are drawn and
+    gathered on the GPU (`get_batch`); everywhere else on the CPU (whose streams the book's CPU
+    results come from)."""
+    device = torch.device(device)
+    where = device if device.type == "cuda" else torch.device("cpu")
+    return (torch.Generator(device=where).manual_seed(seed),
+            torch.Generator(device=where).manual_seed(seed + 1))
+
+
+def _where_drawn(data: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    """``data`` where ``generator`` draws batches from it (`get_batch`): on its GPU, or as it is."""
+    return data if generator.device.type == "cpu" else data.to(generator.device)
 
 
 def _check_split(name: str, data: torch.Tensor, batch_size: int, block_size: int) -> None:
@@ -246,6 +256,17 @@ def train(model: nn.Module, train_data: torch.Tensor, val_data: torch.Tensor, co
     process's share of each batch as a DDP replica; only rank 0 evaluates and calls the callbacks.
     ``after_step`` is called with the step number after every step (`gptlib.pace.PaceWatch`).
     """
+    with backend_flags(speed):  # TF32 for this run only: the process is left as it was found
+        return _train(model, train_data, val_data, config, block_size=block_size, device=device,
+                      callbacks=callbacks, state=state, progress=progress, speed=speed, dist=dist,
+                      grad_accum=grad_accum)
+
+
+def _train(model: nn.Module, train_data: torch.Tensor, val_data: torch.Tensor, config: TrainConfig, *,
+           block_size: int, device: torch.device | str, callbacks: Iterable[Callback],
+           state: TrainState | None, progress: bool, speed: SpeedConfig | None, dist: Distributed,
+           grad_accum: int) -> TrainState:
+    """`train`'s loop, inside the run's backend settings."""
     from tqdm.auto import tqdm
 
     for name, data in (("train", train_data), ("val", val_data)):
@@ -254,11 +275,12 @@ def train(model: nn.Module, train_data: torch.Tensor, val_data: torch.Tensor, co
     device = torch.device(device)
     model.to(device)
     model.train()
-    apply_backend_flags(speed)
     if device.type == "cpu":
-        keep_freed_memory()  # reuse the big activations' memory step after step
+        # reuse the big activations' memory step after step (process-wide, and kept: glibc cannot
+        # read the setting back, so unlike TF32 it is not restored; it changes no result)
+        keep_freed_memory()
     if state is None:
-        batch_gen, eval_gen = make_generators(config.seed)
+        batch_gen, eval_gen = make_generators(config.seed, device)
         optimizer = make_optimizer(model, config, fused=speed is not None and speed.fused_adamw)
         state = TrainState(model=model, optimizer=optimizer, config=config, step=0,
                            history=History(), batch_generator=batch_gen, eval_generator=eval_gen)
@@ -270,7 +292,10 @@ def train(model: nn.Module, train_data: torch.Tensor, val_data: torch.Tensor, co
     guard = DivergenceGuard(state.optimizer, device, advice)
     # fp16: backpropagate the loss scaled up, so small gradients do not flush to zero
     scale = None if state.scaler is None else (lambda l: state.scaler.scale(guard.nan_once_diverged(l)))
-    splits = {"train": train_data, "val": val_data}
+    # a CUDA run's generators draw the batches on the GPU: the data goes there once, not every step
+    train_data = _where_drawn(train_data, state.batch_generator)
+    splits = {"train": _where_drawn(train_data, state.eval_generator),  # (the same tensor, once there)
+              "val": _where_drawn(val_data, state.eval_generator)}
     callbacks = list(callbacks)
     start = time.perf_counter() - (state.history.elapsed[-1] if len(state.history) else 0.0)
 

@@ -770,7 +770,11 @@ def test_out_of_memory_says_what_to_make_smaller(tmp_path):
                             env={**os.environ, "OMP_NUM_THREADS": "1"})
     line = result.stderr.strip().splitlines()[-1]
     assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr
-    assert line.startswith("error: out of memory on cpu (asked for ") and " GiB at once)" in line
+    assert line.startswith("error: out of memory on cpu")
+    if torch.version.cuda is None:  # torch's CPU build: the cap is hit by torch's allocator, which says
+        # how much it asked for. A CUDA build maps gigabytes of libraries into the 4 GiB first, and the
+        # cap can hit another allocation, which names no size (seen on an H200 machine).
+        assert line.startswith("error: out of memory on cpu (asked for ") and " GiB at once)" in line
     assert "make batch_size (now 4) or block_size (now 8) smaller, or the model (n_embd 16384" in line
     assert not (tmp_path / "r").exists()
 

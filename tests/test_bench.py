@@ -168,3 +168,16 @@ def test_freed_memory_is_kept_on_linux_and_said():
     results = {"preset": "smoke", "plan": {}, "machine": {
         "date": "d", "device": "cpu", "cpu": "c", "threads": 1, "torch": "t", "keep_freed_memory": applies}}
     assert ("freed memory kept for reuse" in format_report(results)) is applies
+
+
+@pytest.mark.parametrize("name", ["bench_cpu.json", "bench_gpu.json"])
+def test_the_committed_bench_results_make_a_report(name):
+    """The book's bench files, as the bench wrote them (bench_gpu.json: a run on an H200), read back
+    into the report the bench prints."""
+    from pathlib import Path
+
+    results = json.loads((Path(__file__).resolve().parent.parent / "book" / "results" / name).read_text())
+    report = format_report(results)
+    assert f"on {results['machine']['device']}" in report and "speed-up" in report and "MFU" in report
+    if name == "bench_gpu.json":
+        assert "NVIDIA H200" in report and results["train"]["fast_mfu"] > 0

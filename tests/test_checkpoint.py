@@ -108,7 +108,7 @@ def test_checkpoint_holds_the_documented_entries(tmp_path, setup, tokenizer):
     extra = payload["extra"]
     assert extra["note"] == "mine"
     assert extra["best_val_loss"] == min(extra["history"]["val_loss"])
-    assert set(extra["rng"]) == {"torch", "cuda", "batch", "eval"}
+    assert set(extra["rng"]) == {"torch", "cuda", "batch", "eval", "batch_device"}
     assert torch.equal(extra["rng"]["batch"], state.batch_generator.get_state())
     assert len(extra["optimizer"]["state"]) == len(list(state.model.parameters()))
 

@@ -5,6 +5,7 @@ state, and a training loop that does not wait for the device at every step.
 Run: pytest tests/test_gpu_path.py
 """
 
+import json
 import math
 import os
 import subprocess
@@ -52,6 +53,7 @@ def corpus(tmp_path):
 def test_ampere_or_newer_trains_in_bf16_with_tf32(capability):
     plan = cuda_plan(capability)
     assert plan.autocast_dtype == "bfloat16" and plan.tf32 and plan.fused_adamw and plan.fast_model
+    assert plan.why.startswith(f"compute capability {capability[0]}.{capability[1]} (Ampere or newer)")
     assert not plan.grad_scaler and not plan.compile
 
 
@@ -135,8 +137,10 @@ def test_train_in_low_precision_then_resume_exactly(dtype, corpus, tmp_path, cap
     run = run_from_args(build_parser().parse_args(smoke_args(corpus, halves, "--dtype", dtype)))
     train_run(run, callbacks=[stop_at_10], progress=False, log=lambda _: None)  # the same run, stopped
     assert load_checkpoint(halves / "last.pt").step == 10
-    # --resume without --dtype: the saved plan's precision continues
-    assert main(["train", "--resume", "--out", str(halves), "--data", str(corpus), "--sample-tokens", "0"]) == 0
+    # --resume without --dtype: the saved plan's precision continues. On the CPU, as the first half
+    # ran: bit for bit is promised on the same device (a GPU's kernels need not be deterministic).
+    assert main(["train", "--resume", "--out", str(halves), "--data", str(corpus), "--device", "cpu",
+                 "--sample-tokens", "0"]) == 0
     assert f"{dtype} autocast{scaler}" in capsys.readouterr().out
 
     a, b = load_checkpoint(straight / "last.pt"), load_checkpoint(halves / "last.pt")
@@ -147,6 +151,25 @@ def test_train_in_low_precision_then_resume_exactly(dtype, corpus, tmp_path, cap
         assert torch.equal(tensor, b.model_state[name]), name
     assert ("scaler" in a.extra) == (dtype == "float16")
     assert a.extra.get("scaler") == b.extra.get("scaler")
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA GPU on this machine")
+def test_resume_on_a_gpu_continues_the_run(corpus, tmp_path):
+    """On a GPU, bit for bit is not promised (some kernels are not deterministic, e.g. attention's
+    backward): a resumed run continues at the same step with the same plan, random states and scale,
+    and its losses agree with the straight run's to well within what a step changes."""
+    straight, halves = tmp_path / "straight", tmp_path / "halves"
+    args = lambda out: [a if a != "cpu" else "cuda" for a in smoke_args(corpus, out, "--dtype", "float16")]
+    assert main(args(straight)) == 0
+    run = run_from_args(build_parser().parse_args(args(halves)))
+    train_run(run, callbacks=[lambda state: setattr(state, "stop", state.step == 10)], progress=False,
+              log=lambda _: None)
+    assert main(["train", "--resume", "--out", str(halves), "--data", str(corpus), "--device", "cuda",
+                 "--sample-tokens", "0"]) == 0
+    a, b = load_checkpoint(straight / "last.pt"), load_checkpoint(halves / "last.pt")
+    assert a.step == b.step == 20 and b.extra["speed"] == a.extra["speed"]
+    assert a.extra["history"]["val_loss"] == pytest.approx(b.extra["history"]["val_loss"], abs=2e-2)
+    assert "scaler" in b.extra
 
 
 def test_resume_keeps_the_saved_precision(corpus, tmp_path, capsys):
@@ -201,9 +224,11 @@ def test_divergence_is_caught_on_the_device_and_no_later_step_is_applied(plan, b
     """With fused AdamW the loss is checked at the evaluation (step 10), not at every step; the error
     still names step 3, and the weights are exactly those after steps 0-2."""
     plan = replace(plan, fast_model=False)  # the plan's precision and optimiser, on BlowsUp
+    torch.manual_seed(0)  # both models start from the same weights, whichever test ran before
+    blown = BlowsUp(TINY, bad, at=4)
     with pytest.raises(TrainingDivergedError, match=f"loss became {bad} at step 3; training stopped"):
-        blown = BlowsUp(TINY, bad, at=4)
         tiny_run(plan, model=blown)
+    torch.manual_seed(0)
     good = BlowsUp(TINY, bad, at=99)
     tiny_run(plan, config=replace(CONFIG, max_iters=3, eval_interval=3), model=good)
     for name, tensor in good.state_dict().items():
@@ -269,3 +294,21 @@ def test_the_gpu_script_stops_at_setup_without_a_gpu(tmp_path):
     assert result.returncode != 0
     assert "no CUDA GPU here" in result.stdout + result.stderr and "== bench" not in result.stdout
     assert "no CUDA GPU here" in (tmp_path / "gpu_run.log").read_text()
+
+
+def test_the_gpu_script_dry_runs_a_step_and_reports_it(tmp_path):
+    """``--dry-run recipe`` on the CPU (smoke preset): the step runs under its time cap, and the
+    README under $OUT says what ran, with its status; the results file is there."""
+    result = subprocess.run(["bash", str(SCRIPT), "--dry-run", "recipe"], capture_output=True, text=True,
+                            timeout=300, env={**os.environ, "OUT": str(tmp_path), "PYTHON": sys.executable})
+    assert result.returncode == 0, result.stdout + result.stderr
+    readme = (tmp_path / "README.md").read_text()
+    assert "| setup | ok |" in readme and "| recipe | ok |" in readme and "device cpu, preset smoke" in readme
+    runs = json.loads((tmp_path / "recipes.json").read_text())["runs"]
+    assert runs["steps30"]["last_step"] == 30 and runs["steps30"]["val_whole_split_best"] > 0
+
+
+def test_the_gpu_script_refuses_an_unknown_step(tmp_path):
+    result = subprocess.run(["bash", str(SCRIPT), "--dry-run", "lecture"], capture_output=True, text=True,
+                            timeout=60, env={**os.environ, "OUT": str(tmp_path)})
+    assert result.returncode == 2 and "unknown step 'lecture'" in result.stderr

@@ -28,6 +28,9 @@ from gptlib.run import Run, load_corpus, train_run
 BOOK_LADDER = Path(__file__).resolve().parent.parent / "book" / "results" / "ladder.json"
 
 
+# Where a test trains, named: on the CPU, and on CUDA too where this machine has it.
+DEVICES = ["cpu", pytest.param("cuda", marks=pytest.mark.skipif(not torch.cuda.is_available(),
+                                                                reason="no CUDA GPU on this machine"))]
 RUNG_CLASSES = [SingleHeadLM, MultiHeadLM, MultiHeadFeedForwardLM, ResidualLM, LayerNormLM]
 VARIANT_CLASSES = [UnscaledLM, NoPositionsLM, MultiHeadConcatLM]
 
@@ -175,14 +178,16 @@ def test_train_rung_over_seeds(tmp_path, text):
     assert f"{rung['val_std']:.4f}" in table[1] and math.isfinite(other["val_loss"])
 
 
-def test_a_run_trained_elsewhere_is_scored_like_the_rungs(tmp_path, text):
+@pytest.mark.parametrize("device", DEVICES)
+def test_a_run_trained_elsewhere_is_scored_like_the_rungs(tmp_path, text, device):
     """Chapter 7's entry: with the model, whole-split losses as `train_rung` computes them; without,
-    the run's own estimate at the evaluation asked for."""
+    the run's own estimate at the evaluation asked for. A model trained on a GPU is scored there."""
     path = tmp_path / "text.txt"
     path.write_text(text)
     corpus = load_corpus(path)
     smoke = get_preset("smoke")
-    result = train_run(Run.from_preset(smoke), corpus=corpus, progress=False, log=lambda _: None)
+    result = train_run(Run.from_preset(smoke, device=device), corpus=corpus, progress=False,
+                       log=lambda _: None)
     block_size = smoke.model.block_size
     entry = rung_entry("mine", result, model=result.model)
     assert entry["val_loss"] == split_loss(result.model, corpus.val_data, block_size)
@@ -311,3 +316,20 @@ def test_the_default_ladder_file_is_in_the_results_folder(tmp_path, monkeypatch)
     monkeypatch.setenv("GPTLIB_RESULTS", str(tmp_path / "mine"))
     record_rung(_rung("bigram", 2.5))
     assert load_ladder(tmp_path / "mine" / "ladder.json")["rungs"][0]["name"] == "bigram"
+
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_a_model_is_scored_on_its_own_device(device, config):
+    """`split_loss`, `split_scores` and the bench's `full_split_loss` send the batches where the
+    model lives (a model trained on a GPU is scored there), and score it as on the CPU."""
+    from gptlib.bench import full_split_loss
+
+    torch.manual_seed(0)
+    model = GPT(config)
+    data = torch.randint(config.vocab_size, (300,))
+    on_cpu = split_loss(model, data, config.block_size)
+    full_on_cpu = full_split_loss(model, data, config.block_size)
+    model.to(device)
+    assert split_loss(model, data, config.block_size) == pytest.approx(on_cpu, rel=1e-4)
+    assert full_split_loss(model, data, config.block_size) == pytest.approx(full_on_cpu, rel=1e-4)

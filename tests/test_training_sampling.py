@@ -13,7 +13,7 @@ import torch
 from gptlib.batches import get_batch, train_val_split
 from gptlib.config import TrainConfig
 from gptlib.model import GPT
-from gptlib.sampling import generate
+from gptlib.sampling import generate, sample_next
 from gptlib.training import estimate_loss, get_lr, make_optimizer, train
 
 FAST = TrainConfig(batch_size=8, max_iters=60, eval_interval=20, eval_iters=4, learning_rate=3e-3)
@@ -114,3 +114,39 @@ def test_generate_rejects_bad_arguments(tiny_config, kwargs):
     args = dict(max_new_tokens=3) | kwargs
     with pytest.raises(ValueError):
         generate(GPT(tiny_config), torch.zeros((1, 1), dtype=torch.long), **args)
+
+
+@pytest.fixture
+def flush_to_zero():
+    """Subnormal floats flushed to zero, as a GPU computes (torch.set_flush_denormal, put back after)."""
+    if not torch.set_flush_denormal(True):
+        pytest.skip("this CPU cannot flush subnormals to zero (no SSE3 / ARM FTZ)")
+    try:
+        yield
+    finally:
+        torch.set_flush_denormal(False)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16, torch.float16, torch.float64])
+def test_every_positive_temperature_samples_under_flush_to_zero(flush_to_zero, dtype):
+    """1e-39 is subnormal in fp32 (0 once flushed: 0 / 0 was NaN). From the tiniest temperature to the
+    largest, a token is drawn; a tiny one picks the best logit, a huge one is uniform, not NaN."""
+    logits = torch.tensor([[1.0, 30.0, 29.0, -5.0]], dtype=dtype)
+    for temperature in (5e-324, 1e-300, 1e-46, 1e-45, 1e-39, 1.1e-38, 1.2e-38, 2e-38, 1e-30, 1e-3):
+        picked = sample_next(logits, temperature, generator=torch.Generator().manual_seed(0))
+        assert picked.item() == 1, temperature
+    counts = torch.zeros(4)
+    gen = torch.Generator().manual_seed(0)
+    for temperature in (1e30, 1e38, 1e39, 1e300):  # beyond fp32's range: every token equally likely
+        for _ in range(100):
+            counts[sample_next(logits, temperature, generator=gen).item()] += 1
+    assert (counts > 50).all(), counts
+
+
+def test_a_temperature_near_the_smallest_normal_float_still_samples(flush_to_zero):
+    """Just above fp32's smallest normal number, sampling is sampling: a tie between the two best
+    logits is broken by the generator, not always towards the first (as greedy would)."""
+    logits = torch.tensor([[30.0, 30.0, 0.0]])
+    gen = torch.Generator().manual_seed(0)
+    picked = {sample_next(logits, 2e-38, generator=gen).item() for _ in range(40)}
+    assert picked == {0, 1}
