@@ -278,9 +278,9 @@ def _train_run(run: Run, out: Path | None, dist: distributed.Distributed, resume
             raise
         raise TrainingInterrupted(_interrupted_message(run, out, resume, found, make_model)) from None
     except (MemoryError, RuntimeError) as err:
-        if not _out_of_memory(err):
+        if not out_of_memory(err):
             raise
-        raise OutOfMemoryError(_memory_message(err, device, model_config, run.train) +
+        raise OutOfMemoryError(memory_message(err, device, model_config, run.train.batch_size) +
                                ("" if out is None else f"; {_kept(out, saver, checkpoint)}")) from None
     return result
 
@@ -337,19 +337,20 @@ def _file_identity(path: Path) -> tuple | None:
 _OOM_SIGNS = ("out of memory", "not enough memory", "can't allocate memory", "defaultcpuallocator")
 
 
-def _out_of_memory(err: BaseException) -> bool:
+def out_of_memory(err: BaseException) -> bool:
     """Whether ``err`` is the device running out of memory (torch raises a RuntimeError on the CPU)."""
     return isinstance(err, (MemoryError, torch.OutOfMemoryError)) or any(
         sign in str(err).lower() for sign in _OOM_SIGNS)
 
 
-def _memory_message(err: BaseException, device: torch.device, model: GPTConfig, config: TrainConfig) -> str:
+def memory_message(err: BaseException, device: torch.device, model: GPTConfig, batch_size: int) -> str:
+    """One line for running out of memory: how much was asked for at once and which sizes to make smaller."""
     text = str(err)
     cpu = re.search(r"allocate (\d+) bytes", text)  # the CPU allocator's wording
     gpu = re.search(r"allocate ([\d.]+ [KMGT]iB)", text)  # CUDA's and MPS's
     asked = f"{int(cpu.group(1)) / 2**30:.1f} GiB" if cpu else gpu.group(1) if gpu else None
     return (f"out of memory on {device}" + (f" (asked for {asked} at once)" if asked else "") +
-            f": make batch_size (now {config.batch_size}) or block_size (now {model.block_size}) smaller, "
+            f": make batch_size (now {batch_size}) or block_size (now {model.block_size}) smaller, "
             f"or the model (n_embd {model.n_embd}, n_layer {model.n_layer})")
 
 

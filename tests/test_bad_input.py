@@ -1030,3 +1030,22 @@ def test_stdout_that_is_not_utf8_gets_what_it_can_encode(bpe_run, accent_text, t
                              env=ascii_out, code=0)
     assert "best val loss" in trained.stdout and trained.stdout.isascii()
     assert sorted(p.name for p in (tmp_path / "r").iterdir()) == ["best.pt", "last.pt"]
+
+
+# --- 2: bench out of memory ----------------------------------------------------------------------
+
+def cap_memory(gib: int):
+    """A preexec_fn that lets the process use ``gib`` GiB of address space (``ulimit -v``)."""
+    import resource
+    return lambda: resource.setrlimit(resource.RLIMIT_AS, (gib << 30, gib << 30))
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="RLIMIT_AS caps memory this way on Linux")
+@pytest.mark.skipif(not os.environ.get(gdata.ENV_VAR), reason="bench reads Tiny Shakespeare ($GPTLIB_DATA)")
+def test_bench_out_of_memory_is_one_line():
+    result = gptlib_process("bench", "--preset", "smoke", "--device", "cpu", "--batch-size", "1000000",
+                            "--rounds", "1", "--no-sample", "--no-progress",
+                            preexec_fn=cap_memory(3))
+    line = error_line(result)
+    assert line.startswith("error: out of memory on cpu (asked for ") and "batch_size (now 1000000)" in line
+    assert line.endswith("bench sets them with --batch-size and --preset")
