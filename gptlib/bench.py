@@ -43,7 +43,7 @@ import torch.nn as nn
 
 from gptlib.batches import get_batch
 from gptlib.config import GPTConfig, TrainConfig
-from gptlib.device import pick_device
+from gptlib.device import out_of_memory, pick_device
 from gptlib.errors import ConfigError, OutOfMemoryError
 from gptlib.fast import fast_from_readable
 from gptlib.files import atomic_write, check_writable_file, path_arg
@@ -51,7 +51,7 @@ from gptlib.kvcache import generate_cached
 from gptlib.model import GPT, count_parameters
 from gptlib.presets import PRESETS, get_preset
 from gptlib.sampling import generate
-from gptlib.run import Corpus, Run, load_corpus, memory_message, out_of_memory, train_run
+from gptlib.run import Corpus, Run, load_corpus, memory_message, train_run
 from gptlib.speed import SpeedConfig, autocast, keep_freed_memory, speed_plan
 from gptlib.training import make_optimizer
 

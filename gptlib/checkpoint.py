@@ -34,7 +34,8 @@ import torch
 import torch.nn as nn
 
 from gptlib.config import GPTConfig, TrainConfig
-from gptlib.errors import CheckpointError
+from gptlib.device import free_cpu_memory, out_of_memory
+from gptlib.errors import CheckpointError, OutOfMemoryError
 from gptlib.files import atomic_write
 from gptlib.model import GPT
 from gptlib.tokenizer import CharTokenizer, tokenizer_from_dict
@@ -62,9 +63,32 @@ class Checkpoint:
         return self.train_config is not None and all(k in extra for k in _RESUME_KEYS)
 
     def build_model(self, device: torch.device | str = "cpu") -> GPT:
-        """A `GPT` with this checkpoint's config and weights, in eval mode on ``device``."""
-        model = GPT(self.model_config)
-        load_weights(model, self.model_state, self.tokenizer)
+        """A `GPT` with this checkpoint's config and weights, in eval mode on ``device``.
+
+        The sizes come first, from a model on the meta device (shapes without memory): weights that
+        do not fit the config, or a model larger than the memory free (the readable GPT holds a
+        block_size x block_size causal mask per head), fail before anything is allocated."""
+        with torch.device("meta"):
+            sizes = GPT(self.model_config)
+        misfit = weights_misfit(sizes, self.model_state)
+        if misfit:
+            raise CheckpointError(f"the checkpoint's weights do not fit its own model config ({misfit}); the "
+                                  f"file was damaged or edited")
+        need = sum(t.numel() * t.element_size() for t in (*sizes.parameters(), *sizes.buffers()))
+        free = free_cpu_memory()  # built on the CPU, then moved to the device
+        try:
+            if free is not None and need > free:  # not even tried: Linux would kill the process, not refuse
+                raise MemoryError
+            model = GPT(self.model_config)
+        except (MemoryError, RuntimeError) as err:
+            if not out_of_memory(err):
+                raise
+            c = self.model_config
+            raise OutOfMemoryError(f"this checkpoint's model needs {need / 2**30:.1f} GiB, more than this machine "
+                                   f"can give: its block_size {c.block_size:,} means a {c.block_size:,} x "
+                                   f"{c.block_size:,} causal mask in each of its {c.n_layer * c.n_head} heads; "
+                                   f"sample it on a machine with more memory") from None
+        model.load_state_dict(self.model_state)
         return model.to(device).eval()
 
 
@@ -153,22 +177,28 @@ def load_weights(model: nn.Module, state: dict, tokenizer: CharTokenizer | None 
     if tokenizer is not None and hasattr(model, "config") and tokenizer.vocab_size != model.config.vocab_size:
         raise CheckpointError(f"the checkpoint's vocabulary has {tokenizer.vocab_size} characters; this "
                               f"model has vocab_size {model.config.vocab_size}")
+    misfit = weights_misfit(model, state)
+    if misfit:
+        raise CheckpointError(f"the checkpoint does not fit this model: {misfit}. Build the model from the "
+                              f"checkpoint's own config")
+    model.load_state_dict(state)
+
+
+def weights_misfit(model: nn.Module, state: dict) -> str:
+    """How ``state`` differs from ``model``'s tensors (which may be on the meta device), or ""."""
     own = model.state_dict()
     missing = sorted(set(own) - set(state))
     unexpected = sorted(set(state) - set(own))
     mismatched = [f"{k}: checkpoint {tuple(state[k].shape)} vs model {tuple(own[k].shape)}"
                   for k in own if k in state and tuple(state[k].shape) != tuple(own[k].shape)]
-    if missing or unexpected or mismatched:
-        parts = []
-        if mismatched:
-            parts.append("shapes differ: " + "; ".join(mismatched[:3]))
-        if missing:
-            parts.append(f"missing {len(missing)} tensors (e.g. {missing[0]})")
-        if unexpected:
-            parts.append(f"{len(unexpected)} unexpected tensors (e.g. {unexpected[0]})")
-        raise CheckpointError("the checkpoint does not fit this model: " + "; ".join(parts) +
-                              ". Build the model from the checkpoint's own config")
-    model.load_state_dict(state)
+    parts = []
+    if mismatched:
+        parts.append("shapes differ: " + "; ".join(mismatched[:3]))
+    if missing:
+        parts.append(f"missing {len(missing)} tensors (e.g. {missing[0]})")
+    if unexpected:
+        parts.append(f"{len(unexpected)} unexpected tensors (e.g. {unexpected[0]})")
+    return "; ".join(parts)
 
 
 _RESUME_KEYS = ("history", "optimizer", "rng")

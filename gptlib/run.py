@@ -42,6 +42,7 @@ from gptlib.checkpoint import (Checkpoint, load_checkpoint, remove_stale_temp_fi
                                save_checkpoint, save_training_state)
 from gptlib.config import GPTConfig, TrainConfig
 from gptlib.data import load_text
+from gptlib.device import out_of_memory
 from gptlib.errors import (CheckpointError, ConfigError, DataError, GPTLibError, OutOfMemoryError,
                            OutputPathError, TrainingDivergedError, TrainingInterrupted)
 from gptlib.files import make_folder, remove_empty_folders
@@ -332,15 +333,6 @@ def _file_identity(path: Path) -> tuple | None:
     except OSError:
         return None
     return st.st_dev, st.st_ino
-
-
-_OOM_SIGNS = ("out of memory", "not enough memory", "can't allocate memory", "defaultcpuallocator")
-
-
-def out_of_memory(err: BaseException) -> bool:
-    """Whether ``err`` is the device running out of memory (torch raises a RuntimeError on the CPU)."""
-    return isinstance(err, (MemoryError, torch.OutOfMemoryError)) or any(
-        sign in str(err).lower() for sign in _OOM_SIGNS)
 
 
 def memory_message(err: BaseException, device: torch.device, model: GPTConfig, batch_size: int) -> str:

@@ -1049,3 +1049,35 @@ def test_bench_out_of_memory_is_one_line():
     line = error_line(result)
     assert line.startswith("error: out of memory on cpu (asked for ") and "batch_size (now 1000000)" in line
     assert line.endswith("bench sets them with --batch-size and --preset")
+
+
+# --- 3: sample on a checkpoint with a huge block_size ------------------------------------------
+
+def tiny_checkpoint(path: Path, block_size: int = 8, **edits) -> Path:
+    """A checkpoint of a one-head, two-channel GPT saved by the library; ``block_size`` > 8 makes its
+    position table that long (a consistent checkpoint); ``edits`` then change the saved payload."""
+    config = GPTConfig(vocab_size=VOCAB.vocab_size, block_size=8, n_embd=2, n_head=1, n_layer=1, dropout=0.0)
+    torch.manual_seed(0)
+    save_checkpoint(path, GPT(config), VOCAB, config, TrainConfig())
+    payload = torch.load(path, weights_only=True)
+    payload["model_config"]["block_size"] = block_size
+    payload["model"]["position_embedding_table.weight"] = torch.randn(block_size, 2)
+    for key, value in edits.items():
+        payload[key] = value(payload[key]) if callable(value) else value
+    torch.save(payload, path)
+    return path
+
+
+@pytest.mark.parametrize("case", ["more than any machine has", "more than ulimit -v allows", "edited block_size"])
+def test_sample_with_a_huge_block_size_is_checked_before_the_model_is_built(case, tmp_path):
+    if case == "more than any machine has":  # a mask of 10**12 floats: 3.6 TiB, refused before it is tried
+        path, cap, expected = tiny_checkpoint(tmp_path / "huge.pt", 1_000_000), None, "needs 3725.3 GiB"
+    elif case == "more than ulimit -v allows":  # 3.4 GiB: a machine may have it, this process may not
+        if not sys.platform.startswith("linux"):
+            pytest.skip("RLIMIT_AS caps memory this way on Linux")
+        path, cap, expected = tiny_checkpoint(tmp_path / "big.pt", 30_000), cap_memory(2), "needs 3.4 GiB"
+    else:  # the config says 100,000, the weights were made for 8
+        path = tiny_checkpoint(tmp_path / "edited.pt", model_config=lambda c: {**c, "block_size": 100_000})
+        cap, expected = None, "weights do not fit its own model config (shapes differ: position_embedding_table"
+    result = gptlib_process("sample", "--checkpoint", str(path), "--device", "cpu", preexec_fn=cap)
+    assert result.stdout == "" and expected in error_line(result)
