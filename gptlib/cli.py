@@ -124,7 +124,9 @@ def run_from_args(args: argparse.Namespace) -> Run:
     ``--preset``, the saved run's configs) with the options that override its fields."""
     if args.resume and args.preset is None:
         saved = load_checkpoint(Path(args.out) / "last.pt") if (Path(args.out) / "last.pt").is_file() else None
-        base = Preset("resumed", "", saved.model_config, saved.train_config) if saved else get_preset("cpu")
+        # weights only (no train config): any base will do, train_run refuses to resume them
+        base = (Preset("resumed", "", saved.model_config, saved.train_config) if saved and saved.resumable
+                else get_preset("cpu"))
     else:
         base = get_preset("cpu" if args.preset is None else args.preset)
     train = _overrides(args, TrainConfig)

@@ -1081,3 +1081,17 @@ def test_sample_with_a_huge_block_size_is_checked_before_the_model_is_built(case
         cap, expected = None, "weights do not fit its own model config (shapes differ: position_embedding_table"
     result = gptlib_process("sample", "--checkpoint", str(path), "--device", "cpu", preexec_fn=cap)
     assert result.stdout == "" and expected in error_line(result)
+
+
+# --- 4: --resume of weights saved without a train config ----------------------------------------
+
+@pytest.mark.parametrize("preset", [[], ["--preset", "smoke"]], ids=["saved configs", "--preset smoke"])
+def test_resume_of_weights_saved_without_a_train_config(preset, corpus, tmp_path):
+    torch.manual_seed(0)
+    save_checkpoint(tmp_path / "w" / "last.pt", GPT(TINY), VOCAB, TINY)  # no train config: weights only
+    before = (tmp_path / "w" / "last.pt").read_bytes()
+    result = gptlib_process("train", "--resume", "--out", str(tmp_path / "w"), "--data", str(corpus), *preset)
+    assert error_line(result) == (f"error: {tmp_path / 'w' / 'last.pt'} holds weights only, not a training "
+                                  f"state, so it cannot be resumed; start a new run with another --out")
+    assert (tmp_path / "w" / "last.pt").read_bytes() == before
+    assert sorted(p.name for p in (tmp_path / "w").iterdir()) == ["last.pt"]
