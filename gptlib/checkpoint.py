@@ -166,6 +166,10 @@ def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
         raise CheckpointError(f"{path} is damaged: {err}") from None
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise CheckpointError(f"{path} is damaged: its weights are not a dict of tensors")
+    not_finite = [k for k, v in state.items() if v.is_floating_point() and not torch.isfinite(v).all()]
+    if not_finite:  # sampling from them fails deep in torch, or "works" and prints nothing useful
+        raise CheckpointError(f"{path} holds weights that are not finite numbers (NaN or inf, in {len(not_finite)} "
+                              f"tensors, e.g. {not_finite[0]}); it is damaged, or from a run that diverged")
     if tokenizer.vocab_size != model_config.vocab_size:
         raise CheckpointError(f"{path}: the vocabulary has {tokenizer.vocab_size} characters but the model "
                               f"config says {model_config.vocab_size}")

@@ -1095,3 +1095,16 @@ def test_resume_of_weights_saved_without_a_train_config(preset, corpus, tmp_path
                                   f"state, so it cannot be resumed; start a new run with another --out")
     assert (tmp_path / "w" / "last.pt").read_bytes() == before
     assert sorted(p.name for p in (tmp_path / "w").iterdir()) == ["last.pt"]
+
+
+# --- 5: weights that are not finite -------------------------------------------------------------
+
+@pytest.mark.parametrize("bad, temperature", [(math.nan, "1"), (math.inf, "0")])
+def test_weights_that_are_not_finite_are_named_when_the_checkpoint_loads(bad, temperature, checkpoint):
+    payload = torch.load(checkpoint, weights_only=True)
+    payload["model"]["lm_head.weight"][3, 1] = bad
+    torch.save(payload, checkpoint)
+    with pytest.raises(CheckpointError, match=r"not finite numbers \(NaN or inf, in 1 tensors, e.g. lm_head.weight\)"):
+        load_checkpoint(checkpoint)
+    result = gptlib_process("sample", "--checkpoint", str(checkpoint), "--temperature", temperature)
+    assert result.stdout == "" and "from a run that diverged" in error_line(result)
