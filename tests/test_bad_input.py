@@ -1108,3 +1108,18 @@ def test_weights_that_are_not_finite_are_named_when_the_checkpoint_loads(bad, te
         load_checkpoint(checkpoint)
     result = gptlib_process("sample", "--checkpoint", str(checkpoint), "--temperature", temperature)
     assert result.stdout == "" and "from a run that diverged" in error_line(result)
+
+
+# --- 6: a BPE split pattern edited in a checkpoint ----------------------------------------------
+
+@pytest.mark.parametrize("pattern", [r"(\w+)|(\W+)", "xyz", ""], ids=["groups", "matches nothing", "empty"])
+def test_an_edited_bpe_split_pattern_is_refused_when_the_checkpoint_loads(pattern, bpe_run, tmp_path, capsys):
+    payload = torch.load(bpe_run / "best.pt", weights_only=True)
+    payload["tokenizer"]["pattern"] = pattern  # it compiles, but cuts text into pieces that lose some of it
+    torch.save(payload, tmp_path / "edited.pt")
+    expected = f"the pre-split pattern {pattern!r} does not cut a text into pieces that join back into it"
+    if pattern:  # in this process (faster)
+        assert expected in cli_error(capsys, "sample", "--checkpoint", str(tmp_path / "edited.pt"), stdout="")
+    else:  # the real command line
+        result = gptlib_process("sample", "--checkpoint", str(tmp_path / "edited.pt"), "--prompt", "café")
+        assert result.stdout == "" and expected in error_line(result)
