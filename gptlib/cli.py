@@ -158,9 +158,12 @@ def cmd_train(args: argparse.Namespace) -> None:
     result = train_run(run, resume=args.resume, overwrite=args.overwrite, callbacks=[report])
     if not result.dist.is_main:
         return  # under torchrun, rank 0 alone reports and samples
-    print(f"best val loss {result.history.best_val_loss:.4f}; checkpoints in {run.out}/ (best.pt, last.pt)")
+    # what is there now: a resumed run writes best.pt only when val improves, and it may have been removed
+    kept = [path for path in (result.best_path, result.last_path) if path.is_file()]
+    print(f"best val loss {result.history.best_val_loss:.4f}; checkpoints in {run.out}/ "
+          f"({', '.join(path.name for path in kept)})")
     if args.sample_tokens:
-        best = load_checkpoint(result.best_path).build_model(result.device)
+        best = load_checkpoint(kept[0]).build_model(result.device)
         _print_sample(best, result.tokenizer, default_prompt(result.tokenizer), args.sample_tokens,
                       seed=run.train.seed)
 

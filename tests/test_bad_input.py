@@ -1123,3 +1123,15 @@ def test_an_edited_bpe_split_pattern_is_refused_when_the_checkpoint_loads(patter
     else:  # the real command line
         result = gptlib_process("sample", "--checkpoint", str(tmp_path / "edited.pt"), "--prompt", "café")
         assert result.stdout == "" and expected in error_line(result)
+
+
+# --- 7: a finished run whose best.pt is missing ------------------------------------------------
+
+def test_resume_of_a_finished_run_without_best_pt_names_the_files_there(finished_run, corpus):
+    (finished_run / "best.pt").unlink()
+    result = gptlib_process("train", "--resume", "--out", str(finished_run), "--data", str(corpus),
+                            "--sample-tokens", "20", code=0)
+    said = f"best val loss {load_checkpoint(finished_run / 'last.pt').extra['best_val_loss']:.4f}; " \
+           f"checkpoints in {finished_run}/ (last.pt)\n"  # not a best.pt that is not there
+    assert said in result.stdout
+    assert len(result.stdout.split(said)[1]) == 1 + 20 + 1  # then a sample from last.pt: "\n", 20 characters, "\n"
