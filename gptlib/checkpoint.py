@@ -147,9 +147,9 @@ def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
         raise FileNotFoundError(f"no checkpoint at {path}; train one with `python -m gptlib train --out DIR`")
     try:
         payload = torch.load(path, map_location=map_location, weights_only=True)
-    except Exception as err:  # truncated zip, random bytes, a pickle with code in it...
+    except Exception:  # truncated zip, random bytes, a pickle with code in it...
         raise CheckpointError(f"{path} is not a readable gptlib checkpoint (truncated or another kind of "
-                              f"file): {type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}") from None
+                              f"file): {_not_a_checkpoint(path)}") from None
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         raise CheckpointError(f"{path} is not a gptlib checkpoint (no '{FORMAT}' marker)")
     if payload.get("version") != VERSION:
@@ -162,7 +162,9 @@ def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
                      else CharTokenizer(payload["vocab"]))
         state = payload["model"]
         step = int(payload["step"])
-    except (KeyError, TypeError, ValueError) as err:
+    except KeyError as err:
+        raise CheckpointError(f"{path} is damaged: it has no {err.args[0]!r} entry") from None
+    except (TypeError, ValueError) as err:
         raise CheckpointError(f"{path} is damaged: {err}") from None
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise CheckpointError(f"{path} is damaged: its weights are not a dict of tensors")
@@ -174,6 +176,20 @@ def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
         raise CheckpointError(f"{path}: the vocabulary has {tokenizer.vocab_size} characters but the model "
                               f"config says {model_config.vocab_size}")
     return Checkpoint(model_config, train_config, tokenizer, state, step, payload.get("extra") or {})
+
+
+def _not_a_checkpoint(path: Path) -> str:
+    """What a file that torch.load refused is, from its first bytes (torch's own words would advise
+    ``weights_only=False``, which runs any code in the file)."""
+    with open(path, "rb") as f:
+        head = f.read(16)
+    if not head:
+        return "it is empty"
+    if head.startswith(b"PK\x03\x04"):  # torch.save's zip format
+        return "its archive is cut short or damaged"
+    if head.startswith(b"\x80"):  # an older torch.save, or a plain pickle
+        return "it holds objects other than tensors, numbers and strings, which gptlib never loads"
+    return f"it starts with {head!r}, not as a file that torch.save writes"
 
 
 def load_weights(model: nn.Module, state: dict, tokenizer: CharTokenizer | None = None) -> None:

@@ -465,6 +465,8 @@ def speed_from_checkpoint(checkpoint: Checkpoint) -> SpeedConfig:
 def _check_resumable_path(out: Path | None) -> None:
     if out is None:
         raise ConfigError("resuming needs the run's output folder (Run.out, --out)")
+    if out.is_file():  # "--out runs/x/best.pt"
+        raise ConfigError(f"--out {out} is a file; --resume takes the run's folder: --out {out.parent}")
     path = out / LAST
     if not path.is_file():
         raise FileNotFoundError(f"nothing to resume: no checkpoint at {path}; run `train` without --resume "

@@ -1135,3 +1135,134 @@ def test_resume_of_a_finished_run_without_best_pt_names_the_files_there(finished
            f"checkpoints in {finished_run}/ (last.pt)\n"  # not a best.pt that is not there
     assert said in result.stdout
     assert len(result.stdout.split(said)[1]) == 1 + 20 + 1  # then a sample from last.pt: "\n", 20 characters, "\n"
+
+
+# --- around them: signals, messages, options ---------------------------------------------------
+
+@pytest.mark.skipif(os.name != "posix", reason="POSIX signals")
+@pytest.mark.parametrize("signame", ["SIGTERM", "SIGHUP"])
+def test_sigterm_and_sighup_end_a_run_as_ctrl_c_does(signame, corpus, tmp_path):
+    """With a checkpoint on disk (SIGTERM): the resume command; before the first one (SIGHUP, sent as
+    soon as the run holds its folder): nothing to resume, and no folder left."""
+    out = tmp_path / "r"
+    p = subprocess.Popen([sys.executable, "-m", "gptlib", *smoke_train(corpus, out, "--max-iters", "1000000")],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                         env={**os.environ, "OMP_NUM_THREADS": "1"})
+    try:
+        wait_for = out / ("last.pt" if signame == "SIGTERM" else ".lock")
+        deadline = time.monotonic() + 120
+        while not wait_for.exists() and p.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.01)
+        p.send_signal(getattr(signal, signame))
+        _, err = p.communicate(timeout=60)
+    finally:
+        p.kill()
+        p.wait()
+    assert p.returncode == 130 and "Traceback" not in err, err
+    line = err.strip().split("\r")[-1].splitlines()[-1]
+    if signame == "SIGTERM":
+        step = load_checkpoint(out / "last.pt").step
+        assert line == (f"interrupted: the last checkpoint is {out / 'last.pt'} (step {step} of 1000000); resume "
+                        f"it with: python -m gptlib train --resume --out {out} --data {corpus} --device cpu")
+    else:
+        assert line == "interrupted: no resumable checkpoint had been saved yet (the first comes at step 10)"
+        assert not out.exists()
+
+
+def test_paths_with_control_characters_stay_on_one_line(tmp_path, capsys):
+    path = tmp_path / "nl\nrun\r\x1b[2J"
+    line = cli_error(capsys, "sample", "--checkpoint", str(path))  # one line, asserted there
+    assert line == f"error: no checkpoint at {tmp_path}/nl\\nrun\\r\\x1b[2J; train one with `python -m gptlib train --out DIR`"
+    assert "\x1b" not in line
+
+
+@pytest.mark.parametrize("key", ["model", "model_config", "step"])
+def test_a_missing_checkpoint_entry_is_named(key, checkpoint, capsys):
+    payload = torch.load(checkpoint, weights_only=True)
+    del payload[key]
+    torch.save(payload, checkpoint)
+    assert cli_error(capsys, "sample", "--checkpoint", str(checkpoint)) == \
+        f"error: {checkpoint} is damaged: it has no {key!r} entry"
+
+
+def test_a_json_file_as_checkpoint_says_what_it_is_not(tmp_path, capsys):
+    (tmp_path / "results.json").write_text('{"train": {"speedup": 4.1}}\n')
+    line = cli_error(capsys, "sample", "--checkpoint", str(tmp_path / "results.json"))
+    assert line.endswith("""it starts with b'{"train": {"spee', not as a file that torch.save writes""")
+    assert "weights_only" not in line  # never torch's advice to load it the unsafe way
+
+
+def test_a_negative_learning_rate_gets_the_equals_sign_hint(capsys):
+    with pytest.raises(SystemExit) as info:
+        main(["train", "--learning-rate", "-1e-3"])
+    err = capsys.readouterr().err
+    assert info.value.code == 2 and err.count("\n") == 1
+    assert "expected one argument; a value that starts with '-' goes after '=': --learning-rate=-1e-3" in err
+
+
+def test_resume_with_out_naming_a_checkpoint_file(finished_run, capsys):
+    capsys.readouterr()
+    line = cli_error(capsys, "train", "--resume", "--out", str(finished_run / "best.pt"))
+    assert line == f"error: --out {finished_run / 'best.pt'} is a file; --resume takes the run's folder: --out {finished_run}"
+
+
+@pytest.mark.skipif(not os.path.isfile("/proc/version"), reason="Linux's /proc")
+def test_bench_json_into_proc_gives_the_true_reason(capsys):
+    line = cli_error(capsys, "bench", "--preset", "smoke", "--json", "/proc/version")
+    assert line.startswith("error: --json /proc/version: the folder /proc cannot be written (")
+    assert "No such file or directory" not in line
+
+
+def test_readable_means_the_readable_model_and_dtype_still_applies(capsys):
+    from gptlib.speed import READABLE
+    with pytest.raises(SystemExit):
+        main(["train", "--help"])
+    assert "train the readable GPT instead of the speed plan's fast path (ch. 6), in float32 unless --dtype" in \
+        " ".join(capsys.readouterr().out.split())
+    plan = run_from_args(build_parser().parse_args(["train", "--readable", "--dtype", "bfloat16"])).plan("cpu")
+    assert not plan.fast_model and plan.precision == "bfloat16" and READABLE.precision == "float32"
+
+
+def test_crlf_and_cr_in_data_are_read_as_lf_as_help_says(tmp_path, capsys):
+    (tmp_path / "crlf.txt").write_bytes(b"To be,\r\nor not\rto be.\n")
+    assert gdata.load_text(tmp_path / "crlf.txt") == "To be,\nor not\nto be.\n"
+    with pytest.raises(SystemExit):
+        main(["train", "--help"])
+    assert "(its line ends, CRLF or CR, are read as LF)" in " ".join(capsys.readouterr().out.split())
+
+
+def test_a_distributed_job_without_rank_0_says_what_it_waits_for_and_gives_up(monkeypatch, corpus, tmp_path, capsys):
+    import socket
+    from datetime import timedelta
+    import gptlib.distributed
+    with socket.socket() as s:  # a port where nobody listens: rank 0 was never started
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    monkeypatch.setattr(gptlib.distributed, "JOIN_TIMEOUT", timedelta(seconds=2))  # 2 minutes in real life
+    for name, value in dict(RANK="1", WORLD_SIZE="2", MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port)).items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.delenv("TORCHELASTIC_RUN_ID", raising=False)
+    start = time.monotonic()
+    assert main(smoke_train(corpus, tmp_path / "r")) == 2
+    assert time.monotonic() - start < 60
+    lines = capsys.readouterr().err.strip().split("\r")[-1].splitlines()
+    assert lines[0] == f"[rank 1] waiting up to 2 s for all 2 processes to meet at 127.0.0.1:{port}, where rank 0 listens"
+    assert lines[-1].startswith(f"[rank 1] error: rank 1 of 2 could not join the others at 127.0.0.1:{port} (gloo): ")
+    assert "Traceback" not in "\n".join(lines)
+
+
+def test_prompt_file_for_a_prompt_longer_than_a_command_line(tmp_path, monkeypatch, capsys):
+    import io
+    torch.manual_seed(0)
+    config = GPTConfig(vocab_size=VOCAB.vocab_size, block_size=8, n_embd=16, n_head=2, n_layer=1, dropout=0.0)
+    ckpt = save_checkpoint(tmp_path / "m.pt", GPT(config), VOCAB, config)
+    prompt = "To be, or not to be. " * 10_000  # 210,000 characters: more than the 128 KiB one argument may hold
+    (tmp_path / "prompt.txt").write_text(prompt)
+    result = gptlib_process("sample", "--checkpoint", str(ckpt), "--prompt-file", str(tmp_path / "prompt.txt"),
+                            "--max-new-tokens", "5", code=0)
+    assert result.stdout.startswith(prompt) and len(result.stdout) == len(prompt) + 5 + 1
+    monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(b"ROMEO:\r\n")))  # "-": standard input
+    assert main(["sample", "--checkpoint", str(ckpt), "--prompt-file", "-", "--max-new-tokens", "5"]) == 0
+    assert capsys.readouterr().out.startswith("ROMEO:\n")
+    line = cli_error(capsys, "sample", "--checkpoint", str(ckpt), "--prompt-file", str(tmp_path / "nope.txt"))
+    assert line == f"error: --prompt-file: no file at {tmp_path / 'nope.txt'}"
