@@ -166,8 +166,8 @@ def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
         raise CheckpointError(f"{path} is damaged: it has no {err.args[0]!r} entry") from None
     except (TypeError, ValueError) as err:
         raise CheckpointError(f"{path} is damaged: {err}") from None
-    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
-        raise CheckpointError(f"{path} is damaged: its weights are not a dict of tensors")
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) and not v.is_meta for v in state.values()):
+        raise CheckpointError(f"{path} is damaged: its weights are not a dict of tensors (with data)")
     not_finite = [k for k, v in state.items() if v.is_floating_point() and not torch.isfinite(v).all()]
     if not_finite:  # sampling from them fails deep in torch, or "works" and prints nothing useful
         raise CheckpointError(f"{path} holds weights that are not finite numbers (NaN or inf, in {len(not_finite)} "

@@ -192,6 +192,8 @@ def cmd_sample(args: argparse.Namespace) -> None:
 def read_prompt(path: Path) -> str:
     """``--prompt-file``: the file's text (``-``: standard input's), its line ends read as --data's are."""
     try:
+        if str(path) == "-" and sys.stdin is None:  # started with "<&-"
+            raise DataError("--prompt-file - reads standard input, which is closed; give a file instead")
         data = sys.stdin.buffer.read() if str(path) == "-" else path.read_bytes()
         text = data.decode("utf-8")
     except UnicodeDecodeError as err:

@@ -12,7 +12,8 @@ def pick_device(requested: str = "auto") -> torch.device:
     Asking for a device this machine lacks (``"cuda"`` without a GPU) is a `DeviceError` that says
     which devices are available, rather than a failure later inside torch.
     """
-    if requested in (None, "", "auto"):
+    requested = str(requested or "auto").lower()  # "CPU", "CUDA:0": as torch's names, in any case
+    if requested == "auto":
         if torch.cuda.is_available():
             return torch.device("cuda")
         if torch.backends.mps.is_available():

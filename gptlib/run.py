@@ -24,6 +24,7 @@ share of every batch on its own device, and only rank 0 logs, saves and calls th
     train_run(run, resume=True)                  # after a crash: continue last.pt
 """
 
+import errno
 import hashlib
 import os
 import re
@@ -433,8 +434,8 @@ class _Saver:
             save_training_state(r.last_path, state, r.tokenizer, self.model_config, run_info)
         except OSError as err:  # a full disk, a folder removed or made read-only mid-run
             raise OutputPathError(f"could not save a checkpoint in {r.last_path.parent} at step {state.step} "
-                                  f"({err.strerror or err}); {_kept(r.last_path.parent, [self], None)}. Free some space or "
-                                  f"choose another --out") from None
+                                  f"({err.strerror or err}); {_kept(r.last_path.parent, [self], None)}. "
+                                  f"{'Free some space or c' if err.errno == errno.ENOSPC else 'C'}hoose another --out") from None
         self.saved_step = state.step
 
 

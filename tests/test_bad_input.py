@@ -1266,3 +1266,54 @@ def test_prompt_file_for_a_prompt_longer_than_a_command_line(tmp_path, monkeypat
     assert capsys.readouterr().out.startswith("ROMEO:\n")
     line = cli_error(capsys, "sample", "--checkpoint", str(ckpt), "--prompt-file", str(tmp_path / "nope.txt"))
     assert line == f"error: --prompt-file: no file at {tmp_path / 'nope.txt'}"
+
+
+# --- further inputs tried (round 3) --------------------------------------------------------------
+
+def test_further_inputs_round_3_what_they_found(corpus, checkpoint, finished_run, tmp_path, monkeypatch, capsys):
+    """33 odd inputs in places the issue's lists do not cover; 27 were fine, 2 ended in a traceback and
+    4 gave a poor message (all 6 fixed, checked here):
+
+    flags: sample --max-new-tokens 0 (the prompt alone); --temperature inf (one line); --temperature
+    1e308 (samples); --grad-accum 0 or -1 (one line); --grad-accum 3 with batch 4 (one line); --tokenizer
+    bpe --vocab-size 100000 (one line) or 256, no merges (trains); --device cuda:abc or meta (one line);
+    **--device CPU (refused: now any case)**; --block-size 1, --n-embd 1 --n-head 1, --warmup-iters past
+    --max-iters (train); --learning-rate nan or inf (one line); --seed 1e3, --top-k 1.5 (argparse's line);
+    --preset SMOKE (names the presets); --dtype float16 on a CPU (trains); --compile on a CPU (trains,
+    slowly: over 2 minutes for 2 steps on the busy 2-core machine; a timeout's SIGTERM gave the one line).
+    files: **--data a folder ("no text file": now "is a folder")**; **--data a named pipe or /dev/stdin
+    (refused: now read)**; --data with a BOM, with NUL bytes, of one repeated character (train);
+    GPTLIB_DATA a folder (one line); non-UTF-8 bytes in --prompt, --out and --data (fine); **a checkpoint
+    of meta tensors (traceback: now one line)**; fp16, int or complex weights (cast on load); an edited
+    step past max_iters (resume ends at once); extra a list, the speed plan a string (one line each);
+    last.pt a folder (nothing to resume); **best.pt a folder with --overwrite ("free some space": that
+    advice now only for a full disk)**.
+    environment and signals: OMP_NUM_THREADS=abc or 0 (libgomp warns, runs); **--prompt-file - with stdin
+    closed (traceback: now one line)**; train 2>&1 | head -1 (quiet, 141); SIGTERM during sample (one
+    line, 130).
+    """
+    assert main(["sample", "--checkpoint", str(checkpoint), "--device", "CPU", "--max-new-tokens", "2"]) == 0
+    assert len(capsys.readouterr().out) == 1 + 2 + 1
+    (tmp_path / "folder").mkdir()
+    assert cli_error(capsys, *smoke_train(tmp_path / "folder", tmp_path / "r")) == \
+        f"error: {tmp_path / 'folder'} is a folder; pass a text file, or no path to use Tiny Shakespeare"
+    os.mkfifo(tmp_path / "pipe")  # as --data /dev/stdin or --data <(zcat text.gz)
+    writer = threading.Thread(target=lambda: (tmp_path / "pipe").write_text(CORPUS))
+    writer.start()
+    assert main(smoke_train(tmp_path / "pipe", tmp_path / "piped", "--max-iters", "2")) == 0
+    writer.join(timeout=60)
+    capsys.readouterr()
+    assert load_checkpoint(tmp_path / "piped" / "last.pt").tokenizer == CharTokenizer.from_text(CORPUS)
+    payload = torch.load(checkpoint, weights_only=True)
+    payload["model"] = {k: v.to("meta") for k, v in payload["model"].items()}
+    torch.save(payload, tmp_path / "meta.pt")
+    assert "its weights are not a dict of tensors (with data)" in cli_error(capsys, "sample", "--checkpoint",
+                                                                            str(tmp_path / "meta.pt"))
+    (finished_run / "best.pt").unlink()
+    (finished_run / "best.pt").mkdir()
+    line = cli_error(capsys, *smoke_train(corpus, finished_run, "--overwrite", "--max-iters", "10"),
+                     after_progress=True)
+    assert line.endswith("(Is a directory); no resumable checkpoint had been saved yet. Choose another --out")
+    monkeypatch.setattr(sys, "stdin", None)  # started with "<&-"
+    assert cli_error(capsys, "sample", "--checkpoint", str(checkpoint), "--prompt-file", "-") == \
+        "error: --prompt-file - reads standard input, which is closed; give a file instead"
