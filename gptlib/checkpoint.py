@@ -26,6 +26,7 @@ The file is a plain dict (only tensors, numbers, strings, lists, tuples and dict
 """
 
 import os
+import pickle
 import re
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -147,9 +148,9 @@ def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
         raise FileNotFoundError(f"no checkpoint at {path}; train one with `python -m gptlib train --out DIR`")
     try:
         payload = torch.load(path, map_location=map_location, weights_only=True)
-    except Exception:  # truncated zip, random bytes, a pickle with code in it...
+    except Exception as err:  # truncated zip, random bytes, a pickle with code in it...
         raise CheckpointError(f"{path} is not a readable gptlib checkpoint (truncated or another kind of "
-                              f"file): {_not_a_checkpoint(path)}") from None
+                              f"file): {_not_a_checkpoint(path, err)}") from None
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         raise CheckpointError(f"{path} is not a gptlib checkpoint (no '{FORMAT}' marker)")
     if payload.get("version") != VERSION:
@@ -178,18 +179,18 @@ def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
     return Checkpoint(model_config, train_config, tokenizer, state, step, payload.get("extra") or {})
 
 
-def _not_a_checkpoint(path: Path) -> str:
-    """What a file that torch.load refused is, from its first bytes (torch's own words would advise
-    ``weights_only=False``, which runs any code in the file)."""
+def _not_a_checkpoint(path: Path, err: Exception) -> str:
+    """What a file that torch.load refused is, from its first bytes and torch's error (whose own words
+    would advise ``weights_only=False``, which runs any code in the file)."""
     with open(path, "rb") as f:
         head = f.read(16)
     if not head:
         return "it is empty"
-    if head.startswith(b"PK\x03\x04"):  # torch.save's zip format
-        return "its archive is cut short or damaged"
-    if head.startswith(b"\x80"):  # an older torch.save, or a plain pickle
+    if not head.startswith((b"PK\x03\x04", b"\x80")):  # torch.save's zip, or an older torch.save's pickle
+        return f"it starts with {head!r}, not as a file that torch.save writes"
+    if isinstance(err, pickle.UnpicklingError):
         return "it holds objects other than tensors, numbers and strings, which gptlib never loads"
-    return f"it starts with {head!r}, not as a file that torch.save writes"
+    return "it is cut short or damaged"
 
 
 def load_weights(model: nn.Module, state: dict, tokenizer: CharTokenizer | None = None) -> None:

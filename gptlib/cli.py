@@ -5,8 +5,9 @@
     torchrun --standalone --nproc_per_node=2 -m gptlib train --preset cpu    # DDP: gptlib.distributed
 
 A mistake on the command line or in the input is one line on stderr and exit code 2, no traceback;
-Ctrl-C is one line (with the command that resumes the run) and exit code 130; a reader that stops
-reading (``| head``) ends the command quietly, as it ends other Unix tools.
+Ctrl-C (and SIGTERM, SIGHUP: see ``__main__``) is one line (with the command that resumes the run) and
+exit code 130; a reader that stops reading (``| head``) ends the command quietly, as it ends other Unix
+tools.
 """
 
 import argparse

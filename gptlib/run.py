@@ -433,9 +433,10 @@ class _Saver:
                                 state.step, {"history": state.history.to_dict(), **run_info})
             save_training_state(r.last_path, state, r.tokenizer, self.model_config, run_info)
         except OSError as err:  # a full disk, a folder removed or made read-only mid-run
+            hint = "Free some space or choose" if err.errno == errno.ENOSPC else "Choose"
             raise OutputPathError(f"could not save a checkpoint in {r.last_path.parent} at step {state.step} "
                                   f"({err.strerror or err}); {_kept(r.last_path.parent, [self], None)}. "
-                                  f"{'Free some space or c' if err.errno == errno.ENOSPC else 'C'}hoose another --out") from None
+                                  f"{hint} another --out") from None
         self.saved_step = state.step
 
 
