@@ -19,6 +19,10 @@ streams (``| head``, stdout closed or full); options that fought (a lower learni
 resume; then what trying further inputs found. Where the class is about the process (the lock, the pipe,
 the early refusal, memory), a real subprocess.
 
+Round 3 (the end of this file): the seven causes of tracebacks that issue found, each through a real
+``python -m gptlib`` process; then the signals and messages around them; then 33 further inputs, listed
+in `test_further_inputs_round_3_what_they_found`.
+
 Run: pytest tests/test_bad_input.py
 """
 
@@ -1272,26 +1276,24 @@ def test_prompt_file_for_a_prompt_longer_than_a_command_line(tmp_path, monkeypat
 # --- further inputs tried (round 3) --------------------------------------------------------------
 
 def test_further_inputs_round_3_what_they_found(corpus, checkpoint, finished_run, tmp_path, monkeypatch, capsys):
-    """33 odd inputs in places the issue's lists do not cover; 27 were fine, 2 ended in a traceback and
-    4 gave a poor message (all 6 fixed, checked here):
-
-    flags: sample --max-new-tokens 0 (the prompt alone); --temperature inf (one line); --temperature
-    1e308 (samples); --grad-accum 0 or -1 (one line); --grad-accum 3 with batch 4 (one line); --tokenizer
-    bpe --vocab-size 100000 (one line) or 256, no merges (trains); --device cuda:abc or meta (one line);
-    **--device CPU (refused: now any case)**; --block-size 1, --n-embd 1 --n-head 1, --warmup-iters past
-    --max-iters (train); --learning-rate nan or inf (one line); --seed 1e3, --top-k 1.5 (argparse's line);
-    --preset SMOKE (names the presets); --dtype float16 on a CPU (trains); --compile on a CPU (trains,
-    slowly: over 2 minutes for 2 steps on the busy 2-core machine; a timeout's SIGTERM gave the one line).
-    files: **--data a folder ("no text file": now "is a folder")**; **--data a named pipe or /dev/stdin
-    (refused: now read)**; --data with a BOM, with NUL bytes, of one repeated character (train);
-    GPTLIB_DATA a folder (one line); non-UTF-8 bytes in --prompt, --out and --data (fine); **a checkpoint
-    of meta tensors (traceback: now one line)**; fp16, int or complex weights (cast on load); an edited
-    step past max_iters (resume ends at once); extra a list, the speed plan a string (one line each);
-    last.pt a folder (nothing to resume); **best.pt a folder with --overwrite ("free some space": that
-    advice now only for a full disk)**.
-    environment and signals: OMP_NUM_THREADS=abc or 0 (libgomp warns, runs); **--prompt-file - with stdin
-    closed (traceback: now one line)**; train 2>&1 | head -1 (quiet, 141); SIGTERM during sample (one
-    line, 130).
+    """33 odd inputs in places the issue's lists do not cover: 27 fine, 2 tracebacks and 4 poor messages
+    (marked *: all 6 fixed, and checked below). Flags: (1) sample --max-new-tokens 0: the prompt alone;
+    (2) --temperature inf: one line; (3) --temperature 1e308: samples; (4) --grad-accum 0 or -1: one line;
+    (5) --grad-accum 3 with batch 4: one line; (6) --tokenizer bpe --vocab-size 100000: one line; (7)
+    --vocab-size 256, no merges: trains; (8) --device cuda:abc or meta: one line; (9*) --device CPU:
+    refused, now any case; (10) --block-size 1, (11) --n-embd 1 --n-head 1, (12) --warmup-iters past
+    --max-iters: train; (13) --learning-rate nan or inf: one line; (14) --seed 1e3, --top-k 1.5: argparse's
+    line; (15) --preset SMOKE: names the presets; (16) --dtype float16 on a CPU: trains; (17) --compile on a
+    CPU: still compiling after 120 s on the busy 2-core machine (torch.compile's start-up, not judged a
+    fault; the timeout's SIGTERM gave the one line). Files: (18*) --data a folder: "no text file", now "is a folder"; (19*) --data a named pipe or
+    /dev/stdin: refused, now read; (20) --data with a BOM or NUL bytes, (21) of one repeated character:
+    train; (22) GPTLIB_DATA a folder: one line; (23) bytes that are not UTF-8 in --prompt, --out, --data:
+    fine; (24*) a checkpoint of meta tensors: traceback, now one line; (25) fp16, int or complex weights:
+    cast on load; (26) an edited step past max_iters: the resume ends at once; (27) extra a list, the speed
+    plan a string: one line each; (28) last.pt a folder: nothing to resume; (29*) best.pt a folder with
+    --overwrite: advised "free some space", now only for a full disk. Environment and signals: (30)
+    OMP_NUM_THREADS=abc or 0: libgomp warns, runs; (31*) --prompt-file - with stdin closed: traceback, now
+    one line; (32) train 2>&1 | head -1: quiet, 141; (33) SIGTERM during sample: one line, 130.
     """
     assert main(["sample", "--checkpoint", str(checkpoint), "--device", "CPU", "--max-new-tokens", "2"]) == 0
     assert len(capsys.readouterr().out) == 1 + 2 + 1
