@@ -43,15 +43,15 @@ import torch.nn as nn
 
 from gptlib.batches import get_batch
 from gptlib.config import GPTConfig, TrainConfig
-from gptlib.device import pick_device
-from gptlib.errors import ConfigError
+from gptlib.device import out_of_memory, pick_device
+from gptlib.errors import ConfigError, OutOfMemoryError
 from gptlib.fast import fast_from_readable
 from gptlib.files import atomic_write, check_writable_file, path_arg
 from gptlib.kvcache import generate_cached
 from gptlib.model import GPT, count_parameters
 from gptlib.presets import PRESETS, get_preset
 from gptlib.sampling import generate
-from gptlib.run import Corpus, Run, load_corpus, train_run
+from gptlib.run import Corpus, Run, load_corpus, memory_message, train_run
 from gptlib.speed import SpeedConfig, autocast, backend_flags, keep_freed_memory, speed_plan
 from gptlib.training import make_optimizer
 
@@ -497,7 +497,15 @@ def run_bench(args: argparse.Namespace) -> dict:
 def cmd_bench(args: argparse.Namespace) -> None:
     """``bench``: measure, print the table, and write ``--json`` if asked."""
     started = time.perf_counter()
-    results = run_bench(args)
+    try:
+        results = run_bench(args)
+    except (MemoryError, RuntimeError) as err:  # a --batch-size or --preset too big for the device
+        if not out_of_memory(err):
+            raise
+        preset = get_preset(args.preset)
+        raise OutOfMemoryError(memory_message(err, pick_device(args.device), preset.model,
+                                              args.batch_size or preset.train.batch_size) +
+                               "; bench sets them with --batch-size and --preset") from None
     results["machine"]["bench_seconds"] = round(time.perf_counter() - started, 1)
     print(format_report(results))
     print(f"\n(bench took {results['machine']['bench_seconds']:.0f} s)")

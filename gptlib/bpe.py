@@ -43,6 +43,10 @@ GPT2_SPLIT_PATTERN = (
     r"""|\s+"""  # whitespace at the end of the text
 )
 
+# A pattern read from a file must cut this text into pieces that join back into it (one with groups
+# gives tuples, one that matches nothing or is empty drops text).
+_SPLIT_PROBE = "First Citizen:\nWe're 2 of 10,000 -- isn't it?\t  Ça va! 🤖 _x_\r\n"
+
 MIN_VOCAB_SIZE = 256  # the 256 byte values
 MAX_VOCAB_SIZE = 65_536  # ids fit in 16 bits; GPT-2 has 50,257 tokens, GPT-4's cl100k_base ~100k
 
@@ -155,6 +159,11 @@ class BPETokenizer:
             self.pattern = re.compile(pattern)
         except (re.error, TypeError) as err:
             raise DataError(f"the pre-split pattern {pattern!r} is not a regular expression: {err}") from None
+        pieces = self.pattern.findall(_SPLIT_PROBE)
+        if not all(isinstance(piece, str) for piece in pieces) or "".join(pieces) != _SPLIT_PROBE:
+            raise DataError(f"the pre-split pattern {pattern!r} does not cut a text into pieces that join "
+                            f"back into it, as a pre-split pattern must (one with groups, one that matches "
+                            f"nothing, or an empty one fails this); train the tokenizer again")
         self.ranks = {pair: MIN_VOCAB_SIZE + rank for rank, pair in enumerate(self.merges)}  # pair -> id
         self.vocab = [bytes([i]) for i in range(MIN_VOCAB_SIZE)]  # id -> the bytes it stands for
         for a, b in self.merges:

@@ -27,6 +27,7 @@ The file is a plain dict (only tensors, numbers, strings, lists, tuples and dict
 """
 
 import os
+import pickle
 import re
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -35,7 +36,8 @@ import torch
 import torch.nn as nn
 
 from gptlib.config import GPTConfig, TrainConfig
-from gptlib.errors import CheckpointError
+from gptlib.device import free_cpu_memory, out_of_memory
+from gptlib.errors import CheckpointError, OutOfMemoryError
 from gptlib.files import atomic_write
 from gptlib.model import GPT
 from gptlib.tokenizer import CharTokenizer, tokenizer_from_dict
@@ -63,9 +65,32 @@ class Checkpoint:
         return self.train_config is not None and all(k in extra for k in _RESUME_KEYS)
 
     def build_model(self, device: torch.device | str = "cpu") -> GPT:
-        """A `GPT` with this checkpoint's config and weights, in eval mode on ``device``."""
-        model = GPT(self.model_config)
-        load_weights(model, self.model_state, self.tokenizer)
+        """A `GPT` with this checkpoint's config and weights, in eval mode on ``device``.
+
+        The sizes come first, from a model on the meta device (shapes without memory): weights that
+        do not fit the config, or a model larger than the memory free (the readable GPT holds a
+        block_size x block_size causal mask per head), fail before anything is allocated."""
+        with torch.device("meta"):
+            sizes = GPT(self.model_config)
+        misfit = weights_misfit(sizes, self.model_state)
+        if misfit:
+            raise CheckpointError(f"the checkpoint's weights do not fit its own model config ({misfit}); the "
+                                  f"file was damaged or edited")
+        need = sum(t.numel() * t.element_size() for t in (*sizes.parameters(), *sizes.buffers()))
+        free = free_cpu_memory()  # built on the CPU, then moved to the device
+        try:
+            if free is not None and need > free:  # not even tried: Linux would kill the process, not refuse
+                raise MemoryError
+            model = GPT(self.model_config)
+        except (MemoryError, RuntimeError) as err:
+            if not out_of_memory(err):
+                raise
+            c = self.model_config
+            raise OutOfMemoryError(f"this checkpoint's model needs {need / 2**30:.1f} GiB, more than this machine "
+                                   f"can give: its block_size {c.block_size:,} means a {c.block_size:,} x "
+                                   f"{c.block_size:,} causal mask in each of its {c.n_layer * c.n_head} heads; "
+                                   f"sample it on a machine with more memory") from None
+        model.load_state_dict(self.model_state)
         return model.to(device).eval()
 
 
@@ -126,7 +151,7 @@ def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
         payload = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as err:  # truncated zip, random bytes, a pickle with code in it...
         raise CheckpointError(f"{path} is not a readable gptlib checkpoint (truncated or another kind of "
-                              f"file): {type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}") from None
+                              f"file): {_not_a_checkpoint(path, err)}") from None
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         raise CheckpointError(f"{path} is not a gptlib checkpoint (no '{FORMAT}' marker)")
     if payload.get("version") != VERSION:
@@ -139,14 +164,34 @@ def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
                      else CharTokenizer(payload["vocab"]))
         state = payload["model"]
         step = int(payload["step"])
-    except (KeyError, TypeError, ValueError) as err:
+    except KeyError as err:
+        raise CheckpointError(f"{path} is damaged: it has no {err.args[0]!r} entry") from None
+    except (TypeError, ValueError) as err:
         raise CheckpointError(f"{path} is damaged: {err}") from None
-    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
-        raise CheckpointError(f"{path} is damaged: its weights are not a dict of tensors")
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) and not v.is_meta for v in state.values()):
+        raise CheckpointError(f"{path} is damaged: its weights are not a dict of tensors (with data)")
+    not_finite = [k for k, v in state.items() if v.is_floating_point() and not torch.isfinite(v).all()]
+    if not_finite:  # sampling from them fails deep in torch, or "works" and prints nothing useful
+        raise CheckpointError(f"{path} holds weights that are not finite numbers (NaN or inf, in {len(not_finite)} "
+                              f"tensors, e.g. {not_finite[0]}); it is damaged, or from a run that diverged")
     if tokenizer.vocab_size != model_config.vocab_size:
         raise CheckpointError(f"{path}: the vocabulary has {tokenizer.vocab_size} characters but the model "
                               f"config says {model_config.vocab_size}")
     return Checkpoint(model_config, train_config, tokenizer, state, step, payload.get("extra") or {})
+
+
+def _not_a_checkpoint(path: Path, err: Exception) -> str:
+    """What a file that torch.load refused is, from its first bytes and torch's error (whose own words
+    would advise ``weights_only=False``, which runs any code in the file)."""
+    with open(path, "rb") as f:
+        head = f.read(16)
+    if not head:
+        return "it is empty"
+    if not head.startswith((b"PK\x03\x04", b"\x80")):  # torch.save's zip, or an older torch.save's pickle
+        return f"it starts with {head!r}, not as a file that torch.save writes"
+    if isinstance(err, pickle.UnpicklingError):
+        return "it holds objects other than tensors, numbers and strings, which gptlib never loads"
+    return "it is cut short or damaged"
 
 
 def load_weights(model: nn.Module, state: dict, tokenizer: CharTokenizer | None = None) -> None:
@@ -154,22 +199,28 @@ def load_weights(model: nn.Module, state: dict, tokenizer: CharTokenizer | None 
     if tokenizer is not None and hasattr(model, "config") and tokenizer.vocab_size != model.config.vocab_size:
         raise CheckpointError(f"the checkpoint's vocabulary has {tokenizer.vocab_size} characters; this "
                               f"model has vocab_size {model.config.vocab_size}")
+    misfit = weights_misfit(model, state)
+    if misfit:
+        raise CheckpointError(f"the checkpoint does not fit this model: {misfit}. Build the model from the "
+                              f"checkpoint's own config")
+    model.load_state_dict(state)
+
+
+def weights_misfit(model: nn.Module, state: dict) -> str:
+    """How ``state`` differs from ``model``'s tensors (which may be on the meta device), or ""."""
     own = model.state_dict()
     missing = sorted(set(own) - set(state))
     unexpected = sorted(set(state) - set(own))
     mismatched = [f"{k}: checkpoint {tuple(state[k].shape)} vs model {tuple(own[k].shape)}"
                   for k in own if k in state and tuple(state[k].shape) != tuple(own[k].shape)]
-    if missing or unexpected or mismatched:
-        parts = []
-        if mismatched:
-            parts.append("shapes differ: " + "; ".join(mismatched[:3]))
-        if missing:
-            parts.append(f"missing {len(missing)} tensors (e.g. {missing[0]})")
-        if unexpected:
-            parts.append(f"{len(unexpected)} unexpected tensors (e.g. {unexpected[0]})")
-        raise CheckpointError("the checkpoint does not fit this model: " + "; ".join(parts) +
-                              ". Build the model from the checkpoint's own config")
-    model.load_state_dict(state)
+    parts = []
+    if mismatched:
+        parts.append("shapes differ: " + "; ".join(mismatched[:3]))
+    if missing:
+        parts.append(f"missing {len(missing)} tensors (e.g. {missing[0]})")
+    if unexpected:
+        parts.append(f"{len(unexpected)} unexpected tensors (e.g. {unexpected[0]})")
+    return "; ".join(parts)
 
 
 _RESUME_KEYS = ("history", "optimizer", "rng")

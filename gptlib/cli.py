@@ -5,8 +5,9 @@
     torchrun --standalone --nproc_per_node=2 -m gptlib train --preset cpu    # DDP: gptlib.distributed
 
 A mistake on the command line or in the input is one line on stderr and exit code 2, no traceback;
-Ctrl-C is one line (with the command that resumes the run) and exit code 130; a reader that stops
-reading (``| head``) ends the command quietly, as it ends other Unix tools.
+Ctrl-C (and SIGTERM, SIGHUP: see ``__main__``) is one line (with the command that resumes the run) and
+exit code 130; a reader that stops reading (``| head``) ends the command quietly, as it ends other Unix
+tools.
 """
 
 import argparse
@@ -23,7 +24,7 @@ from gptlib.checkpoint import load_checkpoint
 from gptlib.config import GPTConfig, TrainConfig
 from gptlib.device import pick_device
 from gptlib.distributed import report_error
-from gptlib.errors import GPTLibError, TrainingInterrupted
+from gptlib.errors import DataError, GPTLibError, TrainingInterrupted
 from gptlib.files import path_arg
 from gptlib.presets import PRESETS, Preset, get_preset
 from gptlib.run import Run, train_run
@@ -66,7 +67,10 @@ class _Parser(argparse.ArgumentParser):
     """argparse, but a usage mistake is one line (no usage dump), still exit code 2."""
 
     def error(self, message: str):
-        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+        if message.endswith("expected one argument"):  # "--learning-rate -1e-3": argparse reads an option
+            option = message.split()[1].rstrip(":")
+            message += f"; a value that starts with '-' goes after '=': {option}=-1e-3"
+        self.exit(2, f"{self.prog}: error: {one_line(message)} (see {self.prog} --help)\n")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -80,7 +84,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--out", default="runs/latest", type=path_arg,
                    help="folder for checkpoints (default: runs/latest); one run at a time writes to it")
     t.add_argument("--data", default=None, type=path_arg,
-                   help="a UTF-8 text file to train on instead of Tiny Shakespeare")
+                   help="a UTF-8 text file to train on instead of Tiny Shakespeare (its line ends, CRLF "
+                        "or CR, are read as LF)")
     t.add_argument("--sample-tokens", default=500, type=int, help="characters to print at the end (default 500)")
     t.add_argument("--resume", action="store_true",
                    help="continue the run in --out from its last.pt with the saved configs (exact on the same CPU)")
@@ -92,7 +97,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--vocab-size", default=None, type=int,
                    help="with --tokenizer bpe: tokens in the vocabulary, 256 to 65536 (default 512)")
     t.add_argument("--readable", action="store_true",
-                   help="train the readable GPT in fp32 instead of the speed plan's fast path (ch. 6)")
+                   help="train the readable GPT instead of the speed plan's fast path (ch. 6), in float32 "
+                        "unless --dtype says otherwise")
     t.add_argument("--dtype", choices=PRECISIONS, default=None,
                    help="training precision (default: the speed plan's: bfloat16 on Ampere or newer GPUs, "
                         "float16 with a GradScaler on a T4 or V100, float32 on a CPU)")
@@ -107,8 +113,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("sample", help="generate text from a checkpoint")
     s.add_argument("--checkpoint", required=True, type=path_arg, help="a checkpoint written by `train`")
-    s.add_argument("--prompt", default=None, help="text to continue (default: a newline, or the vocabulary's "
-                   "first character when the text had no newline)")
+    prompt = s.add_mutually_exclusive_group()
+    prompt.add_argument("--prompt", default=None, help="text to continue (default: a newline, or the "
+                        "vocabulary's first character when the text had no newline)")
+    prompt.add_argument("--prompt-file", default=None, type=path_arg, metavar="FILE",
+                        help="read the prompt from a UTF-8 file (- for standard input): a prompt longer "
+                             "than a command line allows")
     s.add_argument("--max-new-tokens", default=500, type=int)
     s.add_argument("--temperature", default=1.0, type=float, help="0 = greedy, <1 sharper, >1 more random")
     s.add_argument("--top-k", default=None, type=int, help="sample only from the k most likely characters")
@@ -138,7 +148,9 @@ def run_from_args(args: argparse.Namespace) -> Run:
     ``--preset``, the saved run's configs) with the options that override its fields."""
     if args.resume and args.preset is None:
         saved = load_checkpoint(Path(args.out) / "last.pt") if (Path(args.out) / "last.pt").is_file() else None
-        base = Preset("resumed", "", saved.model_config, saved.train_config) if saved else get_preset("cpu")
+        # weights only (no train config): any base will do, train_run refuses to resume them
+        base = (Preset("resumed", "", saved.model_config, saved.train_config) if saved and saved.resumable
+                else get_preset("cpu"))
     else:
         base = get_preset("cpu" if args.preset is None else args.preset)
     train = _overrides(args, TrainConfig)
@@ -177,14 +189,17 @@ def cmd_train(args: argparse.Namespace) -> None:
         tqdm.write(f"step {h.step[-1]:>5}: train loss {h.train_loss[-1]:.4f}, val loss {h.val_loss[-1]:.4f}"
                    f" ({h.elapsed[-1]:.1f}s)")
 
-    result = train_run(run, resume=args.resume, overwrite=args.overwrite, callbacks=[report])
+    result = train_run(run, resume=args.resume, overwrite=args.overwrite, callbacks=[report],
+                       log=lambda message: print(one_line(message)))
     if not result.dist.is_main:
         return  # under torchrun, rank 0 alone reports and samples
+    # what is there now: a resumed run writes best.pt only when val improves, and it may have been removed
+    kept = [path for path in (result.best_path, result.last_path) if path.is_file()]
     best = result.history.best_val_loss
-    print(f"best val loss {best:.4f}{_per_character(best, result.corpus)}; checkpoints in {run.out}/ "
-          f"(best.pt, last.pt)")
+    print(one_line(f"best val loss {best:.4f}{_per_character(best, result.corpus)}; checkpoints in "
+                   f"{run.out}/ ({', '.join(path.name for path in kept)})"))
     if args.sample_tokens:
-        best = load_checkpoint(result.best_path).build_model(result.device)
+        best = load_checkpoint(kept[0]).build_model(result.device)
         _print_sample(best, result.tokenizer, default_prompt(result.tokenizer), args.sample_tokens,
                       seed=run.train.seed)
 
@@ -194,9 +209,26 @@ def cmd_sample(args: argparse.Namespace) -> None:
     device = pick_device(args.device)
     ckpt = load_checkpoint(args.checkpoint)
     model = ckpt.build_model(device)
-    prompt = default_prompt(ckpt.tokenizer) if args.prompt is None else args.prompt
-    _print_sample(model, ckpt.tokenizer, prompt, args.max_new_tokens, temperature=args.temperature,
-                  top_k=args.top_k, seed=args.seed)
+    prompt = args.prompt if args.prompt_file is None else read_prompt(args.prompt_file)
+    _print_sample(model, ckpt.tokenizer, default_prompt(ckpt.tokenizer) if prompt is None else prompt,
+                  args.max_new_tokens, prompt_name="--prompt-file" if args.prompt_file else "--prompt",
+                  temperature=args.temperature, top_k=args.top_k, seed=args.seed)
+
+
+def read_prompt(path: Path) -> str:
+    """``--prompt-file``: the file's text (``-``: standard input's), its line ends read as --data's are."""
+    try:
+        if str(path) == "-" and sys.stdin is None:  # started with "<&-"
+            raise DataError("--prompt-file - reads standard input, which is closed; give a file instead")
+        data = sys.stdin.buffer.read() if str(path) == "-" else path.read_bytes()
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as err:
+        raise DataError(f"--prompt-file {path} is not UTF-8 text ({err.reason} at byte {err.start})") from None
+    except FileNotFoundError:
+        raise FileNotFoundError(f"--prompt-file: no file at {path}") from None
+    except IsADirectoryError:
+        raise DataError(f"--prompt-file {path} is a folder; give a text file") from None
+    return text.replace("\r\n", "\n").replace("\r", "\n")
 
 
 COMMANDS = {"train": cmd_train, "sample": cmd_sample, "bench": bench.cmd_bench}
@@ -212,10 +244,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         COMMANDS[args.command](args)
     except (GPTLibError, FileNotFoundError) as err:
-        report_error(f"error: {err}")  # under torchrun: once, from rank 0
+        report_error(f"error: {one_line(str(err))}")  # under torchrun: once, from rank 0
         return 2
     except TrainingInterrupted as err:
-        print(f"interrupted: {err}", file=sys.stderr)
+        print(f"interrupted: {one_line(str(err))}", file=sys.stderr)
         return 130
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
@@ -225,10 +257,17 @@ def main(argv: list[str] | None = None) -> int:
         _drop_stdout()
         return 141  # what a shell reports for a process that SIGPIPE ended: 128 + 13
     except OSError as err:  # the machine rather than the input: stdout on a full disk, a name too long...
-        print(f"error: {err}", file=sys.stderr)
+        print(f"error: {one_line(str(err))}", file=sys.stderr)
         _drop_stdout()
         return 1
     return 0
+
+
+def one_line(message: str) -> str:
+    """``message`` with each character that is not printable (a newline, a terminal's escape in a
+    file name) written as Python writes it in a string (``\\n``, ``\\x1b``): one line that cannot drive
+    the terminal."""
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in message)
 
 
 def _drop_stdout() -> None:

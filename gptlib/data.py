@@ -144,7 +144,9 @@ def load_text(path: str | os.PathLike | None = None, **kwargs) -> str:
     if path is None:
         path = tiny_shakespeare_path(**kwargs)
     path = Path(path).expanduser()
-    if not path.is_file():
+    if path.is_dir():
+        raise DataError(f"{path} is a folder; pass a text file, or no path to use Tiny Shakespeare")
+    if not path.exists():  # a pipe is fine: --data /dev/stdin, --data <(zcat text.gz)
         raise DataNotFoundError(f"no text file at {path}; pass an existing file, or no path to use "
                                 f"Tiny Shakespeare")
     try:

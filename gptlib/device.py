@@ -1,4 +1,5 @@
-"""The one place that picks a device: CUDA, then Apple's MPS, then the CPU."""
+"""The one place that picks a device: CUDA, then Apple's MPS, then the CPU; and what the machine's
+memory allows (`free_cpu_memory`, `out_of_memory`)."""
 
 import torch
 
@@ -11,7 +12,8 @@ def pick_device(requested: str = "auto") -> torch.device:
     Asking for a device this machine lacks (``"cuda"`` without a GPU) is a `DeviceError` that says
     which devices are available, rather than a failure later inside torch.
     """
-    if requested in (None, "", "auto"):
+    requested = str(requested or "auto").lower()  # "CPU", "CUDA:0": as torch's names, in any case
+    if requested == "auto":
         if torch.cuda.is_available():
             return torch.device("cuda")
         if torch.backends.mps.is_available():
@@ -44,3 +46,27 @@ def available_devices() -> list[str]:
         names.append("mps")
     names.append("cpu")
     return names
+
+
+_OOM_SIGNS = ("out of memory", "not enough memory", "can't allocate memory", "defaultcpuallocator")
+
+
+def out_of_memory(err: BaseException) -> bool:
+    """Whether ``err`` is the device running out of memory (torch raises a RuntimeError on the CPU)."""
+    return isinstance(err, (MemoryError, torch.OutOfMemoryError)) or any(
+        sign in str(err).lower() for sign in _OOM_SIGNS)
+
+
+def free_cpu_memory() -> int | None:
+    """Bytes of memory the system can give without swapping (Linux's MemAvailable); None elsewhere.
+
+    Asked before an allocation that may not fit: Linux promises memory it does not have, and a
+    process that then touches too much of it is killed without a word (the OOM killer)."""
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024  # the file counts kB
+    except (OSError, ValueError, IndexError):
+        pass
+    return None

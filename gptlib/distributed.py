@@ -49,6 +49,8 @@ MEETING_VARS = ("MASTER_ADDR", "MASTER_PORT")
 # How long a process waits for the others: to connect, and at each collective (an all-reduce of the
 # gradients, rank 0's evaluation). Past it a process fails instead of hanging on a peer that died.
 TIMEOUT = timedelta(minutes=10)
+# How long the processes of a job started by hand (not torchrun, whose agent waits for them) wait to meet.
+JOIN_TIMEOUT = timedelta(minutes=2)
 # How long a rank other than 0 waits before printing its error itself: long enough for rank 0 to
 # print the same error and torchrun to end the job (it stops the other processes within a second).
 GRACE_SECONDS = 10.0
@@ -209,14 +211,21 @@ def process_group(dist: Distributed) -> Iterator[None]:
         return
     # device_id binds NCCL to this process's GPU from the start
     options = {"device_id": dist.device} if dist.device.type == "cuda" else {}
+    address = f"{os.environ.get('MASTER_ADDR')}:{os.environ.get('MASTER_PORT')}"
     try:
+        if "TORCHELASTIC_RUN_ID" not in os.environ:  # started by hand: say what it waits for, and not for long
+            print(f"[rank {dist.rank}] waiting up to {JOIN_TIMEOUT.seconds} s for all {dist.world_size} processes "
+                  f"to meet at {address}, where rank 0 listens", file=sys.stderr)
+            options["store"] = torch.distributed.TCPStore(
+                os.environ["MASTER_ADDR"], int(os.environ["MASTER_PORT"]), dist.world_size, dist.rank == 0,
+                timeout=JOIN_TIMEOUT)
         torch.distributed.init_process_group(dist.backend, rank=dist.rank, world_size=dist.world_size,
                                              timeout=TIMEOUT, **options)
     except (RuntimeError, ValueError) as err:  # a peer that never came, a port in use...
         detail = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise DistributedError(
-            f"rank {dist.rank} of {dist.world_size} could not join the others at "
-            f"{os.environ.get('MASTER_ADDR')}:{os.environ.get('MASTER_PORT')} ({dist.backend}): {detail}"
+            f"rank {dist.rank} of {dist.world_size} could not join the others at {address} ({dist.backend}): "
+            f"{detail}"
         ) from None
     yield
     # Only after a block that ended well: after an error, another rank may be inside a collective

@@ -12,6 +12,7 @@ not after an hour of training or benchmarking.
 """
 
 import argparse
+import errno
 import os
 import tempfile
 from collections.abc import Iterator
@@ -111,8 +112,9 @@ def _make_folder(path: Path, what: str, hint: str) -> list[Path]:
     try:
         with tempfile.TemporaryFile(dir=path):  # what a save does first: create a file there
             pass
-    except OSError as err:
-        raise OutputPathError(f"{what} {path} cannot be written ({_reason(err)}); {hint}") from None
+    except OSError as err:  # ENOENT in a folder that exists: /proc, /sys, which take no new files
+        reason = "it takes no new files" if err.errno == errno.ENOENT else _reason(err)
+        raise OutputPathError(f"{what} {path} cannot be written ({reason}); {hint}") from None
     return [p for p in missing if p.is_dir()]
 
 

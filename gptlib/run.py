@@ -24,6 +24,7 @@ share of every batch on its own device, and only rank 0 logs, saves and calls th
     train_run(run, resume=True)                  # after a crash: continue last.pt
 """
 
+import errno
 import hashlib
 import os
 import re
@@ -42,6 +43,7 @@ from gptlib.checkpoint import (Checkpoint, load_checkpoint, remove_stale_temp_fi
                                save_checkpoint, save_training_state)
 from gptlib.config import GPTConfig, TrainConfig
 from gptlib.data import load_text
+from gptlib.device import out_of_memory
 from gptlib.errors import (CheckpointError, ConfigError, DataError, GPTLibError, OutOfMemoryError,
                            OutputPathError, TrainingDivergedError, TrainingInterrupted)
 from gptlib.files import make_folder, remove_empty_folders
@@ -283,9 +285,9 @@ def _train_run(run: Run, out: Path | None, dist: distributed.Distributed, resume
             raise
         raise TrainingInterrupted(_interrupted_message(run, out, resume, found, make_model)) from None
     except (MemoryError, RuntimeError) as err:
-        if not _out_of_memory(err):
+        if not out_of_memory(err):
             raise
-        raise OutOfMemoryError(_memory_message(err, device, model_config, run.train) +
+        raise OutOfMemoryError(memory_message(err, device, model_config, run.train.batch_size) +
                                ("" if out is None else f"; {_kept(out, saver, checkpoint)}")) from None
     return result
 
@@ -339,22 +341,14 @@ def _file_identity(path: Path) -> tuple | None:
     return st.st_dev, st.st_ino
 
 
-_OOM_SIGNS = ("out of memory", "not enough memory", "can't allocate memory", "defaultcpuallocator")
-
-
-def _out_of_memory(err: BaseException) -> bool:
-    """Whether ``err`` is the device running out of memory (torch raises a RuntimeError on the CPU)."""
-    return isinstance(err, (MemoryError, torch.OutOfMemoryError)) or any(
-        sign in str(err).lower() for sign in _OOM_SIGNS)
-
-
-def _memory_message(err: BaseException, device: torch.device, model: GPTConfig, config: TrainConfig) -> str:
+def memory_message(err: BaseException, device: torch.device, model: GPTConfig, batch_size: int) -> str:
+    """One line for running out of memory: how much was asked for at once and which sizes to make smaller."""
     text = str(err)
     cpu = re.search(r"allocate (\d+) bytes", text)  # the CPU allocator's wording
     gpu = re.search(r"allocate ([\d.]+ [KMGT]iB)", text)  # CUDA's and MPS's
     asked = f"{int(cpu.group(1)) / 2**30:.1f} GiB" if cpu else gpu.group(1) if gpu else None
     return (f"out of memory on {device}" + (f" (asked for {asked} at once)" if asked else "") +
-            f": make batch_size (now {config.batch_size}) or block_size (now {model.block_size}) smaller, "
+            f": make batch_size (now {batch_size}) or block_size (now {model.block_size}) smaller, "
             f"or the model (n_embd {model.n_embd}, n_layer {model.n_layer})")
 
 
@@ -444,9 +438,10 @@ class _Saver:
                                 state.step, {"history": state.history.to_dict(), **run_info})
             save_training_state(r.last_path, state, r.tokenizer, self.model_config, run_info)
         except OSError as err:  # a full disk, a folder removed or made read-only mid-run
+            hint = "Free some space or choose" if err.errno == errno.ENOSPC else "Choose"
             raise OutputPathError(f"could not save a checkpoint in {r.last_path.parent} at step {state.step} "
-                                  f"({err.strerror or err}); {_kept(r.last_path.parent, [self], None)}. Free some space or "
-                                  f"choose another --out") from None
+                                  f"({err.strerror or err}); {_kept(r.last_path.parent, [self], None)}. "
+                                  f"{hint} another --out") from None
         self.saved_step = state.step
 
 
@@ -484,6 +479,8 @@ def speed_from_checkpoint(checkpoint: Checkpoint) -> SpeedConfig:
 def _check_resumable_path(out: Path | None) -> None:
     if out is None:
         raise ConfigError("resuming needs the run's output folder (Run.out, --out)")
+    if out.is_file():  # "--out runs/x/best.pt"
+        raise ConfigError(f"--out {out} is a file; --resume takes the run's folder: --out {out.parent}")
     path = out / LAST
     if not path.is_file():
         raise FileNotFoundError(f"nothing to resume: no checkpoint at {path}; run `train` without --resume "
