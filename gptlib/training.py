@@ -259,13 +259,13 @@ def train(model: nn.Module, train_data: torch.Tensor, val_data: torch.Tensor, co
     with backend_flags(speed):  # TF32 for this run only: the process is left as it was found
         return _train(model, train_data, val_data, config, block_size=block_size, device=device,
                       callbacks=callbacks, state=state, progress=progress, speed=speed, dist=dist,
-                      grad_accum=grad_accum)
+                      grad_accum=grad_accum, after_step=after_step)
 
 
 def _train(model: nn.Module, train_data: torch.Tensor, val_data: torch.Tensor, config: TrainConfig, *,
            block_size: int, device: torch.device | str, callbacks: Iterable[Callback],
            state: TrainState | None, progress: bool, speed: SpeedConfig | None, dist: Distributed,
-           grad_accum: int) -> TrainState:
+           grad_accum: int, after_step: Callable[[int], None] | None) -> TrainState:
     """`train`'s loop, inside the run's backend settings."""
     from tqdm.auto import tqdm
 
