@@ -45,8 +45,7 @@ def whole_mapping(to_fast) -> Verdict:
     for name, tensor in gpt.state_dict().items():
         if name not in back or not torch.equal(back[name], tensor):
             return not_yet(f"mapped back with fast_to_readable, {name!r} is not the GPT's tensor")
-    return correct(f"same logits (within {gap:.1g}) on a GPT of {cfg.n_layer} layers and "
-                   f"{cfg.n_head} heads, and the weights map back to the original tensors exactly")
+    return correct("the same logits, and the weights map back to the GPT's exactly")
 
 
 def drop_probability(p) -> Verdict:
@@ -57,8 +56,7 @@ def drop_probability(p) -> Verdict:
         return not_yet("give the probability as a number")
     exact = round(0.2 * 2**16) / 2**16
     if abs(p - exact) < 1e-8:  # 0.19999695 counts
-        return correct(f"{p:.8f}: 0.2 rounded to a multiple of 1/65536, a 16-bit number below the "
-                       "threshold is dropped")
+        return correct(f"{p:.8f}, 0.2 rounded to a multiple of 1/65536")
     if abs(p - 0.2) < 1e-8:
         return not_yet("that is the p you asked for; the mask compares 16-bit numbers with an integer "
                        "threshold, so how many of the 65,536 values fall below it?")
@@ -88,6 +86,4 @@ def rescaled_dropout(attend) -> Verdict:
         if not torch.allclose(out, want, atol=1e-5):
             return not_yet("the output differs from dropout(wei) @ v; apply the mask to the weights, "
                            "multiply by v, then rescale")
-    return correct("the same output as rescaling the (T,T) weights, for p = 0.2 and 0.5, "
-                   f"with {math.prod(v.shape[-2:])} numbers rescaled per head instead of "
-                   f"{math.prod(wei.shape[-2:])}")
+    return correct("the same output as rescaling the (T,T) weights, for p = 0.2 and 0.5")

@@ -32,7 +32,7 @@ def previous_score(score) -> Verdict:
     t = torch.arange(1, T)
     want = weights[t, t - 1].mean().item()
     if abs(got - want) < 1e-6:
-        return correct(f"{got:.4f} on a random causal head of {T} tokens, as head_summary counts it")
+        return correct(f"{got:.4f} on a random causal head, as head_summary counts it")
     if abs(got - weights[t, t].mean().item()) < 1e-6:
         return not_yet("that is the weight on the token itself (the diagonal); take the entry one "
                        "column to the left of it")
@@ -70,7 +70,7 @@ def best_step(pick) -> Verdict:
         if got in range(len(history["step"])) and got not in history["step"]:
             return not_yet("return the step (from history['step']), not its index in the list")
         return not_yet("find the evaluation with the lowest validation loss and return its step")
-    return correct("the step of the lowest validation loss, whether the curve turned up or not")
+    return correct("the lowest validation loss's step, whether the curve turned up or not")
 
 
 def lr_schedule(lr) -> Verdict:
@@ -103,5 +103,4 @@ def lr_schedule(lr) -> Verdict:
             return not_yet(f"at step {step}: after the warm-up, the cosine goes from learning_rate to "
                            "min_lr over the remaining max_iters - warmup_iters steps, "
                            "min_lr + (learning_rate - min_lr) * (1 + cos(pi * progress)) / 2")
-    return correct("the warm-up and the cosine decay match the trainer's schedule, on the cpu and "
-                   "the lecture preset's settings, before, at and after each turn")
+    return correct("warm-up and cosine decay as the trainer's, on the cpu and lecture presets")

@@ -22,8 +22,7 @@ def row_weights(weights) -> Verdict:
         return not_yet(f"give one weight per row: 10 numbers, not {w.numel()}")
     want = torch.tensor([1 / 12] * 4 + [1 / 9] * 6, dtype=torch.float64)
     if torch.allclose(w, want, atol=1e-9):
-        return correct("rows on the 4-row rank count 1/12, the others 1/9: the first rank's rows "
-                       "count 3/4 as much as the rest")
+        return correct("the 4-row rank's rows count 3/4 as much as the others")
     if torch.allclose(w, torch.full((10,), 0.1, dtype=torch.float64), atol=1e-9):
         return not_yet("1/10 each is one big batch; DDP averages the ranks' mean losses, so a row's "
                        "weight is 1/N times 1/(the rows of its rank)")
@@ -63,7 +62,7 @@ def accumulate(step) -> Verdict:
             return not_yet(f"with grad_accum={grad_accum} the gradient differs from the full batch's: "
                            "split the rows into equal micro-batches, and let the gradients add up "
                            "(no zero_grad between them)")
-    return correct("the accumulated gradient equals the full batch's, with 2 and with 4 micro-batches")
+    return correct("the full batch's gradient, with 2 and with 4 micro-batches")
 
 
 def max_parameters(ddp, fsdp) -> Verdict:
@@ -82,4 +81,4 @@ def max_parameters(ddp, fsdp) -> Verdict:
         if abs(fsdp / want_ddp - 1) < 0.01:
             return not_yet("with FSDP each GPU keeps only 1/8 of the 16 bytes of every parameter")
         return not_yet("FSDP shares the 16 bytes of each parameter among the 8 GPUs")
-    return correct(f"{ddp:.1e} parameters with DDP, {fsdp:.1e} with FSDP over 8 GPUs")
+    return correct(f"{ddp:.0e} parameters with DDP, {fsdp:.0e} with FSDP over 8 GPUs")
