@@ -10,7 +10,6 @@ import re
 import textwrap
 from pathlib import Path
 
-import pytest
 import torch
 
 from gptlib.bpe import GPT2_SPLIT_PATTERN, MIN_VOCAB_SIZE, BPETokenizer
