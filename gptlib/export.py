@@ -38,7 +38,7 @@ from gptlib.checkpoint import load_weights
 from gptlib.config import GPTConfig
 from gptlib.errors import CheckpointError, ConfigError
 from gptlib.fast import FastGPT, readable_from_fast
-from gptlib.files import atomic_write
+from gptlib.files import REPOSITORY, atomic_write, results_folder
 from gptlib.model import GPT
 from gptlib.tokenizer import CharTokenizer
 
@@ -162,6 +162,20 @@ def export_error(model: GPT, rebuilt: GPT, n_prompts: int = ERROR_PROMPTS) -> fl
     reference, _ = model(idx)  # (n,T,V)
     logits, _ = rebuilt(idx)  # (n,T,V)
     return (logits - reference).abs().max().item()
+
+
+BOOK_EXPORT = REPOSITORY / "book" / "_static" / "gpt-model.bin"  # the model the book's page samples
+BOOK_PRESET = "cpu"  # the preset the page is made for: its model fits the page in float16
+
+
+def browser_export_path(run_out: str | os.PathLike, preset: str) -> Path:
+    """Where chapter 7 writes a run's browser export: beside the run's checkpoints, or, when a
+    maintainer asks for the book's own results (``GPTLIB_RESULTS=book/results``) and the run is the
+    preset the page is made for, over the book's `BOOK_EXPORT`. A reader's run never writes into book/."""
+    book_results = REPOSITORY / "book" / "results"
+    if preset == BOOK_PRESET and results_folder().resolve() == book_results.resolve():
+        return BOOK_EXPORT
+    return Path(run_out) / BOOK_EXPORT.name
 
 
 def export_for_browser(model: nn.Module, tokenizer: CharTokenizer, path: str | os.PathLike,

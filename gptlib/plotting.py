@@ -163,12 +163,13 @@ def _thinned_ticks(ax, axis: str, names: list[str], fontsize: float, every: int)
         ax.set_yticks(positions, labels, fontsize=fontsize, fontfamily="monospace")
 
 
-def plot_attention_grid(maps, tokens, cell_size: float = 2.5):
+def plot_attention_grid(maps, tokens, cell_size: float = 2.5, title: str | None = None):
     """Every layer (rows) x head (columns) of ``maps`` (L,nh,T,T) as heatmaps with one shared colour
-    bar; tokens label the left column's rows and the bottom row's columns, every one of them where
-    they fit at a readable size, else every second or third. Returns the figure."""
+    bar, under ``title``; tokens label the left column's rows and the bottom row's columns, every one
+    of them where they fit at a readable size, else every second or third (the figure says which).
+    Returns the figure."""
     L, nh = maps.shape[:2]
-    fig, axes = plt.subplots(L, nh, figsize=(cell_size * nh + 1.2, cell_size * L + 0.4), squeeze=False,
+    fig, axes = plt.subplots(L, nh, figsize=(cell_size * nh + 1.2, cell_size * L + 0.9), squeeze=False,
                              layout="constrained")
     names = token_labels(tokens)
     fontsize = 6.5
@@ -187,5 +188,10 @@ def plot_attention_grid(maps, tokens, cell_size: float = 2.5):
             if layer == L - 1:
                 _thinned_ticks(ax, "x", names, fontsize, every)
             ax.tick_params(length=0, pad=1)
+    if title:  # a suptitle, which the constrained layout places above the heads' titles
+        fig.suptitle(title, fontsize=11)
+    ordinal = {2: "second", 3: "third"}.get(every, f"{every}th")
+    labelled = "every token labelled" if every == 1 else f"every {ordinal} token labelled"
+    fig.supxlabel(f"rows: the token reading; columns: the token read ({labelled})", fontsize=9)
     fig.colorbar(image, ax=axes, shrink=0.6, label="attention weight")
     return fig
