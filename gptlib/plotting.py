@@ -74,8 +74,8 @@ def _fit_texts(ax, texts) -> None:
 def plot_ladder(ladder: dict, ax=None, names=None, lecture: bool = True, xlim=None):
     """The final validation loss of each rung, bottom rung first; ``names`` picks and orders rungs.
 
-    A hollow dot is a rung's mean over its seeds, the thick bar through it ± one standard deviation
-    (drawn over the dot, so a bar wider than the dot shows), the small marks each seed's own result;
+    A hollow dot is a rung's mean over its seeds, the thick capped bar through it ± one standard
+    deviation (it shows wherever it reaches beyond the dot), the small marks each seed's own result;
     a counterfactual rung (``kind``) is drawn in another colour; each value is written beside its dot,
     and the x range is widened until every one of those labels fits. ``lecture`` draws the lecture's
     1.48 (`LECTURE_VAL_LOSS`) as a dotted line; ``xlim`` zooms in (say on a few close rungs, where the
