@@ -19,7 +19,8 @@ from gptlib.bigram import BigramLanguageModel
 from gptlib.config import GPTConfig
 from gptlib.ladder import (COUNTERFACTUALS, LADDER, LADDER_SEEDS, RUNGS, LayerNormLM, MultiHeadFeedForwardLM,
                            MultiHeadLM, NoPositionsLM, PostNormBlock, PostNormLM, ResidualLM, SingleHeadLM,
-                           UnscaledHead, UnscaledLM, ladder_table, load_ladder, record_rung, rung_entry, split_loss, train_rung)
+                           UnscaledHead, UnscaledLM, ladder_table, load_ladder, record_rung, rung_entry,
+                           split_loss, train_rung)
 from gptlib.model import GPT
 from gptlib.presets import choose, get_preset
 from gptlib.run import Run, load_corpus, train_run
