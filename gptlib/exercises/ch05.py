@@ -58,7 +58,7 @@ def post_norm_block(block_class) -> Verdict:
         if not torch.allclose(yours(later)[:, :5], out[:, :5], atol=1e-5):
             return not_yet("changing tokens after position 4 changed the outputs before it: "
                            "the attention must stay masked")
-    return correct("post-norm: ln1(x + sa(x)), then ln2(x + ffwd(x)); shape (B,T,C) kept, and causal")
+    return correct("post-norm, ln1(x + sa(x)) then ln2(x + ffwd(x)); shape kept; causal")
 
 
 def dropout(fn) -> Verdict:
@@ -101,8 +101,7 @@ def dropout(fn) -> Verdict:
         return zero
     if not torch.allclose(zero, x):
         return not_yet("with p=0 nothing is dropped: the output should equal x")
-    return correct("drops a fraction p in training, scales the rest by 1/(1-p) (the mean is kept), "
-                   "and is the identity at evaluation")
+    return correct("drops a fraction p, scales the rest by 1/(1-p); identity at evaluation")
 
 
 def eval_loss(fn) -> Verdict:
@@ -136,5 +135,4 @@ def eval_loss(fn) -> Verdict:
             return not_yet("the loss you return still has dropout in it (two calls give "
                            f"{'different' if got[0] != got[1] else 'the same'} numbers): "
                            "switch the model to eval mode before the forward pass")
-    return correct("the loss without dropout, the same on every call, and the model left in the "
-                   "mode it was in")
+    return correct("dropout off, the same loss on every call, the model left in its mode")
