@@ -14,7 +14,8 @@ The rungs, bottom to top (chapter 2, 4 and 5 each train the ones they explain):
 Beside them, counterfactual rungs (`COUNTERFACTUALS`) change one thing the chapters argue for and
 measure what it costs: multi-head attention without its output projection (`MultiHeadConcatLM`, the
 lecture's multi-head step), gptlib's normal(0, 0.02) initialisation in the plain stacks, dropout, attention
-without the 1/sqrt(hs) scale (`UnscaledHead`, `UnscaledLM`), no position embeddings (`NoPositionsLM`).
+without the 1/sqrt(hs) scale (`UnscaledHead`, `UnscaledLM`), no position embeddings (`NoPositionsLM`),
+LayerNorm after each residual addition instead of before each sub-layer (`PostNormBlock`, `PostNormLM`).
 
 Every ladder rung but the last trains with `LADDER` (same data, batch, block, steps and learning rate);
 the last with the ``cpu`` preset. `train_rung` trains one through `gptlib.run.train_run`, the one run
@@ -83,6 +84,7 @@ COUNTERFACTUALS: dict[str, str] = {
     "gpt_dropout": "the GPT, dropout 0.2",
     "gpt_unscaled": "the GPT without 1/sqrt(hs)",
     "gpt_no_positions": "the GPT without positions",
+    "gpt_post_norm": "the GPT, post-norm",
 }
 
 # ---------------------------------------------------------------------------------------------------
@@ -250,6 +252,34 @@ class NoPositionsLM(LayerNormLM):
         x = self.ln_f(self.blocks(x))  # (B,T,C)
         logits = self.lm_head(x)  # (B,T,V)
         return logits, None if targets is None else lm_loss(logits, targets)
+
+
+class PostNormBlock(nn.Module):
+    """The block of "Attention Is All You Need" (Vaswani et al., 2017): each LayerNorm comes after
+    its residual addition (post-norm), so the residual stream itself is normalised twice per block."""
+
+    def __init__(self, config: GPTConfig):
+        super().__init__()
+        self.sa = MultiHeadAttention(config)
+        self.ffwd = FeedForward(config)
+        self.ln1 = nn.LayerNorm(config.n_embd)
+        self.ln2 = nn.LayerNorm(config.n_embd)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """(B,T,C) -> (B,T,C)."""
+        x = self.ln1(x + self.sa(x))  # add, then normalise the stream
+        x = self.ln2(x + self.ffwd(x))
+        return x
+
+
+class PostNormLM(LayerNormLM):
+    """`LayerNormLM` (the GPT rung) with `PostNormBlock`s: the same layers and parameters, the
+    LayerNorms moved after the additions. The final LayerNorm stays (it then sees a stream that is
+    already normalised, and only rescales it)."""
+
+    def __init__(self, config: GPTConfig):
+        super().__init__(config)
+        self.blocks = nn.Sequential(*[PostNormBlock(config) for _ in range(config.n_layer)])
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -438,22 +468,25 @@ def record_rung(rung: dict, path: str | os.PathLike | None = None,
 
 
 def ladder_table(ladder: dict, names=None) -> str:
-    """The ladder as a fixed-width text table: rung, budget (only if the rungs shown differ in it),
+    """The ladder as a fixed-width text table: rung, budget (only when the rungs shown differ in it),
     params, number of seeds, train and val loss (means over the seeds), the val loss's standard
-    deviation over the seeds (``±``), the gap val − train, and the mean wall time of one run."""
+    deviation over the seeds (``±``), the gap val − train, and the mean wall time of one run. The
+    columns are as wide as their contents, so the table fits a page of 88 characters."""
     rungs = ladder["rungs"]
     if names is not None:
         by_name = {r["name"]: r for r in rungs}
         rungs = [by_name[n] for n in names if n in by_name]
-    # the budget column only where the rungs shown differ in budget: the table then fits 88 columns
+    wl = max([len("rung")] + [len(r["label"]) for r in rungs])
+    wp = max([len("params")] + [len(f"{r['params']:,}") for r in rungs])
     budgets = len({r["budget"] for r in rungs}) > 1
-    budget = (lambda text: f" {text:<6}") if budgets else (lambda text: "")
-    lines = [f"{'rung':<31}{budget('budget')} {'params':>8} {'seeds':>5} {'train':>7} {'val':>7} {'±':>7} "
-             f"{'val-train':>9} {'wall s':>6}"]
+    wb = max([len("budget")] + [len(r["budget"]) for r in rungs])
+    budget = (lambda text: f" {text:<{wb}}") if budgets else (lambda text: "")
+    lines = [f"{'rung':<{wl}}{budget('budget')} {'params':>{wp}} {'seeds':>5} {'train':>6} {'val':>6} "
+             f"{'±':>6} {'val-train':>9} {'wall s':>6}"]
     for r in rungs:
         seeds = len(r.get("seeds", [])) or 1
         std = "" if r.get("val_std") is None else f"{r['val_std']:.4f}"
-        lines.append(f"{r['label']:<31}{budget(r['budget'])} {r['params']:>8,} {seeds:>5} "
-                     f"{r['train_loss']:>7.4f} {r['val_loss']:>7.4f} {std:>7} "
+        lines.append(f"{r['label']:<{wl}}{budget(r['budget'])} {r['params']:>{wp},} {seeds:>5} "
+                     f"{r['train_loss']:>6.4f} {r['val_loss']:>6.4f} {std:>6} "
                      f"{r['val_loss'] - r['train_loss']:>9.4f} {r['wall_s']:>6.1f}")
     return "\n".join(lines)

@@ -37,6 +37,13 @@ def plot_history(history, ax=None, label: str | None = None, color=None, show_tr
     return ax
 
 
+# The lecture's final model (Karpathy, "Let's build GPT: from scratch, in code, spelled out", 2023:
+# 10.8M parameters, context 256, 5,000 steps on an A100) reached a validation loss of 1.48: the
+# ladder plots draw it as a line to measure the rungs against.
+LECTURE_VAL_LOSS = 1.48
+LECTURE_LABEL = "the lecture's GPT on a GPU: 1.48"
+
+
 def _rungs(ladder: dict, names=None) -> list[dict]:
     rungs = ladder["rungs"]
     if names is not None:
@@ -45,40 +52,102 @@ def _rungs(ladder: dict, names=None) -> list[dict]:
     return rungs
 
 
-def plot_ladder(ladder: dict, ax=None, names=None):
+def _lecture_line(ax, vertical: bool) -> None:
+    """The lecture's 1.48, dotted, labelled in the legend."""
+    line = ax.axvline if vertical else ax.axhline
+    line(LECTURE_VAL_LOSS, color="tab:green", ls=":", lw=1.5, label=LECTURE_LABEL, gid="lecture")
+
+
+def _fit_texts(ax, texts) -> None:
+    """Widen the x range until every text lies inside the axes (no label clipped on the right)."""
+    fig = ax.figure
+    for _ in range(10):
+        renderer = fig.canvas.get_renderer()
+        right = max((t.get_window_extent(renderer).x1 for t in texts), default=0.0)
+        box = ax.get_window_extent(renderer)
+        if right <= box.x1 - 2:
+            return
+        lo, hi = ax.get_xlim()
+        ax.set_xlim(lo, hi + (hi - lo) * (right - box.x1 + 6) / box.width)
+
+
+def plot_ladder(ladder: dict, ax=None, names=None, lecture: bool = True, xlim=None):
     """The final validation loss of each rung, bottom rung first; ``names`` picks and orders rungs.
 
-    A dot is a rung's mean over its seeds, the bar through it ± one standard deviation, the small
-    marks each seed's own result; a counterfactual rung (``kind``) is drawn in another colour. The
-    loss axis does not start at 0, so a dot plot, not bars (whose lengths would mislead)."""
+    A hollow dot is a rung's mean over its seeds, the thick capped bar through it ± one standard
+    deviation (it shows wherever it reaches beyond the dot), the small marks each seed's own result;
+    a counterfactual rung (``kind``) is drawn in another colour; each value is written beside its dot,
+    and the x range is widened until every one of those labels fits. ``lecture`` draws the lecture's
+    1.48 (`LECTURE_VAL_LOSS`) as a dotted line; ``xlim`` zooms in (say on a few close rungs, where the
+    spreads become visible). The loss axis does not start at 0, so a dot plot, not bars (whose
+    lengths would mislead)."""
     rungs = _rungs(ladder, names)
     ax = _axes(ax, figsize=(7, 0.45 * len(rungs) + 1.2))
     labels = [r.get("label", r["name"]) for r in rungs]
-    vals = [r["val_loss"] for r in rungs]
+    texts = []
     for y, r in enumerate(rungs):
         color = "tab:orange" if r.get("kind") == "counterfactual" else "tab:blue"
         seeds = [s["val_loss"] for s in r.get("seeds", [])]
         if len(seeds) > 1:
-            ax.plot(seeds, [y] * len(seeds), "|", color=color, ms=9, alpha=0.6, gid="seeds")
-        ax.errorbar(r["val_loss"], y, xerr=r.get("val_std") or 0.0, fmt="o", color=color, ms=5,
-                    capsize=3)
+            ax.plot(seeds, [y] * len(seeds), "|", color=color, ms=12, mew=1.2, alpha=0.7, gid="seeds")
+        ax.errorbar(r["val_loss"], y, xerr=r.get("val_std") or 0.0, fmt="o", color=color, ms=6,
+                    mfc="white", mew=1.5, elinewidth=3, capsize=5, capthick=2, zorder=3)
         spread = f" ± {r['val_std']:.4f}" if r.get("val_std") else ""
-        ax.annotate(f"{r['val_loss']:.4f}{spread}", (r["val_loss"], y), xytext=(8, 5),
-                    textcoords="offset points", fontsize=7.5)
+        texts.append(ax.annotate(f"{r['val_loss']:.4f}{spread}", (r["val_loss"], y), xytext=(8, 5),
+                                 textcoords="offset points", fontsize=7.5))
     ax.set_yticks(range(len(rungs)), labels, fontsize=8)
     ax.set_ylim(len(rungs) - 0.5, -0.7)  # the bottom rung of the ladder at the top, as in the table
-    if vals:  # an empty ladder draws empty axes
-        ax.set_xlim(min(vals) - 0.08, max(vals) + 0.15)
+    if lecture:
+        _lecture_line(ax, vertical=True)
+        ax.legend(fontsize=7.5, loc="upper left")
+    if xlim is not None:
+        ax.set_xlim(*xlim)
+    elif rungs:  # an empty ladder draws empty axes
+        lows = [r["val_loss"] - (r.get("val_std") or 0.0) for r in rungs]
+        highs = [r["val_loss"] + (r.get("val_std") or 0.0) for r in rungs]
+        lo = min(lows + ([LECTURE_VAL_LOSS] if lecture else []))
+        hi = max(highs)
+        pad = 0.05 * (hi - lo) or 0.01
+        ax.set_xlim(lo - pad, hi + pad)
     ax.set_xlabel("validation loss (lower is better)")
     ax.grid(axis="x", alpha=0.3)
+    if xlim is None:
+        _fit_texts(ax, texts)
     return ax
 
 
-def plot_ladder_histories(ladder: dict, ax=None, names=None, show_train: bool = False):
-    """Each rung's validation loss curve on one axes (against the step; budgets may differ in length)."""
+def tokens_per_step(rung: dict, ladder: dict | None = None) -> int:
+    """How many tokens one training step of ``rung`` reads: batch size x context (its model's
+    ``block_size``). The batch size is the rung's own (``batch_size``) if it has one, else its
+    budget's: the ladder's (``ladder["budget"]``) or a preset of that name."""
+    batch = rung.get("batch_size")
+    if batch is None:
+        budget = (ladder or {}).get("budget") or {}
+        if budget.get("name") == rung.get("budget") and "train" in budget:
+            batch = budget["train"]["batch_size"]
+        else:
+            from gptlib.presets import get_preset  # only for a rung trained with a named preset
+
+            batch = get_preset(rung["budget"]).train.batch_size
+    return batch * rung["model"]["block_size"]
+
+
+def plot_ladder_histories(ladder: dict, ax=None, names=None, lecture: bool = True):
+    """Each rung's validation loss curve (its first seed's estimates during training) against the
+    tokens it had read by then (steps x `tokens_per_step`), so that budgets with different batches
+    or contexts share one axis; ``lecture`` draws the lecture's 1.48 as a dotted line."""
     ax = _axes(ax, figsize=(7, 4))
     for r in _rungs(ladder, names):
-        plot_history(r["history"], ax=ax, label=r.get("label", r["name"]), show_train=show_train)
+        h = _as_dict(r["history"])
+        per_step = tokens_per_step(r, ladder)
+        tokens = [step * per_step / 1e6 for step in h["step"]]
+        ax.plot(tokens, h["val_loss"], "-", label=r.get("label", r["name"]))
+    if lecture:
+        _lecture_line(ax, vertical=False)
+    ax.set_xlabel("tokens seen in training (millions)")
+    ax.set_ylabel("validation loss")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7.5)
     return ax
 
 

@@ -18,8 +18,9 @@ from torch.nn import functional as F
 from gptlib.bigram import BigramLanguageModel
 from gptlib.config import GPTConfig
 from gptlib.ladder import (COUNTERFACTUALS, LADDER, LADDER_SEEDS, RUNGS, LayerNormLM, MultiHeadConcatLM,
-                           MultiHeadFeedForwardLM, MultiHeadLM, NoPositionsLM, ResidualLM, SingleHeadLM, UnscaledHead, UnscaledLM,
-                           ladder_table, load_ladder, record_rung, rung_entry, split_loss, train_rung)
+                           MultiHeadFeedForwardLM, MultiHeadLM, NoPositionsLM, PostNormBlock, PostNormLM,
+                           ResidualLM, SingleHeadLM, UnscaledHead, UnscaledLM, ladder_table, load_ladder,
+                           record_rung, rung_entry, split_loss, train_rung)
 from gptlib.model import GPT
 from gptlib.presets import choose, get_preset
 from gptlib.run import Run, load_corpus, train_run
@@ -32,7 +33,7 @@ BOOK_LADDER = Path(__file__).resolve().parent.parent / "book" / "results" / "lad
 DEVICES = ["cpu", pytest.param("cuda", marks=pytest.mark.skipif(not torch.cuda.is_available(),
                                                                 reason="no CUDA GPU on this machine"))]
 RUNG_CLASSES = [SingleHeadLM, MultiHeadLM, MultiHeadFeedForwardLM, ResidualLM, LayerNormLM]
-VARIANT_CLASSES = [UnscaledLM, NoPositionsLM, MultiHeadConcatLM]
+VARIANT_CLASSES = [UnscaledLM, NoPositionsLM, MultiHeadConcatLM, PostNormLM]
 
 
 @pytest.fixture
@@ -137,6 +138,36 @@ def test_no_positions_variant_has_no_position_table(config):
     # without positions, a token's first-position output does not depend on where the sequence sits
     idx = torch.randint(config.vocab_size, (1, config.block_size))
     torch.testing.assert_close(model(idx[:, :1])[0][:, 0], model(idx[:, :3])[0][:, 0])
+
+
+def test_post_norm_variant_moves_the_layernorms_after_the_additions(config):
+    """The same parameters as the GPT rung under the same names; each block computes
+    ln1(x + sa(x)), then ln2(x + ffwd(x)), and its output is normalised (mean 0, std 1 per token)."""
+    torch.manual_seed(0)
+    rung, post = LayerNormLM(config), PostNormLM(config)
+    assert all(isinstance(b, PostNormBlock) for b in post.blocks)
+    post.load_state_dict(rung.state_dict())  # same parameters, same names
+    block = post.blocks[0]
+    x = torch.randn(2, config.block_size, config.n_embd)
+    h = block.ln1(x + block.sa(x))
+    torch.testing.assert_close(block(x), block.ln2(h + block.ffwd(h)))
+    out = block(x)  # fresh LayerNorms: gain 1, bias 0
+    torch.testing.assert_close(out.mean(-1), torch.zeros(2, config.block_size), atol=1e-5, rtol=0)
+    idx = torch.randint(config.vocab_size, (2, config.block_size))
+    assert not torch.allclose(post(idx)[0], rung(idx)[0])  # the same weights, another model
+
+
+def test_ladder_table_fits_the_page():
+    """As wide as its contents, so chapter 5's two tables fit 88 characters: the ladder's rungs (two
+    budgets) and the counterfactuals beside their rungs (one budget: no budget column)."""
+    ladder = [{**_rung(name), "label": label, "params": 816_705} for name, label in RUNGS.items()]
+    ladder[-1]["budget"] = "cpu"
+    lines = ladder_table({"rungs": ladder}).splitlines()
+    assert max(map(len, lines)) <= 88 and "budget" in lines[0] and "cpu" in lines[-1]
+    compared = [{**_rung(name), "label": label, "params": 42_369} for name, label in COUNTERFACTUALS.items()]
+    lines = ladder_table({"rungs": compared}).splitlines()
+    assert max(map(len, lines)) <= 88 and "budget" not in lines[0]
+    assert [line.split()[0] for line in lines[1:]] == [label.split()[0] for label in COUNTERFACTUALS.values()]
 
 
 def test_split_loss_scores_every_target_once(config):

@@ -9,7 +9,8 @@ matplotlib.use("Agg")  # no display in the tests
 
 import matplotlib.pyplot as plt  # noqa: E402
 
-from gptlib.plotting import plot_history, plot_ladder, plot_ladder_histories  # noqa: E402
+from gptlib.plotting import (LECTURE_VAL_LOSS, plot_history, plot_ladder,  # noqa: E402
+                             plot_ladder_histories, tokens_per_step)
 from gptlib.training import History  # noqa: E402
 
 
@@ -36,9 +37,12 @@ def test_plot_history_on_given_axes_without_train():
 
 
 def test_plot_ladder_and_histories():
+    model = {"block_size": 8}
     ladder = {"budget": {}, "rungs": [
-        {"name": "a", "label": "rung a", "val_loss": 2.5, "history": _history(0.5).to_dict()},
-        {"name": "b", "label": "rung b", "val_loss": 2.0, "history": _history().to_dict()},
+        {"name": "a", "label": "rung a", "val_loss": 2.5, "history": _history(0.5).to_dict(),
+         "batch_size": 4, "model": model},
+        {"name": "b", "label": "rung b", "val_loss": 2.0, "history": _history().to_dict(),
+         "batch_size": 4, "model": model},
     ]}
     ax = plot_ladder(ladder)
     assert [t.get_text() for t in ax.get_yticklabels()] == ["rung a", "rung b"]
@@ -46,7 +50,7 @@ def test_plot_ladder_and_histories():
     ax = plot_ladder(ladder, names=["b"])
     assert len(ax.containers) == 1  # one rung: one dot with its error bar
     plt.close(ax.figure)
-    ax = plot_ladder_histories(ladder)
+    ax = plot_ladder_histories(ladder, lecture=False)
     assert len(ax.lines) == 2
     plt.close(ax.figure)
 
@@ -63,6 +67,85 @@ def test_plot_ladder_draws_error_bars_and_each_seed():
     assert len(seed_marks) == 1 and list(seed_marks[0].get_xdata()) == [2.0, 2.1, 2.2]
     texts = [t.get_text() for t in ax.texts]
     assert texts == ["2.1000 ± 0.1000", "2.4000"]
+    plt.close(ax.figure)
+
+
+def _seeds(*vals):
+    return [{"seed": i, "val_loss": v, "train_loss": v} for i, v in enumerate(vals)]
+
+
+LADDER = {"budget": {"name": "ladder", "train": {"batch_size": 32}}, "rungs": [
+    {"name": "bigram", "label": "bigram", "val_loss": 2.5022, "val_std": 0.0004,
+     "seeds": _seeds(2.5018, 2.5022, 2.5026), "budget": "ladder", "model": {"block_size": 8},
+     "history": {"step": [0, 300, 3000], "val_loss": [4.3, 2.6, 2.5], "train_loss": [4.3, 2.6, 2.5]}},
+    {"name": "layernorm", "label": "+ LayerNorm (the GPT)", "val_loss": 2.0560, "val_std": 0.0025,
+     "seeds": _seeds(2.0535, 2.0560, 2.0585), "budget": "ladder", "model": {"block_size": 8},
+     "history": {"step": [0, 300, 3000], "val_loss": [4.2, 2.4, 2.06], "train_loss": [4.2, 2.4, 2.0]}},
+    {"name": "scaled_up", "label": "scaled up (cpu preset)", "val_loss": 1.8236, "val_std": 0.0050,
+     "seeds": _seeds(1.8186, 1.8236, 1.8286), "budget": "cpu", "model": {"block_size": 64},
+     "history": {"step": [0, 100, 700], "val_loss": [4.2, 2.5, 1.85], "train_loss": [4.2, 2.5, 1.7]}},
+]}
+
+
+def test_plot_ladder_error_bars_are_drawn_over_the_dot_and_show_when_zoomed():
+    """The bar is ± one standard deviation, thick, with caps, through a hollow dot; zoomed in on
+    close rungs (``xlim``), a 0.0025 spread reaches well beyond the dot."""
+    ax = plot_ladder(LADDER, lecture=False, xlim=(2.04, 2.08), names=["layernorm"])
+    (bars,) = ax.containers
+    marker, caps, (segments,) = bars.lines
+    (x0, _), (x1, _) = segments.get_segments()[0]
+    assert (x0, x1) == (2.0560 - 0.0025, 2.0560 + 0.0025)
+    assert segments.get_linewidth()[0] >= 2 and len(caps) == 2
+    assert marker.get_markerfacecolor() == "white"
+    ax.figure.canvas.draw()
+    to_px = ax.transData.transform
+    bar_px = to_px((x1, 0))[0] - to_px((x0, 0))[0]
+    dot_px = marker.get_markersize() * ax.figure.dpi / 72
+    assert bar_px > 2 * dot_px  # visible beyond the dot on both sides
+    plt.close(ax.figure)
+
+
+def test_plot_ladder_keeps_every_label_inside_the_axes():
+    """The values written beside the dots are never clipped on the right, however narrow the axes."""
+    for width in (3, 7):
+        fig, ax = plt.subplots(figsize=(width, 3))
+        plot_ladder(LADDER, ax=ax)
+        fig.canvas.draw()
+        renderer = fig.canvas.get_renderer()
+        right = ax.get_window_extent(renderer).x1
+        assert [t.get_text() for t in ax.texts][0] == "2.5022 ± 0.0004"
+        assert all(t.get_window_extent(renderer).x1 <= right for t in ax.texts), width
+        plt.close(fig)
+
+
+def test_ladder_plots_draw_the_lectures_loss():
+    """A dotted line at the lecture's 1.48, inside the axes and named in the legend."""
+    assert LECTURE_VAL_LOSS == 1.48
+    ax = plot_ladder(LADDER)
+    (line,) = [line for line in ax.lines if line.get_gid() == "lecture"]
+    assert set(line.get_xdata()) == {1.48} and ax.get_xlim()[0] < 1.48
+    assert any("1.48" in t.get_text() for t in ax.get_legend().get_texts())
+    plt.close(ax.figure)
+    ax = plot_ladder_histories(LADDER)
+    (line,) = [line for line in ax.lines if line.get_gid() == "lecture"]
+    assert set(line.get_ydata()) == {1.48}
+    assert any("1.48" in t.get_text() for t in ax.get_legend().get_texts())
+    plt.close(ax.figure)
+    ax = plot_ladder(LADDER, lecture=False)
+    assert not [line for line in ax.lines if line.get_gid() == "lecture"] and ax.get_legend() is None
+    plt.close(ax.figure)
+
+
+def test_ladder_histories_are_drawn_against_tokens_seen():
+    """The ladder's steps read 32 x 8 = 256 tokens, the cpu preset's 32 x 64 = 2,048 (its batch
+    size from the preset of that name): the x axis is tokens, in millions."""
+    assert tokens_per_step(LADDER["rungs"][0], LADDER) == 256
+    assert tokens_per_step(LADDER["rungs"][2], LADDER) == 2048
+    assert tokens_per_step({**LADDER["rungs"][2], "batch_size": 16}) == 1024  # the rung's own wins
+    ax = plot_ladder_histories(LADDER, lecture=False)
+    xs = [list(line.get_xdata()) for line in ax.lines]
+    assert xs == [[0, 300 * 256 / 1e6, 3000 * 256 / 1e6]] * 2 + [[0, 100 * 2048 / 1e6, 700 * 2048 / 1e6]]
+    assert "tokens" in ax.get_xlabel()
     plt.close(ax.figure)
 
 
