@@ -45,7 +45,7 @@ from gptlib.attention import Head, MultiHeadAttention
 from gptlib.bigram import lm_loss
 from gptlib.config import GPTConfig, TrainConfig
 from gptlib.files import atomic_write, results_folder
-from gptlib.model import GPT, FeedForward, count_parameters
+from gptlib.model import GPT, Block, FeedForward, count_parameters
 from gptlib.presets import Preset
 from gptlib.run import Corpus, Run, RunResult, train_run
 from gptlib.speed import READABLE
@@ -254,16 +254,10 @@ class NoPositionsLM(LayerNormLM):
         return logits, None if targets is None else lm_loss(logits, targets)
 
 
-class PostNormBlock(nn.Module):
+class PostNormBlock(Block):
     """The block of "Attention Is All You Need" (Vaswani et al., 2017): each LayerNorm comes after
-    its residual addition (post-norm), so the residual stream itself is normalised twice per block."""
-
-    def __init__(self, config: GPTConfig):
-        super().__init__()
-        self.sa = MultiHeadAttention(config)
-        self.ffwd = FeedForward(config)
-        self.ln1 = nn.LayerNorm(config.n_embd)
-        self.ln2 = nn.LayerNorm(config.n_embd)
+    its residual addition (post-norm), so the residual stream itself is normalised twice per block.
+    The same layers as `gptlib.model.Block`; only the order of the calls differs."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """(B,T,C) -> (B,T,C)."""

@@ -6,7 +6,6 @@
     ch06.rescaled_dropout(attend)         # exercise 5: the 1/(1-p) rescaling on the small tensor
 """
 
-import math
 
 import torch
 
