@@ -164,18 +164,19 @@ def export_error(model: GPT, rebuilt: GPT, n_prompts: int = ERROR_PROMPTS) -> fl
     return (logits - reference).abs().max().item()
 
 
-BOOK_EXPORT = REPOSITORY / "book" / "_static" / "gpt-model.bin"  # the model the book's page samples
-BOOK_PRESET = "cpu"  # the preset the page is made for: its model fits the page in float16
+BOOK_PRESET = "cpu"  # the preset the book's page is made for: its model fits the page in float16
+EXPORT_NAME = "gpt-model.bin"
 
 
-def browser_export_path(run_out: str | os.PathLike, preset: str) -> Path:
+def browser_export_path(run_out: str | os.PathLike, preset: str, book: str | os.PathLike) -> Path:
     """Where chapter 7 writes a run's browser export: beside the run's checkpoints, or, when a
-    maintainer asks for the book's own results (``GPTLIB_RESULTS=book/results``) and the run is the
-    preset the page is made for, over the book's `BOOK_EXPORT`. A reader's run never writes into book/."""
-    book_results = REPOSITORY / "book" / "results"
-    if preset == BOOK_PRESET and results_folder().resolve() == book_results.resolve():
-        return BOOK_EXPORT
-    return Path(run_out) / BOOK_EXPORT.name
+    maintainer asks for the book's own results (``GPTLIB_RESULTS`` is ``book``'s ``results``) and the
+    run is the preset the page is made for, over the model the book's page samples (``book``'s
+    ``_static``). A reader's run never writes into the book."""
+    book = Path(book)
+    if preset == BOOK_PRESET and results_folder().resolve() == (book / "results").resolve():
+        return book / "_static" / EXPORT_NAME
+    return Path(run_out) / EXPORT_NAME
 
 
 def export_for_browser(model: nn.Module, tokenizer: CharTokenizer, path: str | os.PathLike,
