@@ -231,17 +231,16 @@ def _train_run(run: Run, out: Path | None, dist: distributed.Distributed, resume
         _refuse_existing_run(out)
     if checkpoint is not None:
         _check_same_run(run, checkpoint, out / LAST)
-    if corpus is None:
-        corpus = load_corpus(run.data, checkpoint.tokenizer if checkpoint else None,
-                             kind=run.tokenizer or "char", vocab_size=run.vocab_size)
-    if checkpoint is not None and checkpoint.extra.get("data_sha256", corpus.sha256) != corpus.sha256:
-        raise DataError(f"{out / LAST} was trained on different text than {corpus.source}; resume with "
-                        f"the same --data as the run that wrote it")
-    model_config = replace(run.model, vocab_size=corpus.tokenizer.vocab_size)
-
-    saver = []
+    saver, model_config = [], run.model  # the vocabulary's size comes with the corpus
     found = _file_identity(out / LAST) if out is not None else None  # last.pt as this run found it
-    try:
+    try:  # from here on, Ctrl-C (or SIGTERM, SIGHUP) says what there is to resume, even mid-load
+        if corpus is None:
+            corpus = load_corpus(run.data, checkpoint.tokenizer if checkpoint else None,
+                                 kind=run.tokenizer or "char", vocab_size=run.vocab_size)
+        if checkpoint is not None and checkpoint.extra.get("data_sha256", corpus.sha256) != corpus.sha256:
+            raise DataError(f"{out / LAST} was trained on different text than {corpus.source}; resume "
+                            f"with the same --data as the run that wrote it")
+        model_config = replace(run.model, vocab_size=corpus.tokenizer.vocab_size)
         # a resumed run keeps its saved plan, precision included; a new one measures (on a CPU)
         plan = speed_from_checkpoint(checkpoint) if checkpoint is not None else run.plan(device)
         torch.manual_seed(run.train.seed)  # the initial weights (and, from here on, dropout)

@@ -1167,7 +1167,8 @@ def test_sigterm_and_sighup_end_a_run_as_ctrl_c_does(signame, corpus, tmp_path):
     finally:
         p.kill()
         p.wait()
-    assert p.returncode == 130 and "Traceback" not in err, err
+    # 130, or rarely death by SIGINT itself (-2 here): a shell reports both as 130, Ctrl-C's status
+    assert p.returncode in (130, -signal.SIGINT) and "Traceback" not in err, err
     line = err.strip().split("\r")[-1].splitlines()[-1]
     if signame == "SIGTERM":
         step = load_checkpoint(out / "last.pt").step
