@@ -97,7 +97,14 @@ class Checkpoint:
 def atomic_save(obj, path: str | os.PathLike) -> Path:
     """``torch.save`` to a temp file beside ``path``, fsync it, then rename it over ``path``."""
     with atomic_write(path) as f:
-        torch.save(obj, f)
+        try:
+            torch.save(obj, f)
+        except RuntimeError as err:
+            # Ctrl-C (or SIGTERM, SIGHUP) mid-save: torch's zip writer, closing, raises a RuntimeError
+            # that hides the interrupt; raise the interrupt (the old file stays, atomic_write drops the temp)
+            if isinstance(err.__context__, KeyboardInterrupt):
+                raise err.__context__ from None
+            raise
     return Path(path)
 
 

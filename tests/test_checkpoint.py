@@ -180,3 +180,25 @@ def test_damaged_training_state_is_a_checkpoint_error(tmp_path, setup, tokenizer
     torch.save(payload, tmp_path / "damaged.pt")
     with pytest.raises(CheckpointError, match="training state is damaged"):
         resume_training_state(tmp_path / "damaged.pt", fresh_model(config, 0))
+
+
+def test_an_interrupt_mid_save_stays_an_interrupt(tmp_path, monkeypatch):
+    """Ctrl-C while torch writes the zip: its writer, closing, raises a RuntimeError ("unexpected pos")
+    that hides the interrupt (a traceback in CI). The interrupt must come out, and the file that was
+    there stays as it was (the CLI then prints its one line, exit 130)."""
+    path = tmp_path / "last.pt"
+    atomic_save({"step": 1}, path)
+
+    def save_interrupted(obj, f):  # what torch.save does when Ctrl-C lands mid-write
+        f.write(b"PK partial")
+        try:
+            raise KeyboardInterrupt
+        except KeyboardInterrupt:
+            raise RuntimeError("[enforce fail at inline_container.cc:672] . unexpected pos 64 vs 0")
+
+    monkeypatch.setattr(torch, "save", save_interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        atomic_save({"step": 2}, path)
+    monkeypatch.undo()
+    assert torch.load(path)["step"] == 1
+    assert [p.name for p in tmp_path.iterdir()] == ["last.pt"]
