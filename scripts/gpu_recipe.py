@@ -5,7 +5,7 @@
 
 ``--score DIR`` scores a run already made (chapter 7's, with the `lecture` preset); ``--train
 NAME:field=value,...`` trains the `lecture` preset with those `TrainConfig` fields changed into
-``runs/recipe_NAME`` (through `train_run`, as the command line does) and scores it. Scoring is the
+``runs/recipe_NAME`` (`gptlib.files.runs_folder`) (through `train_run`, as the command line does) and scores it. Scoring is the
 ladder's: `split_loss` on the whole val split, for ``best.pt`` and for the last weights. Per run the
 JSON holds the recipe, the evaluations (step, estimated val), where the best came, both whole-split
 losses and whether the target (val <= 1.47 on the whole split, the best at or next to the last
@@ -25,6 +25,7 @@ from gptlib.ladder import split_loss
 from gptlib.presets import get_preset
 from gptlib.run import BEST, LAST, Run, load_corpus, train_run
 from gptlib.device import pick_device
+from gptlib.files import runs_folder
 
 TARGET = 1.47  # whole-split val loss the lecture recipe aims at (nanoGPT's best: 1.4638, an estimate)
 
@@ -81,7 +82,7 @@ def main(argv=None) -> int:
         else:
             print(f"{folder}: no run there (skipped)")
     for name, changes in candidates:
-        out = Path("runs") / f"recipe_{name}"
+        out = runs_folder() / f"recipe_{name}"  # runs/ (the tests: their scratch folder)
         run = Run(model=preset.model, train=replace(preset.train, **changes), out=out, device=str(device),
                   name=f"{preset.name}+{name}")
         train_run(run, overwrite=True, corpus=corpus, progress=False)
