@@ -38,7 +38,7 @@ from gptlib.checkpoint import load_weights
 from gptlib.config import GPTConfig
 from gptlib.errors import CheckpointError, ConfigError
 from gptlib.fast import FastGPT, readable_from_fast
-from gptlib.files import REPOSITORY, atomic_write, results_folder
+from gptlib.files import atomic_write, results_folder
 from gptlib.model import GPT
 from gptlib.tokenizer import CharTokenizer
 

@@ -34,3 +34,22 @@ def wait_for(condition: Callable[[], bool], proc: subprocess.Popen, what: str, t
         assert proc.poll() is None, f"the process ended (exit {proc.returncode}) before {what}"
         assert time.monotonic() < deadline, f"timed out waiting for {what}"
         time.sleep(0.01)
+
+
+def accepts(verdict) -> None:
+    """A self-check's verdict passed, and says so the way the page shows it."""
+    assert verdict.passed, verdict.message
+    assert repr(verdict).startswith("✓ correct: ")
+
+
+def rejects(verdict, *words: str) -> None:
+    """A self-check's verdict failed with a hint that mentions each of ``words``."""
+    assert not verdict.passed
+    assert repr(verdict).startswith("✗ not yet: ")
+    for word in words:
+        assert word in verdict.message, verdict.message
+
+
+def boom(*args):
+    """A reader's answer that raises: the check must turn it into a verdict."""
+    raise ZeroDivisionError("oops")

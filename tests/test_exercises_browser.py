@@ -16,26 +16,11 @@ import torch
 
 from gptlib.exercises import browser
 from gptlib.export import load_browser_export
+from helpers import accepts, boom, rejects
 
 ROOT = Path(__file__).resolve().parent.parent
 PAGE = ROOT / "book" / "browser.md"
 MODEL = ROOT / "book" / "_static" / "gpt-model.bin"
-
-
-def accepts(verdict):
-    assert verdict.passed, verdict.message
-    assert repr(verdict).startswith("✓ correct: ")
-
-
-def rejects(verdict, *words):
-    assert not verdict.passed
-    assert repr(verdict).startswith("✗ not yet: ")
-    for word in words:
-        assert word in verdict.message, verdict.message
-
-
-def boom(*args):
-    raise ZeroDivisionError("oops")
 
 
 @pytest.fixture(scope="module")

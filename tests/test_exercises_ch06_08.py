@@ -15,24 +15,9 @@ import torch
 from gptlib.bpe import GPT2_SPLIT_PATTERN, MIN_VOCAB_SIZE, BPETokenizer
 from gptlib.exercises import ch06, ch07, ch08, multi_gpu
 from gptlib.fast import FastGPT, readable_to_fast
+from helpers import accepts, boom, rejects
 
 ROOT = Path(__file__).resolve().parent.parent
-
-
-def accepts(verdict):
-    assert verdict.passed, verdict.message
-    assert repr(verdict).startswith("✓ correct: ")
-
-
-def rejects(verdict, *words):
-    assert not verdict.passed
-    assert repr(verdict).startswith("✗ not yet: ")
-    for word in words:
-        assert word in verdict.message, verdict.message
-
-
-def boom(*args):
-    raise ZeroDivisionError("oops")
 
 
 # chapter 6
