@@ -1,8 +1,11 @@
 """Helpers that more than one test file uses (fixtures live in conftest.py)."""
 
+import re
 import subprocess
+import textwrap
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 import torch.nn as nn
 
@@ -53,3 +56,12 @@ def rejects(verdict, *words: str) -> None:
 def boom(*args):
     """A reader's answer that raises: the check must turn it into a verdict."""
     raise ZeroDivisionError("oops")
+
+
+def solution_blocks(page: Path) -> list[str]:
+    """The Python code of every ``:::{dropdown} Solution`` block of a markdown page, in order."""
+    blocks = re.findall(r":::\{dropdown\} Solution\n(.*?)\n\s*:::", page.read_text(), flags=re.S)
+    code = []
+    for block in blocks:
+        code += [textwrap.dedent(c) for c in re.findall(r"```python\n(.*?)```", block, flags=re.S)]
+    return code

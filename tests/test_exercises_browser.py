@@ -8,7 +8,6 @@ Run: pytest tests/test_exercises_browser.py
 
 import json
 import re
-import textwrap
 from pathlib import Path
 
 import pytest
@@ -16,7 +15,7 @@ import torch
 
 from gptlib.exercises import browser
 from gptlib.export import load_browser_export
-from helpers import accepts, boom, rejects
+from helpers import accepts, boom, rejects, solution_blocks
 
 ROOT = Path(__file__).resolve().parent.parent
 PAGE = ROOT / "book" / "browser.md"
@@ -89,15 +88,6 @@ def test_previous_head(page_model):
 
 
 # the page's solutions
-
-def solution_blocks(page: Path) -> list[str]:
-    """The Python code of every ``:::{dropdown} Solution`` block of a markdown page, in order."""
-    blocks = re.findall(r":::\{dropdown\} Solution\n(.*?)\n\s*:::", page.read_text(), flags=re.S)
-    code = []
-    for block in blocks:
-        code += [textwrap.dedent(c) for c in re.findall(r"```python\n(.*?)```", block, flags=re.S)]
-    return code
-
 
 @pytest.fixture(scope="module")
 def solutions(tmp_path_factory):

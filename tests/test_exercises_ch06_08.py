@@ -7,7 +7,6 @@ Run: pytest tests/test_exercises_ch06_08.py
 
 import math
 import re
-import textwrap
 from pathlib import Path
 
 import torch
@@ -15,7 +14,7 @@ import torch
 from gptlib.bpe import GPT2_SPLIT_PATTERN, MIN_VOCAB_SIZE, BPETokenizer
 from gptlib.exercises import ch06, ch07, ch08, multi_gpu
 from gptlib.fast import FastGPT, readable_to_fast
-from helpers import accepts, boom, rejects
+from helpers import accepts, boom, rejects, solution_blocks
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -164,15 +163,6 @@ def test_max_parameters():
     accepts(multi_gpu.max_parameters(5e9, 4e10))
     rejects(multi_gpu.max_parameters(2e10, 1.6e11), "4 bytes")
     rejects(multi_gpu.max_parameters(5e9, 5e9), "1/8")
-
-
-def solution_blocks(page: Path) -> list[str]:
-    """The Python code of every ``:::{dropdown} Solution`` block of a markdown page, in order."""
-    blocks = re.findall(r":::\{dropdown\} Solution\n(.*?)\n\s*:::", page.read_text(), flags=re.S)
-    code = []
-    for block in blocks:
-        code += [textwrap.dedent(c) for c in re.findall(r"```python\n(.*?)```", block, flags=re.S)]
-    return code
 
 
 def test_multi_gpu_page_solutions_run_and_pass(capsys):
