@@ -47,3 +47,14 @@ def run_answer(fn, *args, what: str = "your function"):
         return fn(*args)
     except Exception as error:  # a reader's code may raise anything; the check reports it
         return not_yet(f"{what} raised {type(error).__name__}: {error}")
+
+
+def run_number(fn, *args, what: str = "your function", hint: str = "return one number"):
+    """`run_answer` for an answer that must be one number: a float, or a `Verdict` saying what went wrong."""
+    got = run_answer(fn, *args, what=what)
+    if isinstance(got, Verdict):
+        return got
+    try:
+        return float(got)
+    except (TypeError, ValueError):
+        return not_yet(hint)

@@ -8,7 +8,7 @@
 
 import torch
 
-from gptlib.exercises import Verdict, correct, not_yet, run_answer
+from gptlib.exercises import Verdict, correct, not_yet, run_answer, run_number
 
 # Exercise 4's text: every character is in Tiny Shakespeare's vocabulary.
 PREVIOUS_TEXT = ("ROMEO:\nBut soft, what light through yonder window breaks?\n"
@@ -86,13 +86,10 @@ def steps_per_character(cost) -> Verdict:
     cache is rebuilt from the last ``keep`` tokens."""
     cases = [(64, 32), (64, 63), (8, 4), (16, 1), (32, 20)]
     for block_size, keep in cases:
-        got = run_answer(cost, block_size, keep, what="cost(block_size, keep)")
+        got = run_number(cost, block_size, keep, what="cost(block_size, keep)",
+                         hint="return one number: model steps per new character")
         if isinstance(got, Verdict):
             return got
-        try:
-            got = float(got)
-        except (TypeError, ValueError):
-            return not_yet("return one number: model steps per new character")
         want = _steps_per_character(block_size, keep)
         if abs(got - want) <= 1e-6 * want:
             continue

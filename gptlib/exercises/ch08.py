@@ -9,7 +9,7 @@
 import re
 
 from gptlib.bpe import GPT2_SPLIT_PATTERN, MIN_VOCAB_SIZE, BPETokenizer
-from gptlib.exercises import Verdict, correct, not_yet, run_answer
+from gptlib.exercises import Verdict, correct, not_yet, run_answer, run_number
 
 # tiktoken's cl100k_base pattern, with \p{L} written [^\W\d_] and \p{N} written \d as in chapter 8.
 _CL100K = (r"""(?i:'s|'t|'re|'ve|'m|'ll|'d)|(?:[^\r\n\w]|_)?[^\W\d_]+|\d{1,3}"""
@@ -47,15 +47,11 @@ def bytes_per_token(measure) -> Verdict:
     """Exercise 3: ``measure(tokenizer, text)`` gives the UTF-8 bytes per token of ``text``."""
     tokenizer = BPETokenizer.train("the cat sat on the mat, and the rat ate the hat. " * 20, 270)
     for text in ["the cat ate the rat", "Le chat a mangé le gâteau à côté."]:
-        got = run_answer(measure, tokenizer, text, what="measure(tokenizer, text)")
+        got = run_number(measure, tokenizer, text, what="measure(tokenizer, text)")
         if isinstance(got, Verdict):
             return got
         ids = tokenizer.encode(text)
         want = len(text.encode("utf-8")) / len(ids)
-        try:
-            got = float(got)
-        except (TypeError, ValueError):
-            return not_yet("return one number")
         if abs(got - want) < 1e-9:
             continue
         if abs(got - len(text) / len(ids)) < 1e-9:
