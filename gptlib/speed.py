@@ -1,41 +1,11 @@
 """Which speed tricks to use on which device: a small, printable, overridable `SpeedConfig`.
 
-`speed_plan(device)` picks what measured fastest at the same model semantics:
+`speed_plan(device)` picks what is fastest at the same model semantics: on CUDA by the GPU's compute
+capability (`cuda_plan`), on a CPU by timing one block's variants (`probe_cpu`); `plan.why` says why.
+``torch.compile`` stays off unless asked for (``--compile``; ``scripts/gpu_speed.py`` times both).
 
-- every device: `FastGPT` (fused QKV, batched heads, fused attention, cheap dropout masks);
-- CUDA, by the GPU's compute capability (`cuda_plan`, a pure function of it):
-  - Ampere or newer (8.0+: A100, RTX 30xx/40xx, H100): bf16 autocast (tensor cores; bf16 has fp32's
-    range, so no loss scaling), TF32 for the matmuls left in fp32, the fused AdamW kernel;
-  - Volta and Turing (V100 7.0, Colab's T4 7.5): their tensor cores do fp16 only, so fp16 autocast
-    with a `torch.amp.GradScaler` (fp16's range is small: the loss is scaled up so that small
-    gradients do not flush to zero, and a step whose gradients overflow is skipped), no TF32 (they
-    have none), the fused AdamW kernel. ``torch.cuda.is_bf16_supported()`` is not asked: it is true
-    on a T4 too, where bf16 is only emulated, and slow;
-  - older GPUs (no tensor cores): fp32 and the fused AdamW kernel;
-- CPU: measured, not assumed. `probe_cpu` times one transformer block's forward and backward pass
-  at the model's shape, readable fp32 against `FastGPT`'s attention variants in fp32 and under bf16
-  autocast (only where the CPU reports bf16 instructions: x86's avx512_bf16 or AMX, or an ARM
-  CPU). Starting from the fast model in fp32 with fused attention, the plan switches to bf16, to
-  explicit attention or back to the readable model only where that is faster by a clear margin
-  (``_MARGIN``), so a near tie never makes two runs of the same command differ. The probe runs once
-  per process and shape (a second or less) and ``plan.why`` says what it measured. Fused AdamW (one pass over the parameters instead of a Python loop) always.
-  ``torch.compile`` is off: on a 2-core CPU it took 30-80 s to compile even the attention's
-  softmax-and-dropout alone, and its kernels with random numbers ran 3x slower than `FastGPT`'s.
-  Training on a CPU also keeps freed memory for reuse (`keep_freed_memory`, every CPU run).
-
-
-``torch.compile`` is off on CUDA too, by a judgement not yet measured here: the `lecture` run is short
-(2,000 steps; 5,000 took 86 s on an H200), compiling takes about a minute (nanoGPT's train.py says so
-for its models; longer on Colab's two CPU cores), evaluation runs the uncompiled model, and `FastGPT`
-already fuses the attention. ``--compile`` switches it on; ``scripts/gpu_speed.py`` (a step of
-``scripts/gpu_run.sh``) times both, beside nanoGPT's model.
-
-    plan = speed_plan("cpu", model_config)
-    print(plan, plan.why)                      # see the choice, and why
-    plan = replace(plan, compile=True)         # override it
-    plan = with_precision(plan, "bfloat16")    # or its precision ("float32", "bfloat16", "float16")
+    plan = with_precision(replace(speed_plan("cpu", config), compile=True), "bfloat16")
     model = build_model(config, plan)
-    train(model, ..., speed=plan)              # fp16 plans train with a GradScaler
 """
 
 import contextlib
@@ -72,10 +42,7 @@ class SpeedConfig:
     why: str = field(default="", repr=False, compare=False)  # what the plan measured, in words
 
     def __post_init__(self):
-        if self.autocast_dtype is not None and self.autocast_dtype not in _DTYPES:
-            raise ConfigError(f"autocast_dtype must be None or one of {', '.join(_DTYPES)}, "
-                              f"got {self.autocast_dtype!r}")
-        if self.attention not in ATTENTION:
+        if self.attention not in ATTENTION:  # the one check of the attention name
             raise ConfigError(f"attention must be one of {', '.join(ATTENTION)}, got {self.attention!r}")
 
     @property
@@ -94,8 +61,7 @@ READABLE = SpeedConfig(fast_model=False)
 
 
 def speed_plan(device: torch.device | str, config: GPTConfig | None = None) -> SpeedConfig:
-    """The fastest measured settings for ``device`` at the same model semantics; on a CPU measured
-    here for ``config``'s shape (default: the ``cpu`` preset's), see `probe_cpu`."""
+    """The fastest settings for ``device``; on a CPU measured for ``config``'s shape (see `probe_cpu`)."""
     device = torch.device(device)
     if device.type == "cuda":
         # asked about CUDA on a machine without it, describe a recent GPU (Ampere's 8.0)
@@ -106,42 +72,35 @@ def speed_plan(device: torch.device | str, config: GPTConfig | None = None) -> S
 
 
 def cuda_plan(capability: tuple[int, int]) -> SpeedConfig:
-    """The plan for a CUDA GPU of compute ``capability`` (major, minor), e.g. (7, 5) for a T4."""
+    """The plan for a CUDA GPU of compute ``capability`` (major, minor), e.g. (7, 5) for a T4.
+    (Not ``torch.cuda.is_bf16_supported()``: it is true on a T4 too, where bf16 is only emulated.)"""
     cc = f"compute capability {capability[0]}.{capability[1]}"
     if tuple(capability) >= (8, 0):  # Ampere or newer: bf16 tensor cores, TF32
-        return SpeedConfig(fast_model=True, autocast_dtype="bfloat16", tf32=True, fused_adamw=True,
+        return SpeedConfig(autocast_dtype="bfloat16", tf32=True, fused_adamw=True,
                            why=f"{cc} (Ampere or newer): bf16 tensor cores, TF32 for the matmuls left in fp32")
     if tuple(capability) >= (7, 0):  # Volta, Turing: fp16 tensor cores; bf16 only emulated, no TF32
-        return SpeedConfig(fast_model=True, autocast_dtype="float16", fused_adamw=True,
-                           why=f"{cc} (Volta or Turing): fp16 tensor cores, with a GradScaler; bf16 "
-                               f"would be emulated, and there is no TF32")
-    # older (Pascal and before): no tensor cores, and fp16 is slow on most of them: fp32
-    return SpeedConfig(fast_model=True, fused_adamw=True, why=f"{cc}: no tensor cores, so fp32")
+        return SpeedConfig(autocast_dtype="float16", fused_adamw=True, why=f"{cc} (Volta or Turing): fp16 "
+                           f"tensor cores, with a GradScaler; bf16 would be emulated, and there is no TF32")
+    # older (Pascal and before): no tensor cores, and fp16 is slow on most of them
+    return SpeedConfig(fused_adamw=True, why=f"{cc}: no tensor cores, so fp32")
 
 
 def with_precision(plan: SpeedConfig, precision: str) -> SpeedConfig:
-    """``plan`` training in ``precision`` ("float32", "bfloat16" or "float16") instead of its own."""
-    if precision not in PRECISIONS:
-        raise ConfigError(f"unknown precision {precision!r}; choose one of: {', '.join(PRECISIONS)}")
+    """``plan`` training in ``precision`` ("float32", "bfloat16" or "float16"; `Run` checks the name)."""
     return replace(plan, autocast_dtype=None if precision == "float32" else precision)
 
 
 def make_grad_scaler(speed: SpeedConfig | None,
                      device: torch.device | str) -> torch.amp.GradScaler | None:
     """A `torch.amp.GradScaler` for ``device`` if ``speed`` trains in fp16, else None."""
-    if speed is None or not speed.grad_scaler:
-        return None
-    return torch.amp.GradScaler(torch.device(device).type)
+    return torch.amp.GradScaler(torch.device(device).type) if speed is not None and speed.grad_scaler else None
 
 
-# Every CPU plan starts from the fast model in fp32 with torch's fused attention; the probe changes a
-# part of it only when the alternative is faster by these factors, so that timing noise in a near tie
-# never changes the plan (and with it the numbers a seeded run prints) from one process to the next.
-# bf16 needs the largest margin: outside the blocks autocast adds casts.
+# A CPU plan leaves the fast model in fp32 with fused attention only for a variant faster by these
+# factors, so timing noise in a near tie never changes a seeded run's numbers between processes
+# (bf16 needs the most: outside the blocks autocast adds casts).
 _MARGIN = {"bfloat16": 1.25, "explicit": 1.1, "readable": 1.1}
-# Below this width one block's forward + backward takes about a millisecond, where timings are
-# noise and the choice would not matter: such models (tests, the smoke preset) get the default plan.
-_PROBE_MIN_EMBD = 64
+_PROBE_MIN_EMBD = 64  # narrower blocks take ~1 ms, too little to time: the default plan
 # What the probe times when no model is given: one block of the `cpu` preset's model.
 _DEFAULT_PROBE = GPTConfig(vocab_size=65, block_size=64, n_embd=128, n_head=4, n_layer=1, dropout=0.0)
 
@@ -162,22 +121,22 @@ def _probe_shape(config: GPTConfig | None) -> tuple:
 
 
 def cpu_bf16_instructions() -> str:
-    """The bf16 matrix instructions this CPU reports ("avx512_bf16", "amx_bf16", "arm") or ""."""
+    """The bf16 matrix instructions Linux reports for this CPU ("avx512_bf16", "amx_bf16"), "" if none;
+    "arm" or "not reported" (another system) when it cannot tell: the probe then tries bf16."""
     if platform.machine().lower() in ("arm64", "aarch64"):
-        return "arm"  # torch cannot ask an ARM CPU; the probe decides
-    found = []
-    if torch.cpu._is_avx512_bf16_supported():
-        found.append("avx512_bf16")
-    if torch.cpu._is_amx_tile_supported():
-        found.append("amx_bf16")
-    return "+".join(found)
+        return "arm"
+    try:
+        with open("/proc/cpuinfo") as f:
+            flags = next((line.split(":", 1)[1].split() for line in f if line.startswith("flags")), [])
+    except OSError:
+        return "not reported"
+    return "+".join(flag for flag in ("avx512_bf16", "amx_bf16") if flag in flags)
 
 
 @functools.lru_cache(maxsize=None)
 def _probe(shape: tuple, rounds: int = 3) -> CpuProbe:
     from gptlib.fast import FastBlock
     from gptlib.model import Block
-
     started = time.perf_counter()
     block_size, n_embd, n_head, dropout = shape
     config = GPTConfig(vocab_size=65, block_size=block_size, n_embd=n_embd, n_head=n_head, n_layer=1,
@@ -214,8 +173,8 @@ def _probe(shape: tuple, rounds: int = 3) -> CpuProbe:
 
 def probe_cpu(config: GPTConfig | None = None) -> CpuProbe:
     """Time one block of ``config``'s shape forward + backward on this CPU, once per process and
-    shape: the readable `Block` in fp32 and `FastBlock` with each attention, in fp32 and (where the
-    CPU has bf16 instructions) under bf16 autocast; on one thread, by its CPU time."""
+    shape: the readable `Block` in fp32 and `FastBlock` with each attention, in fp32 and (unless the
+    CPU reports no bf16 instructions) under bf16 autocast; on one thread, by its CPU time."""
     return _probe(_probe_shape(config))
 
 
@@ -255,7 +214,6 @@ def build_model(config: GPTConfig, speed: SpeedConfig | None = None) -> nn.Modul
     """A `FastGPT` if ``speed.fast_model`` (the default), else the readable `GPT`."""
     from gptlib.fast import FastGPT
     from gptlib.model import GPT
-
     if speed is None:
         return FastGPT(config)
     return FastGPT(config, speed.attention) if speed.fast_model else GPT(config)
@@ -277,19 +235,13 @@ def _attribute(module, name: str):
 
 
 def _settings() -> dict:
-    backends = torch.backends
-    found = {
-        "cudnn.allow_tf32": _attribute(backends.cudnn, "allow_tf32"),
-        "cuda.matmul.allow_tf32": _attribute(backends.cuda.matmul, "allow_tf32"),
-        "float32_matmul_precision": (torch.get_float32_matmul_precision, torch.set_float32_matmul_precision),
-    }
-    for name, module in (("fp32_precision", backends), ("cuda.matmul.fp32_precision", backends.cuda.matmul),
-                         ("cudnn.fp32_precision", backends.cudnn),
-                         ("cudnn.conv.fp32_precision", getattr(backends.cudnn, "conv", None)),
-                         ("cudnn.rnn.fp32_precision", getattr(backends.cudnn, "rnn", None)),
-                         ("mkldnn.matmul.fp32_precision", getattr(backends.mkldnn, "matmul", None))):
+    found = {"cudnn.allow_tf32": _attribute(torch.backends.cudnn, "allow_tf32"),
+             "cuda.matmul.allow_tf32": _attribute(torch.backends.cuda.matmul, "allow_tf32"),
+             "float32_matmul_precision": (torch.get_float32_matmul_precision, torch.set_float32_matmul_precision)}
+    for where in ("", "cuda.matmul.", "cudnn.", "cudnn.conv.", "cudnn.rnn.", "mkldnn.matmul."):
+        module = functools.reduce(lambda m, part: getattr(m, part, None), where.split(".")[:-1], torch.backends)
         if module is not None and hasattr(module, "fp32_precision"):
-            found[name] = _attribute(module, "fp32_precision")
+            found[f"{where}fp32_precision"] = _attribute(module, "fp32_precision")
     found["num_threads"] = (torch.get_num_threads, torch.set_num_threads)
     for device_type in ("cpu", "cuda"):  # autocast, as the ``with torch.autocast`` blocks leave it
         found[f"autocast.{device_type}"] = (
@@ -302,27 +254,24 @@ def _settings() -> dict:
 _UNREADABLE = "unreadable"  # torch refuses to read a legacy TF32 flag after a mix of both APIs
 
 
+def _read(get) -> object:
+    try:
+        return get()
+    except RuntimeError:
+        return _UNREADABLE
+
+
 def process_settings() -> dict:
-    """The process-wide torch settings a run could change: TF32 (both APIs), the float32 matmul
-    precision, the number of threads and autocast, by name (what `backend_flags` puts back)."""
-    values = {}
-    for name, (get, _) in _settings().items():
-        try:
-            values[name] = get()
-        except RuntimeError:
-            values[name] = _UNREADABLE
-    return values
+    """The process-wide torch settings a run could change (TF32 in both APIs, the float32 matmul
+    precision, threads, autocast), by name: what `backend_flags` puts back."""
+    return {name: _read(get) for name, (get, _) in _settings().items()}
 
 
 @contextlib.contextmanager
 def backend_flags(speed: SpeedConfig | None):
     """Switch on TF32 matmuls for the block if ``speed`` asks for it (CUDA only), and on leaving it,
-    however it is left (an error, Ctrl-C), put every `process_settings` value back as it was.
-
-    TF32 is a process-wide torch switch: set once and never unset, it would make every later fp32
-    matmul in the process (a notebook's next cells, a readable model compared with the fast one)
-    run with a 10-bit mantissa. Scoped here, a run leaves the process as it found it.
-    """
+    however it is left, put every `process_settings` value back: a run leaves the process (a
+    notebook's next cells) as it found it."""
     saved = process_settings()
     try:
         if speed is not None and speed.tf32:
@@ -331,32 +280,16 @@ def backend_flags(speed: SpeedConfig | None):
         yield
     finally:
         for name, (get, set_) in _settings().items():
-            try:
-                now = get()
-            except RuntimeError:
-                now = _UNREADABLE
-            if saved[name] != _UNREADABLE and now != saved[name]:
+            if saved[name] != _UNREADABLE and _read(get) != saved[name]:
                 set_(saved[name])
 
 
 @functools.lru_cache(maxsize=None)
 def keep_freed_memory() -> bool:
-    """Make this process keep the memory it frees, for its next tensors of that size (Linux with
-    glibc; elsewhere nothing happens and the result is False). Process-wide and once.
-
-    glibc's malloc hands a large block (above a threshold that tops out at 32 MB) to the kernel on
-    free and asks for fresh pages on the next malloc, which the kernel zero-fills page by page on
-    first touch. A training step on a CPU allocates and frees the same big activations every step:
-    at the lecture's batch (64 x 256) one layer's attention weights are (384, 256, 256) floats,
-    100 MB, so each step paid for gigabytes of page faults. Raising the mmap and trim thresholds
-    keeps those blocks in the heap to be reused: measured on a 2-core AMD EPYC, one training step
-    of the lecture model at batch 64 went from 13.2 s to 7.2 s for `FastGPT` in fp32 and from 10.9 s
-    to 9.3 s for the readable `GPT`. The arithmetic is untouched; the process keeps up to its peak
-    memory until it exits.
-
-    This one setting outlives the run, by necessity: glibc has no call that reads the thresholds
-    back, so they cannot be saved and restored as `backend_flags` restores torch's settings. What
-    it changes is how much freed memory the process keeps, never a result."""
+    """Keep freed memory for the next tensors (Linux with glibc, else False): a CPU step frees and
+    reallocates the same big activations, and glibc would return them to the kernel and page-fault
+    fresh zeroed ones in. Process-wide and lasting (glibc cannot read its thresholds back); it changes
+    how much memory the process keeps, never a result."""
     if not sys.platform.startswith("linux") or platform.libc_ver()[0] != "glibc":
         return False
     try:

@@ -91,10 +91,17 @@ def test_with_precision():
     assert with_precision(FP32, "bfloat16").autocast_dtype == "bfloat16"
     assert with_precision(BF16, "float32").autocast_dtype is None
     assert with_precision(FP32, "float16").grad_scaler
-    with pytest.raises(ConfigError, match="unknown precision 'float64'"):
-        with_precision(FP32, "float64")
+    # the name is checked once, where it enters: the `Run` (with_precision trusts it)
     with pytest.raises(ConfigError, match="unknown dtype 'float64'"):
         Run(model=TINY, train=CONFIG, dtype="float64")
+
+
+def test_an_unknown_attention_is_one_message():
+    """The attention name's one check: `SpeedConfig` (every plan, and FastGPT's, is one)."""
+    with pytest.raises(ConfigError, match=r"^attention must be one of sdpa, explicit, got 'flash'$"):
+        SpeedConfig(attention="flash")
+    with pytest.raises(ConfigError, match="attention must be one of"):
+        replace(FP32, attention="")
 
 
 def test_the_run_plan_applies_dtype_and_compile():
