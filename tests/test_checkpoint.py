@@ -124,6 +124,13 @@ def test_weights_only_checkpoint_is_not_resumable(tmp_path, setup, tokenizer):
     assert not ckpt.resumable
     with pytest.raises(CheckpointError, match="weights only"):
         resume_training_state(ckpt, fresh_model(config, 0))
+    # "can it be resumed" is checked in one place, the reader, with one message naming the file
+    message = f"{tmp_path / 'best.pt'} holds weights only, not a training state, so it cannot be resumed"
+    for read in (lambda: load_checkpoint(tmp_path / "best.pt", resumable=True),
+                 lambda: resume_training_state(tmp_path / "best.pt", fresh_model(config, 0))):
+        with pytest.raises(CheckpointError) as info:
+            read()
+        assert str(info.value) == message
     rebuilt = ckpt.build_model()
     for a, b in zip(model.state_dict().values(), rebuilt.state_dict().values()):
         assert torch.equal(a, b)
