@@ -1,31 +1,10 @@
-"""Training on more than one device: PyTorch's DistributedDataParallel (DDP), started by ``torchrun``
-(book: "Training on more than one GPU").
+"""Training on more than one device: DistributedDataParallel (DDP) started by ``torchrun`` (book:
+"Training on more than one GPU"), e.g. ``torchrun --standalone --nproc_per_node=2 -m gptlib train``.
 
-    torchrun --standalone --nproc_per_node=2 -m gptlib train --preset cpu --device cpu
-
-``torchrun`` starts N copies of the same program and tells each one who it is in environment variables
-(``RANK``, ``LOCAL_RANK``, ``WORLD_SIZE``, ``MASTER_ADDR``, ``MASTER_PORT``). `from_env` reads them and
-picks the process's device and the backend that moves its tensors: NCCL between CUDA GPUs (one GPU per
-process, ``cuda:LOCAL_RANK``), gloo between CPU processes. Without those variables it returns the
-one-process run, `SINGLE`, and nothing in this module does anything.
-
-How N processes at batch size B train exactly the model that one process at batch B trains:
-
-- every process builds the same model from the same seed (and DDP copies rank 0's weights to the rest);
-- every process draws the same global batch of B rows from the same batch generator and trains on its
-  own B / N of them (`Distributed.my_rows`), in ``grad_accum`` micro-batches if one share does not fit;
-- in backward, DDP averages the gradients over the processes (an all-reduce), so every process holds
-  the gradient of the whole batch, takes the same optimiser step and stays an exact replica;
-- only rank 0 evaluates, logs, writes checkpoints and samples. Evaluation draws from its own
-  generator and runs without dropout, so skipping it leaves the other processes' random state where
-  a one-process run's would be; they wait for rank 0 at the next collective.
-
-With dropout > 0 the runs cannot be equal: each process draws dropout masks for its own rows only
-(`seed_other_ranks` gives every rank but 0 a stream of its own, so no two ranks drop the same units).
-
-A mistake is found before the processes connect and on every process alike (`from_env`,
-`split_batch`), so all of them stop with the same error, `report_error` prints it once, and none
-waits for a peer that is gone; once connected, every collective has a `TIMEOUT`.
+Every process builds the same model from the same seed, draws the same global batch and trains on its
+own rows (`Distributed.my_rows`); DDP averages the gradients, so N processes at batch B train the model
+one process at batch B trains (without dropout). Only rank 0 evaluates, logs, saves and samples.
+Without torchrun's variables `from_env` returns `SINGLE`, and nothing here does anything.
 """
 
 import contextlib
@@ -43,24 +22,17 @@ import torch.nn as nn
 from gptlib.device import pick_device
 from gptlib.errors import ConfigError, DeviceError, DistributedError
 
-# What torchrun sets for every process it starts (MASTER_* name rank 0's address, where they meet).
-RANK_VARS = ("RANK", "WORLD_SIZE", "LOCAL_RANK")
-MEETING_VARS = ("MASTER_ADDR", "MASTER_PORT")
-# How long a process waits for the others: to connect, and at each collective (an all-reduce of the
-# gradients, rank 0's evaluation). Past it a process fails instead of hanging on a peer that died.
-TIMEOUT = timedelta(minutes=10)
-# How long the processes of a job started by hand (not torchrun, whose agent waits for them) wait to meet.
-JOIN_TIMEOUT = timedelta(minutes=2)
-# How long a rank other than 0 waits before printing its error itself: long enough for rank 0 to
-# print the same error and torchrun to end the job (it stops the other processes within a second).
-GRACE_SECONDS = 10.0
+RANK_VARS = ("RANK", "WORLD_SIZE", "LOCAL_RANK")  # what torchrun sets for every process it starts
+MEETING_VARS = ("MASTER_ADDR", "MASTER_PORT")  # rank 0's address, where they meet
+TIMEOUT = timedelta(minutes=10)  # at each collective: past it a process fails instead of hanging on a dead peer
+JOIN_TIMEOUT = timedelta(minutes=2)  # a job started by hand (not torchrun) waits this long for its processes
+GRACE_SECONDS = 10.0  # how long rank > 0 waits for rank 0 to print the same error and torchrun to end the job
 _LAST_BARRIER: list = []  # the handle of the last run's final barrier (see `process_group`)
 
 
 @dataclass(frozen=True)
 class Distributed:
-    """Where this process stands in a torchrun job: its rank among ``world_size`` processes, its
-    device and backend. `SINGLE` (rank 0 of 1, no backend) is the ordinary one-process run."""
+    """This process's rank among ``world_size``, its device and backend; `SINGLE` is one process."""
 
     rank: int = 0
     world_size: int = 1
@@ -84,13 +56,11 @@ class Distributed:
         return batch[self.rank * rows:(self.rank + 1) * rows]
 
     def wrap(self, model: nn.Module) -> nn.Module:
-        """The model as a DDP replica, which all-reduces (averages) the gradients in backward; in one
-        process, the model itself. Call inside `process_group`."""
+        """The model as a DDP replica (averages the gradients in backward); in one process, itself."""
         if not self.active:
             return model
         ddp = nn.parallel.DistributedDataParallel
-        # The buffers (causal masks) never change: no need to broadcast them before every forward.
-        # (torch 2.13 renamed the option; older versions know only broadcast_buffers.)
+        # The buffers (causal masks) never change: no need to broadcast them (torch 2.13 renamed the option).
         no_buffer_sync = ({"forward_sync_buffers": False}
                           if "forward_sync_buffers" in inspect.signature(ddp).parameters
                           else {"broadcast_buffers": False})
@@ -123,20 +93,10 @@ class Distributed:
 SINGLE = Distributed()
 
 
-def launched() -> bool:
-    """Whether this process was started as part of a distributed job (torchrun, or by hand)."""
-    return any(name in os.environ for name in RANK_VARS)
-
-
 def from_env(requested_device: str = "auto") -> Distributed:
-    """This process's place in the job from torchrun's variables, with its device and backend;
-    `SINGLE` on ``pick_device(requested_device)`` when it was not started by torchrun.
-
-    Checks everything before any process connects, so a mistake is the same error on every process:
-    a missing or malformed variable (`DistributedError`), a device that DDP cannot use here
-    (`DeviceError`: ``--device cuda`` without GPUs, more processes than GPUs, ``mps``).
-    """
-    if not launched():
+    """This process's place in the job from torchrun's variables (else `SINGLE` on ``requested_device``),
+    checked before any process connects, so a mistake is the same error on every process."""
+    if not any(name in os.environ for name in RANK_VARS):  # not started as part of a job
         return Distributed(device=pick_device(requested_device))
     missing = [name for name in ("RANK", "WORLD_SIZE", *MEETING_VARS) if name not in os.environ]
     if missing:
@@ -187,8 +147,7 @@ def _device_for(requested: str, local_rank: int) -> torch.device:
 
 def split_batch(batch_size: int, world_size: int, grad_accum: int) -> int:
     """Rows per micro-batch when ``world_size`` processes share each batch of ``batch_size`` rows in
-    ``grad_accum`` micro-batches each; a `ConfigError` unless they divide it evenly (equal shares are
-    what makes the mean of the processes' gradients the gradient of the whole batch)."""
+    ``grad_accum`` micro-batches each (equal shares: the mean gradient is the whole batch's)."""
     if not isinstance(grad_accum, int) or isinstance(grad_accum, bool) or grad_accum < 1:
         raise ConfigError(f"grad_accum must be a positive integer, got {grad_accum!r}")
     parts = world_size * grad_accum
@@ -203,9 +162,8 @@ def split_batch(batch_size: int, world_size: int, grad_accum: int) -> int:
 
 @contextlib.contextmanager
 def process_group(dist: Distributed) -> Iterator[None]:
-    """Connect the job's processes for the block (``init_process_group``) and, when it ends well,
-    disconnect them together (a barrier, then ``destroy_process_group``). After an error the process
-    just leaves (torchrun then stops the others). Does nothing in one process."""
+    """Connect the job's processes for the block and, when it ends well, disconnect them together;
+    after an error the process just leaves (torchrun stops the others). Nothing in one process."""
     if not dist.active:
         yield
         return
@@ -223,38 +181,29 @@ def process_group(dist: Distributed) -> Iterator[None]:
                                              timeout=TIMEOUT, **options)
     except (RuntimeError, ValueError) as err:  # a peer that never came, a port in use...
         detail = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise DistributedError(
-            f"rank {dist.rank} of {dist.world_size} could not join the others at {address} ({dist.backend}): "
-            f"{detail}"
-        ) from None
+        raise DistributedError(f"rank {dist.rank} of {dist.world_size} could not join the others at {address} "
+                               f"({dist.backend}): {detail}") from None
     yield
     # Only after a block that ended well: after an error, another rank may be inside a collective
     # that this one never joins, and leaving the group would wait for it. torchrun ends the job.
     done = torch.distributed.barrier(async_op=True)  # nobody leaves while another still works
     done.wait()
     torch.distributed.destroy_process_group()
-    # Keep the barrier's handle after this, until the group's last user (the DDP replica) is gone.
-    # Otherwise gloo's worker thread may be the one to free it, which needs the GIL, while this
-    # thread holds the GIL and, in the group's destructor, waits for the worker to stop: both wait
-    # forever (torch 2.13; here 1 run in about 10 hung at its end before this).
+    # Keep the barrier's handle past the group's last user (the DDP replica): else gloo's worker thread
+    # may free it, needing the GIL that this thread holds while waiting for that worker (a deadlock).
     _LAST_BARRIER[:] = [done]
 
 
 def seed_other_ranks(dist: Distributed, seed: int, step: int) -> None:
-    """Give every rank but 0 a random stream of its own (dropout), derived from the run's seed, the
-    rank and the step it starts at; rank 0 keeps the one-process run's stream. Only dropout draws from
-    it: the weights are built before this, the batches come from the shared batch generator."""
+    """Give every rank but 0 a dropout stream of its own, from the seed, the rank and the step it
+    starts at; rank 0 keeps the one-process run's stream."""
     if dist.active and not dist.is_main:
         torch.manual_seed((seed + 1_000_003 * dist.rank + 7919 * step) % (2**63 - 1))
 
 
 def report_error(message: str) -> None:
-    """Print a user error once per job, on stderr.
-
-    Rank 0 (and a one-process run) prints it. Every process checks the same inputs and fails the same
-    way, so another rank under torchrun first waits `GRACE_SECONDS`, in which rank 0 prints and torchrun
-    ends this process; if it is still running after that, the error was its own, and it prints it.
-    """
+    """Print a user error once per job, on stderr: rank 0 prints it; another rank under torchrun first
+    waits `GRACE_SECONDS` for rank 0 to print the same error and torchrun to end it, then prints its own."""
     rank = os.environ.get("RANK", "0")
     if rank != "0":
         if "TORCHELASTIC_RUN_ID" in os.environ:  # started by torchrun, which stops the job when rank 0 exits
