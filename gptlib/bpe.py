@@ -1,19 +1,9 @@
 """`BPETokenizer`: byte-level byte-pair encoding, the tokenizer of GPT-2 and its successors (ch. 8).
 
-Every text is UTF-8 bytes, so the first 256 token ids are the 256 byte values and any text encodes,
-whatever its characters. Training repeats one step: count every pair of neighbouring tokens, and make
-the most frequent pair a new token (a *merge*), until the vocabulary has the size asked for. Encoding
-replays the merges in the order they were learned; decoding joins the tokens' bytes.
-
-Before counting, the text is cut into chunks with GPT-2's pre-split pattern (words with their leading
-space, runs of digits, runs of punctuation, whitespace), and merges never cross a chunk boundary. So
-"dog", "dog." and "dog!" share the token for " dog" instead of each spending merges on glued-on
-punctuation, and a token never spans two words.
-
-Speed: the text is counted once into its distinct chunks and how often each occurs (Tiny Shakespeare:
-~1M bytes, but ~25k distinct chunks), and each merge updates the pair counts of only the chunks that
-contain the merged pair, picking the next pair from a heap. A vocabulary of 512 on Tiny Shakespeare
-trains in seconds on one CPU core; measure it with ``python -m gptlib.bpe``.
+Ids 0..255 are the bytes, so any text encodes. Training counts every pair of neighbouring tokens and
+makes the most frequent one a new token (a *merge*), within the chunks GPT-2's pre-split pattern cuts
+the text into (words with their leading space, digits, punctuation, whitespace): a token never spans
+two words. Encoding replays the merges in order; ``python -m gptlib.bpe`` times it on Tiny Shakespeare.
 """
 
 import argparse
@@ -24,16 +14,12 @@ from collections import Counter, defaultdict
 from collections.abc import Iterable, Sequence
 
 from gptlib.errors import ConfigError, DataError
+from gptlib.tokenizer import look_up
 
-# GPT-2's pattern (Radford et al. 2019, openai/gpt-2 src/encoder.py) is
-#   's|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+
-# and needs the third-party `regex` module for \p{L} (letter) and \p{N} (number). Python's `re` has
-# no \p{...}; the same pattern in `re`: a letter is a word character that is neither a digit nor "_"
-# ([^\W\d_]), a number is a digit (\d), and "other" is neither space nor word character, or "_".
-# Checked code point by code point against `regex`, the two differ on 1,131 numerals that are not
-# digits ("²", "½", "Ⅻ": letters here, numbers there), on 4 control characters (U+001C..U+001F:
-# whitespace to `re`) and on characters newer than Python's Unicode tables; they split all of Tiny
-# Shakespeare identically. Not needing `regex` keeps gptlib's dependencies to torch, tqdm and numpy.
+# GPT-2's pattern (openai/gpt-2 src/encoder.py) ``'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+|
+# ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+`` in Python's `re`, which has no \p{...} (so no `regex` dependency):
+# a letter is [^\W\d_], a number \d. They differ only on numerals that are not digits ("½"), 4
+# control characters and characters newer than Python's Unicode tables; Tiny Shakespeare splits the same.
 GPT2_SPLIT_PATTERN = (
     r"""'s|'t|'re|'ve|'m|'ll|'d"""  # English contractions: "don't" -> "don", "'t"
     r"""| ?[^\W\d_]+"""  # a word, with the space before it
@@ -86,13 +72,9 @@ def best_pair(counts: dict) -> Pair:
 
 
 class PairCounts:
-    """The pair counts of a list of weighted words, kept up to date as merges rewrite the words.
-
-    ``counts[pair]`` always equals `count_pairs` of the current words (the tests check it after every
-    merge), but a merge only recounts the words that contain the merged pair, found through an index
-    from each pair to the words it occurs in. A heap of (-count, pair) gives the best pair; entries
-    whose count has changed since they were pushed are skipped when they surface.
-    """
+    """The pair counts of weighted words, kept equal to `count_pairs` as merges rewrite the words: a
+    merge recounts only the words that hold the pair (an index from pair to words), and a heap of
+    (-count, pair) gives the best pair, skipping entries whose count changed since they were pushed."""
 
     def __init__(self, words: list[list[int]], weights: list[int]):
         self.words, self.weights = words, weights
@@ -151,8 +133,7 @@ class BPETokenizer:
                                 f"(0..{new_id - 1}); the merges are corrupt, train the tokenizer again")
             self.merges.append((int(pair[0]), int(pair[1])))
         if len(set(self.merges)) != len(self.merges):
-            raise DataError("the same pair is merged twice; the merges are corrupt, train the tokenizer "
-                            "again")
+            raise DataError("the same pair is merged twice; the merges are corrupt, train the tokenizer again")
         if self.vocab_size > MAX_VOCAB_SIZE:
             raise DataError(f"{len(self.merges):,} merges make more than {MAX_VOCAB_SIZE:,} tokens")
         try:
@@ -230,21 +211,10 @@ class BPETokenizer:
 
     def decode_bytes(self, ids: Iterable[int]) -> bytes:
         """Token ids to the bytes they stand for; an id outside the vocabulary is a `DataError`."""
-        out = []
-        for i in ids:
-            i = int(i)
-            if not 0 <= i < self.vocab_size:
-                raise DataError(f"token id {i} is outside the vocabulary (0..{self.vocab_size - 1})")
-            out.append(self.vocab[i])
-        return b"".join(out)
+        return b"".join(look_up(self.vocab, ids))
 
     def decode(self, ids: Iterable[int]) -> str:
-        """Token ids to text. Bytes that are not valid UTF-8 become "\\ufffd" (errors="replace").
-
-        That happens only for a sequence of ids that ``encode`` would not produce, such as a model's
-        sample that starts or stops in the middle of a multi-byte character. To print a stream of
-        tokens, decode the bytes incrementally (``codecs.getincrementaldecoder("utf-8")``) instead.
-        """
+        """Token ids to text; bytes that are not UTF-8 (a sample cut mid-character) become "\\ufffd"."""
         return self.decode_bytes(ids).decode("utf-8", errors="replace")
 
     def to_dict(self) -> dict:

@@ -16,7 +16,6 @@ class CharTokenizer:
             raise DataError("the vocabulary has repeated characters")
         self.chars = chars
         self.stoi = {ch: i for i, ch in enumerate(chars)}  # string to integer
-        self.itos = dict(enumerate(chars))  # integer to string
 
     @classmethod
     def from_text(cls, text: str) -> "CharTokenizer":
@@ -43,13 +42,7 @@ class CharTokenizer:
 
     def decode(self, ids: Iterable[int]) -> str:
         """Token ids to text; an id outside the vocabulary is a `ValueError`."""
-        out = []
-        for i in ids:
-            i = int(i)
-            if not 0 <= i < self.vocab_size:
-                raise DataError(f"token id {i} is outside the vocabulary (0..{self.vocab_size - 1})")
-            out.append(self.itos[i])
-        return "".join(out)
+        return "".join(look_up(self.chars, ids))
 
     def to_dict(self) -> dict:
         """The vocabulary as plain data, for checkpoints (`tokenizer_from_dict` reads it back)."""
@@ -62,15 +55,19 @@ class CharTokenizer:
         return isinstance(other, CharTokenizer) and self.chars == other.chars
 
 
-def tokenizer_from_dict(d: dict):
-    """The tokenizer that ``tokenizer.to_dict()`` described: characters, or byte-level BPE (ch. 8)."""
-    kind = d.get("kind") if isinstance(d, dict) else None
-    if kind == "char":
-        return CharTokenizer(d["chars"])
-    if kind == "bpe":
-        # imported here: `import gptlib` then leaves gptlib.bpe unimported, so that
-        # `python -m gptlib.bpe` runs it as a script without runpy's warning
-        from gptlib.bpe import BPETokenizer
+def look_up(vocab: Sequence, ids: Iterable[int]) -> list:
+    """``vocab[i]`` for each token id ``i``; an id outside the vocabulary is a `DataError`."""
+    out = []
+    for i in map(int, ids):
+        if not 0 <= i < len(vocab):
+            raise DataError(f"token id {i} is outside the vocabulary (0..{len(vocab) - 1})")
+        out.append(vocab[i])
+    return out
 
-        return BPETokenizer.from_dict(d)
-    raise DataError(f"unknown tokenizer kind {kind!r} (this gptlib reads: char, bpe)")
+
+def tokenizer_from_dict(d: dict):
+    """The tokenizer that ``tokenizer.to_dict()`` described (`Run` checked its kind): characters or BPE."""
+    if d["kind"] != "bpe":
+        return CharTokenizer(d["chars"])
+    from gptlib.bpe import BPETokenizer  # here: `python -m gptlib.bpe` then runs without runpy's warning
+    return BPETokenizer.from_dict(d)
