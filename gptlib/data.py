@@ -1,18 +1,7 @@
-"""Tiny Shakespeare: download once, check the checksum, cache under ``data/``, read offline.
-
-Where the text comes from, in order:
-
-1. an explicit ``path`` argument (any UTF-8 text file: train on your own corpus),
-2. the ``GPTLIB_DATA`` environment variable (a local copy of Tiny Shakespeare; checksum verified),
-3. the cache, ``data/tinyshakespeare.txt`` in a checkout (else ``~/.cache/gptlib``), checksum verified,
-4. a download from ``TINY_SHAKESPEARE_URL``, written atomically (temp file, then rename).
-
-A relative ``GPTLIB_DATA`` is looked up in two places, in this order: the current working folder,
-then the repository root (the checkout this package lives in). So
-``export GPTLIB_DATA=../shared/data/tinyshakespeare.txt``, typed at the repository root, also works
-in a notebook, whose kernel runs in the notebook's own folder (or in ``/content`` on Colab), and in a
-command run from any other folder. Nothing else is searched; an absolute path is used as it is.
-"""
+"""Tiny Shakespeare, verified by its sha256 wherever it comes from: an explicit ``path`` (any UTF-8 text),
+``GPTLIB_DATA`` (a relative path is looked up in the working folder, then the repository root), the
+cache (``data/`` in a checkout, else ``~/.cache/gptlib``), or a download, renamed into place only once
+it checks out."""
 
 import hashlib
 import http.client
@@ -22,7 +11,7 @@ import urllib.request
 from pathlib import Path
 
 from gptlib.errors import DataError, DataNotFoundError
-from gptlib.files import atomic_write
+from gptlib.files import REPOSITORY, atomic_write
 
 TINY_SHAKESPEARE_URL = "https://raw.githubusercontent.com/karpathy/char-rnn/master/data/tinyshakespeare/input.txt"
 TINY_SHAKESPEARE_SHA256 = "86c4e6aa9db7c042ec79f339dcb96d42b0075e16b8fc2e86bf0ca57e2dc565ed"
@@ -33,16 +22,13 @@ ENV_VAR = "GPTLIB_DATA"
 
 def repo_root() -> Path | None:
     """The checkout this package lives in (an editable install, or a clone on ``sys.path``), else None."""
-    repo = Path(__file__).resolve().parent.parent
-    return repo if (repo / "pyproject.toml").is_file() else None
+    return REPOSITORY if (REPOSITORY / "pyproject.toml").is_file() else None
 
 
 def default_cache_dir() -> Path:
     """``data/`` beside the package in a checkout (editable install), else ``~/.cache/gptlib``."""
     repo = repo_root()
-    if repo is not None and (repo / "data").is_dir():
-        return repo / "data"
-    return Path.home() / ".cache" / "gptlib"
+    return repo / "data" if repo is not None and (repo / "data").is_dir() else Path.home() / ".cache" / "gptlib"
 
 
 def resolve_override(value: str) -> Path:
@@ -76,12 +62,8 @@ def sha256_of(path: Path) -> str:
 
 
 def download(url: str, dest: Path, sha256: str, *, timeout: float = 30.0, progress: bool = True) -> Path:
-    """Download ``url`` to ``dest`` and verify its sha256; nothing is left at ``dest`` unless it checks out.
-
-    The bytes go to a temp file in ``dest``'s folder, hashed as they stream in, and only a file with
-    the right checksum is renamed into place, so an interrupted or corrupted download never leaves a
-    partial file behind.
-    """
+    """Download ``url`` to ``dest`` (streamed into a temp file and hashed); only a file with sha256
+    ``sha256`` is renamed into place, so a broken or wrong download leaves nothing behind."""
     from tqdm.auto import tqdm
 
     dest = Path(dest)
@@ -108,13 +90,6 @@ def download(url: str, dest: Path, sha256: str, *, timeout: float = 30.0, progre
     return dest
 
 
-def _missing_message(dest: Path, reason: str) -> str:
-    return (f"Tiny Shakespeare is not available offline and could not be downloaded ({reason}). "
-            f"Place the file ({TINY_SHAKESPEARE_BYTES:,} bytes, sha256 {TINY_SHAKESPEARE_SHA256}) at "
-            f"{dest}, or set {ENV_VAR}=/path/to/tinyshakespeare.txt (a relative path is looked up in the "
-            f"working folder, then the repository root). It is at {TINY_SHAKESPEARE_URL}")
-
-
 def tiny_shakespeare_path(*, cache_dir: Path | None = None, url: str = TINY_SHAKESPEARE_URL,
                           progress: bool = True) -> Path:
     """The path of a verified copy of Tiny Shakespeare, downloading it into the cache if needed."""
@@ -131,12 +106,15 @@ def tiny_shakespeare_path(*, cache_dir: Path | None = None, url: str = TINY_SHAK
     if dest.is_file():
         if sha256_of(dest) == TINY_SHAKESPEARE_SHA256:
             return dest
-        # A cached file with the wrong checksum is not trusted: replace it with a fresh download.
-        dest.unlink()
+        dest.unlink()  # a cached file with the wrong checksum is not trusted: download it again
     try:
         return download(url, dest, TINY_SHAKESPEARE_SHA256, progress=progress)
     except (urllib.error.URLError, OSError) as err:
-        raise DataNotFoundError(_missing_message(dest, str(getattr(err, "reason", err)))) from err
+        raise DataNotFoundError(
+            f"Tiny Shakespeare is not available offline and could not be downloaded ({getattr(err, 'reason', err)})"
+            f". Place the file ({TINY_SHAKESPEARE_BYTES:,} bytes, sha256 {TINY_SHAKESPEARE_SHA256}) at {dest}, or "
+            f"set {ENV_VAR}=/path/to/tinyshakespeare.txt (a relative path is looked up in the working folder, "
+            f"then the repository root). It is at {TINY_SHAKESPEARE_URL}") from err
 
 
 def load_text(path: str | os.PathLike | None = None, **kwargs) -> str:
