@@ -133,7 +133,8 @@ class BPETokenizer:
                                 f"(0..{new_id - 1}); the merges are corrupt, train the tokenizer again")
             self.merges.append((int(pair[0]), int(pair[1])))
         if len(set(self.merges)) != len(self.merges):
-            raise DataError("the same pair is merged twice; the merges are corrupt, train the tokenizer again")
+            raise DataError("the same pair is merged twice; the merges are corrupt, train the tokenizer "
+                            "again")
         if self.vocab_size > MAX_VOCAB_SIZE:
             raise DataError(f"{len(self.merges):,} merges make more than {MAX_VOCAB_SIZE:,} tokens")
         try:

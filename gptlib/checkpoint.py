@@ -66,9 +66,10 @@ class Checkpoint:
             if not out_of_memory(err):
                 raise
             t, heads = self.model_config.block_size, self.model_config.n_layer * self.model_config.n_head
-            raise OutOfMemoryError(f"this checkpoint's model needs {need / 2**30:.1f} GiB, more than this machine "
-                                   f"can give: its block_size {t:,} means a {t:,} x {t:,} causal mask in each of "
-                                   f"its {heads} heads; sample it on a machine with more memory") from None
+            raise OutOfMemoryError(
+                f"this checkpoint's model needs {need / 2**30:.1f} GiB, more than this machine can give: its "
+                f"block_size {t:,} means a {t:,} x {t:,} causal mask in each of its {heads} heads; sample it "
+                f"on a machine with more memory") from None
         model.load_state_dict(self.model_state)
         return model.to(device).eval()
 
@@ -143,12 +144,14 @@ def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
         raise CheckpointError(f"{path} is damaged: it has no {err.args[0]!r} entry") from None
     except (TypeError, ValueError) as err:
         raise CheckpointError(f"{path} is damaged: {err}") from None
-    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) and not v.is_meta for v in state.values()):
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) and not v.is_meta
+                                              for v in state.values()):
         raise CheckpointError(f"{path} is damaged: its weights are not a dict of tensors (with data)")
     not_finite = [k for k, v in state.items() if v.is_floating_point() and not torch.isfinite(v).all()]
     if not_finite:  # sampling from them fails deep in torch, or "works" and prints nothing useful
-        raise CheckpointError(f"{path} holds weights that are not finite numbers (NaN or inf, in {len(not_finite)} "
-                              f"tensors, e.g. {not_finite[0]}); it is damaged, or from a run that diverged")
+        raise CheckpointError(f"{path} holds weights that are not finite numbers (NaN or inf, in "
+                              f"{len(not_finite)} tensors, e.g. {not_finite[0]}); it is damaged, or from a "
+                              f"run that diverged")
     if tokenizer.vocab_size != model_config.vocab_size:
         raise CheckpointError(f"{path}: the vocabulary has {tokenizer.vocab_size} characters but the model "
                               f"config says {model_config.vocab_size}")
@@ -256,7 +259,8 @@ def resume_training_state(checkpoint: "Checkpoint | str | os.PathLike", model: n
             for index, cuda_state in enumerate(rng["cuda"][:torch.cuda.device_count()]):
                 torch.cuda.set_rng_state(cuda_state, index)
     except (KeyError, TypeError, ValueError, RuntimeError, AttributeError) as err:
-        raise CheckpointError(f"the checkpoint's training state is damaged: {type(err).__name__}: {err}") from None
+        raise CheckpointError(f"the checkpoint's training state is damaged: {type(err).__name__}: {err}") \
+            from None
     return TrainState(model=model, optimizer=optimizer, config=ckpt.train_config, step=ckpt.step,
                       history=history, batch_generator=batch_generator, eval_generator=eval_generator,
                       scaler=scaler)

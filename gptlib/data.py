@@ -28,7 +28,9 @@ def repo_root() -> Path | None:
 def default_cache_dir() -> Path:
     """``data/`` beside the package in a checkout (editable install), else ``~/.cache/gptlib``."""
     repo = repo_root()
-    return repo / "data" if repo is not None and (repo / "data").is_dir() else Path.home() / ".cache" / "gptlib"
+    if repo is not None and (repo / "data").is_dir():
+        return repo / "data"
+    return Path.home() / ".cache" / "gptlib"
 
 
 def resolve_override(value: str) -> Path:
@@ -69,7 +71,8 @@ def download(url: str, dest: Path, sha256: str, *, timeout: float = 30.0, progre
     dest = Path(dest)
     try:
         digest, received = hashlib.sha256(), 0
-        with atomic_write(dest, suffix=".part") as out, urllib.request.urlopen(url, timeout=timeout) as response:
+        with (atomic_write(dest, suffix=".part") as out,
+              urllib.request.urlopen(url, timeout=timeout) as response):
             total = int(response.headers.get("Content-Length") or 0) or None
             with tqdm(total=total, unit="B", unit_scale=True, desc=f"downloading {dest.name}",
                       disable=not progress) as bar:
@@ -79,7 +82,8 @@ def download(url: str, dest: Path, sha256: str, *, timeout: float = 30.0, progre
                     received += len(chunk)
                     bar.update(len(chunk))
             if total is not None and received != total:
-                raise DataError(f"download of {url} broke off after {received:,} of {total:,} bytes; try again")
+                raise DataError(f"download of {url} broke off after {received:,} of {total:,} bytes; "
+                                f"try again")
             if digest.hexdigest() != sha256:  # raised inside the block: the temp file is never renamed
                 raise DataError(f"the file downloaded from {url} has sha256 {digest.hexdigest()}, expected "
                                 f"{sha256}; it was not saved. Check the URL, or place a good copy at {dest}")
@@ -111,10 +115,11 @@ def tiny_shakespeare_path(*, cache_dir: Path | None = None, url: str = TINY_SHAK
         return download(url, dest, TINY_SHAKESPEARE_SHA256, progress=progress)
     except (urllib.error.URLError, OSError) as err:
         raise DataNotFoundError(
-            f"Tiny Shakespeare is not available offline and could not be downloaded ({getattr(err, 'reason', err)})"
-            f". Place the file ({TINY_SHAKESPEARE_BYTES:,} bytes, sha256 {TINY_SHAKESPEARE_SHA256}) at {dest}, or "
-            f"set {ENV_VAR}=/path/to/tinyshakespeare.txt (a relative path is looked up in the working folder, "
-            f"then the repository root). It is at {TINY_SHAKESPEARE_URL}") from err
+            f"Tiny Shakespeare is not available offline and could not be downloaded "
+            f"({getattr(err, 'reason', err)}). Place the file ({TINY_SHAKESPEARE_BYTES:,} bytes, sha256 "
+            f"{TINY_SHAKESPEARE_SHA256}) at {dest}, or set {ENV_VAR}=/path/to/tinyshakespeare.txt (a "
+            f"relative path is looked up in the working folder, then the repository root). It is at "
+            f"{TINY_SHAKESPEARE_URL}") from err
 
 
 def load_text(path: str | os.PathLike | None = None, **kwargs) -> str:

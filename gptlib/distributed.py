@@ -24,7 +24,7 @@ from gptlib.errors import ConfigError, DeviceError, DistributedError
 
 RANK_VARS = ("RANK", "WORLD_SIZE", "LOCAL_RANK")  # what torchrun sets for every process it starts
 MEETING_VARS = ("MASTER_ADDR", "MASTER_PORT")  # rank 0's address, where they meet
-TIMEOUT = timedelta(minutes=10)  # at each collective: past it a process fails instead of hanging on a dead peer
+TIMEOUT = timedelta(minutes=10)  # at each collective: then a process fails, not hangs on a dead peer
 JOIN_TIMEOUT = timedelta(minutes=2)  # a job started by hand (not torchrun) waits this long for its processes
 GRACE_SECONDS = 10.0  # how long rank > 0 waits for rank 0 to print the same error and torchrun to end the job
 _LAST_BARRIER: list = []  # the handle of the last run's final barrier (see `process_group`)
@@ -171,9 +171,9 @@ def process_group(dist: Distributed) -> Iterator[None]:
     options = {"device_id": dist.device} if dist.device.type == "cuda" else {}
     address = f"{os.environ.get('MASTER_ADDR')}:{os.environ.get('MASTER_PORT')}"
     try:
-        if "TORCHELASTIC_RUN_ID" not in os.environ:  # started by hand: say what it waits for, and not for long
-            print(f"[rank {dist.rank}] waiting up to {JOIN_TIMEOUT.seconds} s for all {dist.world_size} processes "
-                  f"to meet at {address}, where rank 0 listens", file=sys.stderr)
+        if "TORCHELASTIC_RUN_ID" not in os.environ:  # started by hand: say what it waits for, not for long
+            print(f"[rank {dist.rank}] waiting up to {JOIN_TIMEOUT.seconds} s for all {dist.world_size} "
+                  f"processes to meet at {address}, where rank 0 listens", file=sys.stderr)
             options["store"] = torch.distributed.TCPStore(
                 os.environ["MASTER_ADDR"], int(os.environ["MASTER_PORT"]), dist.world_size, dist.rank == 0,
                 timeout=JOIN_TIMEOUT)
@@ -181,8 +181,8 @@ def process_group(dist: Distributed) -> Iterator[None]:
                                              timeout=TIMEOUT, **options)
     except (RuntimeError, ValueError) as err:  # a peer that never came, a port in use...
         detail = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise DistributedError(f"rank {dist.rank} of {dist.world_size} could not join the others at {address} "
-                               f"({dist.backend}): {detail}") from None
+        raise DistributedError(f"rank {dist.rank} of {dist.world_size} could not join the others at "
+                               f"{address} ({dist.backend}): {detail}") from None
     yield
     # Only after a block that ended well: after an error, another rank may be inside a collective
     # that this one never joins, and leaving the group would wait for it. torchrun ends the job.

@@ -66,11 +66,13 @@ def make_folder(path: str | os.PathLike, what: str, hint: str) -> list[Path]:
         if path.exists() and not path.is_dir():
             raise OutputPathError(f"{what} {path} exists and is not a folder; {hint}")
         if path.is_symlink() and not path.exists():
-            raise OutputPathError(f"{what} {path} is a link to {os.readlink(path)}, which does not exist; {hint}")
+            raise OutputPathError(f"{what} {path} is a link to {os.readlink(path)}, which does not exist; "
+                                  f"{hint}")
         missing = [p for p in [path, *path.parents] if not p.exists()][::-1]  # outermost first
         blocker = next((p for p in path.parents if p.exists()), None)  # the deepest existing parent
         if missing and blocker is not None and not blocker.is_dir():
-            raise OutputPathError(f"{what} {path} cannot be created: {blocker} is a file, not a folder; {hint}")
+            raise OutputPathError(f"{what} {path} cannot be created: {blocker} is a file, not a folder; "
+                                  f"{hint}")
         path.mkdir(parents=True, exist_ok=True)
     except OSError as err:  # no permission, a read-only disk, a name longer than the file system allows
         if isinstance(err, OutputPathError):

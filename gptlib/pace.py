@@ -1,17 +1,8 @@
 """Training on a busy CPU: say early, once, when steps run far slower than this CPU can run them.
 
-Chapter 6's speed probe (`gptlib.speed.probe_cpu`) times one transformer block on one thread by its
-CPU time, so other programs barely move it: it tells how fast this CPU trains when the run has a core
-to itself. From it, `expected_step_seconds` estimates one training step on one idle thread. When the
-first steps of a run take several times that, other programs are taking the cores: torch's threads
-wait for each other at every operation, and a step can run 4x to 20x slower. `PaceWatch` says so
-after the first few steps, with what to do, and training goes on unchanged (nothing about the run
-changes: only a message is printed).
-
-Why it does not pick the thread count itself: on a shared 2-core machine (load average 6 to 11),
-the `cpu` preset's step took 2.5 to 9.2 s with torch's 2 threads and 0.24 to 0.96 s with one, but
-the thread count changes how sums are split, so the losses differ in the last digits (1 vs 2
-threads, 15 steps: weights apart by up to 1.2e-3). A run's numbers must not depend on the load.
+`expected_step_seconds` estimates a step on one idle thread from chapter 6's speed probe (timed by CPU
+time, so other programs barely move it); `PaceWatch` compares the first steps with it and prints what
+to do, changing nothing about the run (picking the thread count itself would change the losses).
 """
 
 import os
@@ -30,15 +21,11 @@ TIMED = 10  # steps timed before deciding
 
 
 def expected_step_seconds(model: GPTConfig, train: TrainConfig, plan: SpeedConfig) -> float | None:
-    """One training step of ``model`` at ``train.batch_size`` with ``plan``, estimated for one idle
-    thread of this CPU from the probe's time for one block (n_layer blocks, batch x block_size
-    tokens; the embeddings, the output layer and the optimiser are left out, so this is an
-    underestimate). None where the probe does not measure (a model under 64 wide, as `speed_plan`)."""
-    if model.n_embd < 64:
-        return None
-    probe = probe_cpu(model)
+    """One training step's seconds on one idle thread, from the probe's time for one block (n_layer
+    blocks of batch x block_size tokens: an underestimate); None where the probe does not measure."""
+    probe = probe_cpu(model) if model.n_embd >= 64 else None  # narrower: not measured (as `speed_plan`)
     key = (("fast", plan.precision, plan.attention) if plan.fast_model else ("readable", "float32", "heads"))
-    if key not in probe.seconds:
+    if probe is None or key not in probe.seconds:
         return None
     return model.n_layer * train.batch_size * model.block_size / probe.tokens * probe.seconds[key]
 
@@ -58,9 +45,8 @@ def slow_message(seconds: float, expected: float) -> str:
 
 @dataclass
 class PaceWatch:
-    """Called after every training step with the step number; after `WARM_UP` + `TIMED` steps it
-    compares their wall-clock time with ``expected`` seconds a step and, if they are `SLOW` times
-    slower, calls ``log`` with `slow_message`. Once per run, then never again."""
+    """Called after every step with its number: once, after `WARM_UP` + `TIMED` steps, ``log``s
+    `slow_message` if they took `SLOW` times ``expected`` seconds a step."""
 
     expected: float
     log: Callable[[str], None] = print

@@ -77,7 +77,8 @@ def cuda_plan(capability: tuple[int, int]) -> SpeedConfig:
     cc = f"compute capability {capability[0]}.{capability[1]}"
     if tuple(capability) >= (8, 0):  # Ampere or newer: bf16 tensor cores, TF32
         return SpeedConfig(autocast_dtype="bfloat16", tf32=True, fused_adamw=True,
-                           why=f"{cc} (Ampere or newer): bf16 tensor cores, TF32 for the matmuls left in fp32")
+                           why=f"{cc} (Ampere or newer): bf16 tensor cores, TF32 for the matmuls left in "
+                               f"fp32")
     if tuple(capability) >= (7, 0):  # Volta, Turing: fp16 tensor cores; bf16 only emulated, no TF32
         return SpeedConfig(autocast_dtype="float16", fused_adamw=True, why=f"{cc} (Volta or Turing): fp16 "
                            f"tensor cores, with a GradScaler; bf16 would be emulated, and there is no TF32")
@@ -93,7 +94,7 @@ def with_precision(plan: SpeedConfig, precision: str) -> SpeedConfig:
 def make_grad_scaler(speed: SpeedConfig | None,
                      device: torch.device | str) -> torch.amp.GradScaler | None:
     """A `torch.amp.GradScaler` for ``device`` if ``speed`` trains in fp16, else None."""
-    return torch.amp.GradScaler(torch.device(device).type) if speed is not None and speed.grad_scaler else None
+    return torch.amp.GradScaler(torch.device(device).type) if speed and speed.grad_scaler else None
 
 
 # A CPU plan leaves the fast model in fp32 with fused attention only for a variant faster by these
@@ -207,7 +208,8 @@ def _cpu_plan(shape: tuple) -> SpeedConfig:
     _, dtype, attention = pick
     why = (f"{'bf16 autocast' if dtype == 'bfloat16' else 'fp32'} with {attention} attention, "
            f"{readable / t[pick]:.1f}x the readable block ({how})")
-    return replace(default, autocast_dtype=None if dtype == "float32" else dtype, attention=attention, why=why)
+    return replace(default, autocast_dtype=None if dtype == "float32" else dtype, attention=attention,
+                   why=why)
 
 
 def build_model(config: GPTConfig, speed: SpeedConfig | None = None) -> nn.Module:
@@ -237,9 +239,11 @@ def _attribute(module, name: str):
 def _settings() -> dict:
     found = {"cudnn.allow_tf32": _attribute(torch.backends.cudnn, "allow_tf32"),
              "cuda.matmul.allow_tf32": _attribute(torch.backends.cuda.matmul, "allow_tf32"),
-             "float32_matmul_precision": (torch.get_float32_matmul_precision, torch.set_float32_matmul_precision)}
+             "float32_matmul_precision": (torch.get_float32_matmul_precision,
+                                          torch.set_float32_matmul_precision)}
     for where in ("", "cuda.matmul.", "cudnn.", "cudnn.conv.", "cudnn.rnn.", "mkldnn.matmul."):
-        module = functools.reduce(lambda m, part: getattr(m, part, None), where.split(".")[:-1], torch.backends)
+        module = functools.reduce(lambda m, name: getattr(m, name, None), where.split(".")[:-1],
+                                  torch.backends)
         if module is not None and hasattr(module, "fp32_precision"):
             found[f"{where}fp32_precision"] = _attribute(module, "fp32_precision")
     found["num_threads"] = (torch.get_num_threads, torch.set_num_threads)
