@@ -91,8 +91,7 @@ def with_precision(plan: SpeedConfig, precision: str) -> SpeedConfig:
     return replace(plan, autocast_dtype=None if precision == "float32" else precision)
 
 
-def make_grad_scaler(speed: SpeedConfig | None,
-                     device: torch.device | str) -> torch.amp.GradScaler | None:
+def make_grad_scaler(speed: SpeedConfig | None, device: torch.device | str) -> torch.amp.GradScaler | None:
     """A `torch.amp.GradScaler` for ``device`` if ``speed`` trains in fp16, else None."""
     return torch.amp.GradScaler(torch.device(device).type) if speed and speed.grad_scaler else None
 
@@ -152,17 +151,15 @@ def _probe(shape: tuple, rounds: int = 3) -> CpuProbe:
         with torch.random.fork_rng():  # the probe's random numbers must not move anyone's seed
             torch.manual_seed(0)
             x = torch.randn(batch, block_size, n_embd)
-            candidates = {("readable", "float32", "heads"): (Block(config), None)}
+            candidates = {("readable", "float32", "heads"): Block(config)}
             for dtype in ("float32", "bfloat16") if bf16 else ("float32",):
-                for attention in ATTENTION:
-                    candidates[("fast", dtype, attention)] = (FastBlock(config, attention),
-                                                              None if dtype == "float32" else dtype)
-            best = {key: float("inf") for key in candidates}
+                candidates.update({("fast", dtype, att): FastBlock(config, att) for att in ATTENTION})
+            best = dict.fromkeys(candidates, float("inf"))
             for r in range(rounds + 1):  # round 0 warms up; then interleaved, best of the rounds
-                for key, (block, dtype) in candidates.items():
+                for key, block in candidates.items():
                     xr = x.detach().requires_grad_(True)
                     t0 = time.thread_time()
-                    with autocast(SpeedConfig(autocast_dtype=dtype), "cpu"):
+                    with autocast(with_precision(READABLE, key[1]), "cpu"):
                         out = block(xr)  # (B,T,C)
                     out.float().sum().backward()
                     if r:
