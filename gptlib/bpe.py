@@ -249,14 +249,12 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--data", default=None, help="a UTF-8 text file (default: Tiny Shakespeare)")
     args = parser.parse_args(argv)
     from gptlib.data import load_text
-
     text = load_text(args.data, progress=False)
     n = int(0.9 * len(text))  # the same 90/10 split as the character model's
     train_text, val_text = text[:n], text[n:]
     start = time.perf_counter()
     tokenizer = BPETokenizer.train(train_text, args.vocab_size)
-    train_s = time.perf_counter() - start
-    start = time.perf_counter()
+    train_s, start = time.perf_counter() - start, time.perf_counter()
     val_ids = tokenizer.encode(val_text)
     encode_s = time.perf_counter() - start
     assert tokenizer.decode(val_ids) == val_text

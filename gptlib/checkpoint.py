@@ -167,8 +167,7 @@ def _check_resumable(ckpt: Checkpoint, where: object) -> None:
 
 
 def _not_a_checkpoint(path: Path, err: Exception) -> str:
-    """What a file that torch.load refused is, from its first bytes and torch's error (whose own words
-    would advise ``weights_only=False``, which runs any code in the file)."""
+    """What a file torch.load refused is (not torch's words, which advise running the file's code)."""
     with open(path, "rb") as f:
         head = f.read(16)
     if not head:

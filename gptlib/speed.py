@@ -101,7 +101,7 @@ def make_grad_scaler(speed: SpeedConfig | None, device: torch.device | str) -> t
 # (bf16 needs the most: outside the blocks autocast adds casts).
 _MARGIN = {"bfloat16": 1.25, "explicit": 1.1, "readable": 1.1}
 _PROBE_MIN_EMBD = 64  # narrower blocks take ~1 ms, too little to time: the default plan
-# What the probe times when no model is given: one block of the `cpu` preset's model.
+# without a model the probe times one block of the `cpu` preset's model
 _DEFAULT_PROBE = GPTConfig(vocab_size=65, block_size=64, n_embd=128, n_head=4, n_layer=1, dropout=0.0)
 
 
