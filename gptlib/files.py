@@ -69,10 +69,9 @@ def make_folder(path: str | os.PathLike, what: str, hint: str) -> list[Path]:
             raise OutputPathError(f"{what} {path} is a link to {os.readlink(path)}, which does not exist; "
                                   f"{hint}")
         missing = [p for p in [path, *path.parents] if not p.exists()][::-1]  # outermost first
-        blocker = next((p for p in path.parents if p.exists()), None)  # the deepest existing parent
-        if missing and blocker is not None and not blocker.is_dir():
-            raise OutputPathError(f"{what} {path} cannot be created: {blocker} is a file, not a folder; "
-                                  f"{hint}")
+        if missing and not missing[0].parent.is_dir():  # the deepest existing parent
+            raise OutputPathError(f"{what} {path} cannot be created: {missing[0].parent} is a file, not a "
+                                  f"folder; {hint}")
         path.mkdir(parents=True, exist_ok=True)
     except OSError as err:  # no permission, a read-only disk, a name longer than the file system allows
         if isinstance(err, OutputPathError):
