@@ -121,15 +121,15 @@ def _probe_shape(config: GPTConfig | None) -> tuple:
 
 
 def cpu_bf16_instructions() -> str:
-    """The bf16 matrix instructions Linux reports for this CPU ("avx512_bf16", "amx_bf16"), "" if none;
-    "arm" or "not reported" (another system) when it cannot tell: the probe then tries bf16."""
+    """The bf16 matrix instructions Linux reports for this CPU ("avx512_bf16", "amx_bf16"), "" if none
+    or elsewhere; "arm" for an ARM CPU, which the probe tries bf16 on and times."""
     if platform.machine().lower() in ("arm64", "aarch64"):
         return "arm"
     try:
         with open("/proc/cpuinfo") as f:
             flags = next((line.split(":", 1)[1].split() for line in f if line.startswith("flags")), [])
-    except OSError:
-        return "not reported"
+    except OSError:  # not Linux: nothing reported
+        return ""
     return "+".join(flag for flag in ("avx512_bf16", "amx_bf16") if flag in flags)
 
 
