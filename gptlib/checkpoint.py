@@ -1,22 +1,18 @@
-"""Checkpoints: one file, a plain dict of tensors, numbers, strings, lists and dicts, saved atomically
-(temp file, fsync, rename) and loaded with ``torch.load(weights_only=True)``, which runs no code.
-
-Its entries: ``format`` and ``version``; ``model_config`` and ``train_config`` (asdict, or None);
-``vocab`` (a `CharTokenizer`'s characters) or ``tokenizer`` (another's ``to_dict()``); ``model`` (the
-readable `GPT`'s state_dict on the CPU; `FastGPT` saves that layout too); ``step``; and ``extra``: {}
-for weights only, while a resumable checkpoint (`save_training_state`) holds ``history``,
-``best_val_loss``, ``optimizer``, ``scaler`` (fp16), ``rng`` (`rng_states`), and from `gptlib.run`
-``data_sha256`` and ``speed``.
+"""Checkpoints: one plain dict (tensors, numbers, strings, lists, dicts), saved atomically (temp file,
+fsync, rename) and read with ``torch.load(weights_only=True)``, which runs no code. Its entries:
+``format``, ``version``, ``model_config``, ``train_config`` (or None), ``vocab`` (a `CharTokenizer`'s
+characters) or ``tokenizer`` (another's ``to_dict()``), ``model`` (the readable `GPT`'s state_dict, which
+`FastGPT` saves too), ``step`` and ``extra``: {} for weights only, a training state for `save_training_state`.
 """
 
+import glob
 import os
 import pickle
-import re
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
-import torch.nn as nn
+from torch import nn
 
 from gptlib.config import GPTConfig, TrainConfig
 from gptlib.device import free_cpu_memory, out_of_memory
@@ -44,18 +40,15 @@ class Checkpoint:
     @property
     def resumable(self) -> bool:
         """Whether this checkpoint holds a full training state (see `save_training_state`)."""
-        return self.train_config is not None and all(k in (self.extra or {}) for k in _RESUME_KEYS)
+        return self.train_config is not None and {"history", "optimizer", "rng"} <= (self.extra or {}).keys()
 
     def build_model(self, device: torch.device | str = "cpu") -> GPT:
-        """A `GPT` with this checkpoint's config and weights, in eval mode on ``device``. Its sizes are
-        checked first on the meta device: weights that do not fit the config, or a model larger than
-        the memory free (a block_size x block_size mask per head), fail before anything is allocated."""
+        """A `GPT` with these weights, in eval mode on ``device``; weights that misfit the config, or a
+        model larger than the free memory, fail on the meta device before anything is allocated."""
         with torch.device("meta"):
             sizes = GPT(self.model_config)
-        misfit = weights_misfit(sizes, self.model_state)
-        if misfit:
-            raise CheckpointError(f"the checkpoint's weights do not fit its own model config ({misfit}); the "
-                                  f"file was damaged or edited")
+        check_fit(sizes, self.model_state, "the checkpoint's weights do not fit its own model config ({}); "
+                                           "the file was damaged or edited")
         need = sum(t.numel() * t.element_size() for t in (*sizes.parameters(), *sizes.buffers()))
         free = free_cpu_memory()  # built on the CPU, then moved to the device
         try:
@@ -79,9 +72,7 @@ def atomic_save(obj, path: str | os.PathLike) -> Path:
     with atomic_write(path) as f:
         try:
             torch.save(obj, f)
-        except RuntimeError as err:
-            # Ctrl-C (or SIGTERM, SIGHUP) mid-save: torch's zip writer, closing, raises a RuntimeError
-            # that hides the interrupt; raise the interrupt (the old file stays, atomic_write drops the temp)
+        except RuntimeError as err:  # Ctrl-C mid-save: torch's zip writer, closing, hides it in its own error
             if isinstance(err.__context__, KeyboardInterrupt):
                 raise err.__context__ from None
             raise
@@ -92,9 +83,7 @@ def remove_stale_temp_files(path: str | os.PathLike) -> list[Path]:
     """Delete the temp files (``.NAME.<random>.tmp``, which nothing reads) that saves of ``path``
     killed before their rename left. Call it when no other process saves there (a run's start)."""
     path = Path(path)
-    pattern = re.compile(r"\." + re.escape(path.name) + r"\.[A-Za-z0-9_]+\.tmp")
-    stale = [p for p in path.parent.iterdir() if pattern.fullmatch(p.name) and p.is_file()] \
-        if path.parent.is_dir() else []
+    stale = [p for p in path.parent.glob(f".{glob.escape(path.name)}.*.tmp") if p.is_file()]
     for p in stale:
         p.unlink(missing_ok=True)
     return stale
@@ -134,16 +123,17 @@ def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
         raise CheckpointError(f"{path} is checkpoint format version {payload.get('version')}; this gptlib "
                               f"reads version {VERSION}")
     try:
-        model_config = GPTConfig(**payload["model_config"])
-        train_config = None if payload["train_config"] is None else TrainConfig(**payload["train_config"])
-        tokenizer = (tokenizer_from_dict(payload["tokenizer"]) if "tokenizer" in payload
-                     else CharTokenizer(payload["vocab"]))
-        state = payload["model"]
-        step = int(payload["step"])
+        train = payload["train_config"]
+        ckpt = Checkpoint(GPTConfig(**payload["model_config"]),
+                          None if train is None else TrainConfig(**train),
+                          tokenizer_from_dict(payload["tokenizer"]) if "tokenizer" in payload
+                          else CharTokenizer(payload["vocab"]), payload["model"], int(payload["step"]),
+                          payload.get("extra") or {})
     except KeyError as err:
         raise CheckpointError(f"{path} is damaged: it has no {err.args[0]!r} entry") from None
     except (TypeError, ValueError) as err:
         raise CheckpointError(f"{path} is damaged: {err}") from None
+    state, vocab_size = ckpt.model_state, ckpt.tokenizer.vocab_size
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) and not v.is_meta
                                               for v in state.values()):
         raise CheckpointError(f"{path} is damaged: its weights are not a dict of tensors (with data)")
@@ -152,10 +142,9 @@ def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
         raise CheckpointError(f"{path} holds weights that are not finite numbers (NaN or inf, in "
                               f"{len(not_finite)} tensors, e.g. {not_finite[0]}); it is damaged, or from a "
                               f"run that diverged")
-    if tokenizer.vocab_size != model_config.vocab_size:
-        raise CheckpointError(f"{path}: the vocabulary has {tokenizer.vocab_size} characters but the model "
-                              f"config says {model_config.vocab_size}")
-    ckpt = Checkpoint(model_config, train_config, tokenizer, state, step, payload.get("extra") or {})
+    if vocab_size != ckpt.model_config.vocab_size:
+        raise CheckpointError(f"{path}: the vocabulary has {vocab_size} characters but the model config "
+                              f"says {ckpt.model_config.vocab_size}")
     if resumable:
         _check_resumable(ckpt, path)
     return ckpt
@@ -170,29 +159,27 @@ def _not_a_checkpoint(path: Path, err: Exception) -> str:
     """What a file torch.load refused is (not torch's words, which advise running the file's code)."""
     with open(path, "rb") as f:
         head = f.read(16)
-    if not head:
-        return "it is empty"
-    if not head.startswith((b"PK\x03\x04", b"\x80")):  # torch.save's zip, or an older torch.save's pickle
-        return f"it starts with {head!r}, not as a file that torch.save writes"
-    if isinstance(err, pickle.UnpicklingError):
-        return "it holds objects other than tensors, numbers and strings, which gptlib never loads"
-    return "it is cut short or damaged"
+    reasons = [(not head, "it is empty"),  # then: not torch.save's zip, nor an older torch.save's pickle
+               (not head.startswith((b"PK\x03\x04", b"\x80")), f"it starts with {head!r}, not as a file "
+                                                                f"that torch.save writes"),
+               (isinstance(err, pickle.UnpicklingError), "it holds objects other than tensors, numbers and "
+                                                         "strings, which gptlib never loads")]
+    return next((why for bad, why in reasons if bad), "it is cut short or damaged")
 
 
 def load_weights(model: nn.Module, state: dict, tokenizer: CharTokenizer | None = None) -> None:
     """Load ``state`` into ``model``, with a clear error when the shapes or vocabulary differ."""
-    if tokenizer is not None and hasattr(model, "config") and tokenizer.vocab_size != model.config.vocab_size:
+    if tokenizer is not None and tokenizer.vocab_size != model.config.vocab_size:
         raise CheckpointError(f"the checkpoint's vocabulary has {tokenizer.vocab_size} characters; this "
                               f"model has vocab_size {model.config.vocab_size}")
-    misfit = weights_misfit(model, state)
-    if misfit:
-        raise CheckpointError(f"the checkpoint does not fit this model: {misfit}. Build the model from the "
-                              f"checkpoint's own config")
+    check_fit(model, state, "the checkpoint does not fit this model: {}. Build the model from the "
+                            "checkpoint's own config")
     model.load_state_dict(state)
 
 
-def weights_misfit(model: nn.Module, state: dict) -> str:
-    """How ``state`` differs from ``model``'s tensors (which may be on the meta device), or ""."""
+def check_fit(model: nn.Module, state: dict, message: str) -> None:
+    """A `CheckpointError`, ``message`` with how they differ, if ``state``'s tensors are not ``model``'s
+    (which may be on the meta device)."""
     own = model.state_dict()
     missing, unexpected = sorted(set(own) - set(state)), sorted(set(state) - set(own))
     mismatched = [f"{k}: checkpoint {tuple(state[k].shape)} vs model {tuple(own[k].shape)}"
@@ -200,28 +187,20 @@ def weights_misfit(model: nn.Module, state: dict) -> str:
     parts = ["shapes differ: " + "; ".join(mismatched[:3])] if mismatched else []
     parts += [f"missing {len(missing)} tensors (e.g. {missing[0]})"] if missing else []
     parts += [f"{len(unexpected)} unexpected tensors (e.g. {unexpected[0]})"] if unexpected else []
-    return "; ".join(parts)
-
-
-_RESUME_KEYS = ("history", "optimizer", "rng")
-
-
-def rng_states(state: TrainState) -> dict:
-    """Every random state a training step draws from: torch's CPU and CUDA generators (dropout,
-    initialisation), the state's batch and eval generators, and where those two draw."""
-    # CUDA's only once in use: asking earlier would start CUDA in a run that never touches the GPU
-    return {"torch": torch.get_rng_state(),
-            "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_initialized() else [],
-            "batch": state.batch_generator.get_state(), "eval": state.eval_generator.get_state(),
-            "batch_device": state.batch_generator.device.type}
+    if parts:
+        raise CheckpointError(message.format("; ".join(parts)))
 
 
 def save_training_state(path: str | os.PathLike, state: TrainState, tokenizer: CharTokenizer,
                         model_config: GPTConfig, extra: dict | None = None) -> Path:
     """Write a resumable checkpoint of ``state`` (weights, optimizer, step, history, RNG states) between
     steps, e.g. in a `train` callback; ``extra`` adds your own entries (tensors, numbers, strings, lists)."""
+    rng = {"torch": torch.get_rng_state(),  # every random state a step draws from; CUDA's once in use
+           "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_initialized() else [],
+           "batch": state.batch_generator.get_state(), "eval": state.eval_generator.get_state(),
+           "batch_device": state.batch_generator.device.type}  # where the batches are drawn
     training = {"history": state.history.to_dict(), "best_val_loss": state.history.best_val_loss,
-                "optimizer": state.optimizer.state_dict(), "rng": rng_states(state)}
+                "optimizer": state.optimizer.state_dict(), "rng": rng}
     if state.scaler is not None:  # fp16: the loss scale it has settled on (reading it waits for the GPU)
         training["scaler"] = state.scaler.state_dict()
     return save_checkpoint(path, state.model, tokenizer, model_config, state.config, state.step,
@@ -253,13 +232,10 @@ def resume_training_state(checkpoint: "Checkpoint | str | os.PathLike", model: n
         if scaler is not None:
             scaler.load_state_dict(ckpt.extra["scaler"])
         torch.set_rng_state(rng["torch"])
-        if rng["cuda"] and torch.cuda.is_available():
-            # A machine with fewer GPUs than the one that saved restores the ones it has.
-            for index, cuda_state in enumerate(rng["cuda"][:torch.cuda.device_count()]):
-                torch.cuda.set_rng_state(cuda_state, index)
+        for index, cuda_state in enumerate(rng["cuda"][:torch.cuda.device_count()]):  # the GPUs there are
+            torch.cuda.set_rng_state(cuda_state, index)
     except (KeyError, TypeError, ValueError, RuntimeError, AttributeError) as err:
         raise CheckpointError(f"the checkpoint's training state is damaged: {type(err).__name__}: {err}") \
             from None
-    return TrainState(model=model, optimizer=optimizer, config=ckpt.train_config, step=ckpt.step,
-                      history=history, batch_generator=batch_generator, eval_generator=eval_generator,
-                      scaler=scaler)
+    return TrainState(model, optimizer, ckpt.train_config, ckpt.step, history, batch_generator,
+                      eval_generator, scaler=scaler)
