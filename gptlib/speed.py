@@ -1,18 +1,11 @@
-"""Which speed tricks to use on which device: a small, printable, overridable `SpeedConfig`.
-
-`speed_plan(device)` picks what is fastest at the same model semantics: on CUDA by the GPU's compute
-capability (`cuda_plan`), on a CPU by timing one block's variants (`probe_cpu`); `plan.why` says why.
-``torch.compile`` stays off unless asked for (``--compile``; ``scripts/gpu_speed.py`` times both).
-
-    plan = with_precision(replace(speed_plan("cpu", config), compile=True), "bfloat16")
-    model = build_model(config, plan)
-"""
+"""Which speed tricks to use on which device: a small, printable, overridable `SpeedConfig`, which
+`speed_plan(device)` picks at the same model semantics (on CUDA by compute capability, on a CPU by timing
+one block's variants) and explains in ``plan.why``; ``torch.compile`` stays off unless asked for."""
 
 import contextlib
 import ctypes
 import functools
 import platform
-import sys
 import time
 from dataclasses import dataclass, field, replace
 
@@ -24,8 +17,7 @@ from gptlib.errors import ConfigError
 from gptlib.fast import ATTENTION
 
 _DTYPES = {"bfloat16": torch.bfloat16, "float16": torch.float16}
-# the names ``--dtype`` takes: float32 is no autocast, the others autocast to that type
-PRECISIONS = ("float32", *_DTYPES)
+PRECISIONS = ("float32", *_DTYPES)  # ``--dtype``'s names: float32 is no autocast, the others autocast to it
 
 
 @dataclass(frozen=True)
@@ -33,8 +25,7 @@ class SpeedConfig:
     """The speed tricks for one run; `speed_plan` chooses them per device."""
 
     fast_model: bool = True  # `build_model` makes a FastGPT (same maths as GPT, fewer kernels)
-    # "bfloat16" or "float16" runs the matmuls in that type (float16 with a GradScaler); None keeps fp32
-    autocast_dtype: str | None = None
+    autocast_dtype: str | None = None  # "bfloat16"/"float16": matmuls in it (fp16 with a GradScaler)
     tf32: bool = False  # CUDA only: fp32 matmuls on tensor cores with a 10-bit mantissa
     fused_adamw: bool = False  # AdamW's single fused kernel instead of a loop over parameters
     compile: bool = False  # torch.compile the model for the training steps
@@ -56,15 +47,13 @@ class SpeedConfig:
         return self.autocast_dtype == "float16"
 
 
-# The readable path: `GPT` in fp32 with the plain AdamW loop (``--readable``, the ladder's rungs).
-READABLE = SpeedConfig(fast_model=False)
+READABLE = SpeedConfig(fast_model=False)  # `GPT` in fp32, the plain AdamW loop (``--readable``, the ladder)
 
 
 def speed_plan(device: torch.device | str, config: GPTConfig | None = None) -> SpeedConfig:
     """The fastest settings for ``device``; on a CPU measured for ``config``'s shape (see `probe_cpu`)."""
     device = torch.device(device)
-    if device.type == "cuda":
-        # asked about CUDA on a machine without it, describe a recent GPU (Ampere's 8.0)
+    if device.type == "cuda":  # on a machine without CUDA: a recent GPU's plan (Ampere's 8.0)
         return cuda_plan(torch.cuda.get_device_capability(device) if torch.cuda.is_available() else (8, 0))
     if device.type == "cpu":
         return _cpu_plan(_probe_shape(config))
@@ -75,15 +64,13 @@ def cuda_plan(capability: tuple[int, int]) -> SpeedConfig:
     """The plan for a CUDA GPU of compute ``capability`` (major, minor), e.g. (7, 5) for a T4.
     (Not ``torch.cuda.is_bf16_supported()``: it is true on a T4 too, where bf16 is only emulated.)"""
     cc = f"compute capability {capability[0]}.{capability[1]}"
-    if tuple(capability) >= (8, 0):  # Ampere or newer: bf16 tensor cores, TF32
-        return SpeedConfig(autocast_dtype="bfloat16", tf32=True, fused_adamw=True,
-                           why=f"{cc} (Ampere or newer): bf16 tensor cores, TF32 for the matmuls left in "
-                               f"fp32")
-    if tuple(capability) >= (7, 0):  # Volta, Turing: fp16 tensor cores; bf16 only emulated, no TF32
+    if tuple(capability) >= (8, 0):
+        return SpeedConfig(autocast_dtype="bfloat16", tf32=True, fused_adamw=True, why=f"{cc} (Ampere or "
+                           f"newer): bf16 tensor cores, TF32 for the matmuls left in fp32")
+    if tuple(capability) >= (7, 0):
         return SpeedConfig(autocast_dtype="float16", fused_adamw=True, why=f"{cc} (Volta or Turing): fp16 "
                            f"tensor cores, with a GradScaler; bf16 would be emulated, and there is no TF32")
-    # older (Pascal and before): no tensor cores, and fp16 is slow on most of them
-    return SpeedConfig(fused_adamw=True, why=f"{cc}: no tensor cores, so fp32")
+    return SpeedConfig(fused_adamw=True, why=f"{cc}: no tensor cores, so fp32")  # fp16 is slow on most
 
 
 def with_precision(plan: SpeedConfig, precision: str) -> SpeedConfig:
@@ -96,12 +83,10 @@ def make_grad_scaler(speed: SpeedConfig | None, device: torch.device | str) -> t
     return torch.amp.GradScaler(torch.device(device).type) if speed and speed.grad_scaler else None
 
 
-# A CPU plan leaves the fast model in fp32 with fused attention only for a variant faster by these
-# factors, so timing noise in a near tie never changes a seeded run's numbers between processes
-# (bf16 needs the most: outside the blocks autocast adds casts).
+# How much faster a variant must be to replace fp32 with fused attention, so timing noise in a near tie
+# never changes a seeded run's numbers between processes (bf16 most: autocast adds casts outside blocks).
 _MARGIN = {"bfloat16": 1.25, "explicit": 1.1, "readable": 1.1}
 _PROBE_MIN_EMBD = 64  # narrower blocks take ~1 ms, too little to time: the default plan
-# without a model the probe times one block of the `cpu` preset's model
 _DEFAULT_PROBE = GPTConfig(vocab_size=65, block_size=64, n_embd=128, n_head=4, n_layer=1, dropout=0.0)
 
 
@@ -134,7 +119,7 @@ def cpu_bf16_instructions() -> str:
 
 
 @functools.lru_cache(maxsize=None)
-def _probe(shape: tuple, rounds: int = 3) -> CpuProbe:
+def _probe(shape: tuple) -> CpuProbe:
     from gptlib.fast import FastBlock
     from gptlib.model import Block
     started = time.perf_counter()
@@ -144,9 +129,7 @@ def _probe(shape: tuple, rounds: int = 3) -> CpuProbe:
     bf16 = cpu_bf16_instructions()
     batch = max(1, 512 // block_size)  # ~512 tokens: big enough for the matmuls to matter, fast
     threads = torch.get_num_threads()
-    # One thread, timed by its own CPU time: what other programs on the machine do barely moves
-    # the numbers (on a shared 2-core machine wall-clock timings of 2 threads varied 5x).
-    torch.set_num_threads(1)
+    torch.set_num_threads(1)  # one thread, timed by its CPU time: other programs barely move the numbers
     try:
         with torch.random.fork_rng():  # the probe's random numbers must not move anyone's seed
             torch.manual_seed(0)
@@ -155,7 +138,7 @@ def _probe(shape: tuple, rounds: int = 3) -> CpuProbe:
             for dtype in ("float32", "bfloat16") if bf16 else ("float32",):
                 candidates.update({("fast", dtype, att): FastBlock(config, att) for att in ATTENTION})
             best = dict.fromkeys(candidates, float("inf"))
-            for r in range(rounds + 1):  # round 0 warms up; then interleaved, best of the rounds
+            for r in range(4):  # round 0 warms up; then interleaved, best of 3
                 for key, block in candidates.items():
                     xr = x.detach().requires_grad_(True)
                     t0 = time.thread_time()
@@ -203,18 +186,16 @@ def _cpu_plan(shape: tuple) -> SpeedConfig:
     if t[pick] >= _MARGIN["readable"] * readable:  # never clearly slower than the readable path
         return replace(READABLE, fused_adamw=True, why=f"the readable GPT: no fast variant beat it ({how})")
     _, dtype, attention = pick
-    why = (f"{'bf16 autocast' if dtype == 'bfloat16' else 'fp32'} with {attention} attention, "
-           f"{readable / t[pick]:.1f}x the readable block ({how})")
-    return replace(default, autocast_dtype=None if dtype == "float32" else dtype, attention=attention,
-                   why=why)
+    name = "bf16 autocast" if dtype == "bfloat16" else "fp32"
+    return with_precision(replace(default, attention=attention, why=f"{name} with {attention} attention, "
+                                  f"{readable / t[pick]:.1f}x the readable block ({how})"), dtype)
 
 
 def build_model(config: GPTConfig, speed: SpeedConfig | None = None) -> nn.Module:
     """A `FastGPT` if ``speed.fast_model`` (the default), else the readable `GPT`."""
     from gptlib.fast import FastGPT
     from gptlib.model import GPT
-    if speed is None:
-        return FastGPT(config)
+    speed = speed or SpeedConfig()
     return FastGPT(config, speed.attention) if speed.fast_model else GPT(config)
 
 
@@ -225,10 +206,9 @@ def autocast(speed: SpeedConfig | None, device: torch.device | str):
     return torch.autocast(torch.device(device).type, dtype=_DTYPES[speed.autocast_dtype])
 
 
-# The process-wide settings a run may change, each a (getter, setter) pair, in the order they are put
-# back: torch keeps TF32 in two APIs (the legacy ``allow_tf32`` flags and, since torch 2.9, the
-# ``fp32_precision`` strings) whose values depend on each other, so the legacy flags go back first,
-# then the matmul precision, then the new strings. An API this torch lacks is skipped.
+# The process-wide settings a run may change, (getter, setter) pairs in the order they go back: TF32's two
+# APIs depend on each other (the legacy ``allow_tf32`` flags; since torch 2.9 ``fp32_precision`` strings),
+# so the legacy flags first, then the matmul precision, then the strings (those this torch has).
 def _attribute(module, name: str):
     return lambda: getattr(module, name), lambda value: setattr(module, name, value)
 
@@ -287,15 +267,11 @@ def backend_flags(speed: SpeedConfig | None):
 
 @functools.lru_cache(maxsize=None)
 def keep_freed_memory() -> bool:
-    """Keep freed memory for the next tensors (Linux with glibc, else False): a CPU step frees and
-    reallocates the same big activations, and glibc would return them to the kernel and page-fault
-    fresh zeroed ones in. Process-wide and lasting (glibc cannot read its thresholds back); it changes
-    how much memory the process keeps, never a result."""
-    if not sys.platform.startswith("linux") or platform.libc_ver()[0] != "glibc":
+    """Keep freed memory for the next tensors (glibc only, else False): a CPU step frees and reallocates
+    the same big activations, which glibc would give back to the kernel and page-fault in again, zeroed.
+    Process-wide and lasting (glibc cannot read it back); it changes the memory kept, never a result."""
+    if platform.libc_ver()[0] != "glibc":
         return False
-    try:
-        mallopt = ctypes.CDLL("libc.so.6").mallopt
-    except (OSError, AttributeError):
-        return False
+    mallopt = ctypes.CDLL("libc.so.6").mallopt
     m_trim_threshold, m_mmap_threshold = -1, -3  # from glibc's malloc.h
     return bool(mallopt(m_mmap_threshold, 2**30)) and bool(mallopt(m_trim_threshold, 2**31 - 1))
