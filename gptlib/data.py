@@ -1,7 +1,5 @@
-"""Tiny Shakespeare, verified by its sha256 wherever it comes from: an explicit ``path`` (any UTF-8 text),
-``GPTLIB_DATA`` (a relative path is looked up in the working folder, then the repository root), the
-cache (``data/`` in a checkout, else ``~/.cache/gptlib``), or a download, renamed into place only once
-it checks out."""
+"""The training text: a UTF-8 file, or Tiny Shakespeare verified by its sha256 wherever it comes from
+(``GPTLIB_DATA``, the cache, or a download renamed into place only once it checks out)."""
 
 import hashlib
 import http.client
@@ -13,7 +11,8 @@ from pathlib import Path
 from gptlib.errors import DataError, DataNotFoundError
 from gptlib.files import REPOSITORY, atomic_write
 
-TINY_SHAKESPEARE_URL = "https://raw.githubusercontent.com/karpathy/char-rnn/master/data/tinyshakespeare/input.txt"
+TINY_SHAKESPEARE_URL = ("https://raw.githubusercontent.com/karpathy/char-rnn/master/data/tinyshakespeare/"
+                        "input.txt")
 TINY_SHAKESPEARE_SHA256 = "86c4e6aa9db7c042ec79f339dcb96d42b0075e16b8fc2e86bf0ca57e2dc565ed"
 TINY_SHAKESPEARE_BYTES = 1_115_394
 FILENAME = "tinyshakespeare.txt"
@@ -28,9 +27,8 @@ def repo_root() -> Path | None:
 def default_cache_dir() -> Path:
     """``data/`` beside the package in a checkout (editable install), else ``~/.cache/gptlib``."""
     repo = repo_root()
-    if repo is not None and (repo / "data").is_dir():
-        return repo / "data"
-    return Path.home() / ".cache" / "gptlib"
+    in_checkout = repo is not None and (repo / "data").is_dir()
+    return repo / "data" if in_checkout else Path.home() / ".cache" / "gptlib"
 
 
 def resolve_override(value: str) -> Path:
@@ -42,11 +40,11 @@ def resolve_override(value: str) -> Path:
             raise DataNotFoundError(f"{ENV_VAR} points at {path}, which is not a file; fix the path or unset "
                                     f"{ENV_VAR} to download the data into the cache")
         return path
-    cwd = Path.cwd()  # at the repository root the two places are one: name it once
-    places = [cwd] + [root for root in [repo_root()] if root is not None and root != cwd.resolve()]
-    for place in places:
-        if (place / path).is_file():
-            return (place / path).resolve()
+    root, cwd = repo_root(), Path.cwd()  # at the repository root the two places are one: name it once
+    places = [cwd] + ([root] if root not in (None, cwd.resolve()) else [])
+    found = [place / path for place in places if (place / path).is_file()]
+    if found:
+        return found[0].resolve()
     looked = " nor ".join(f"{place / path}" for place in places)
     raise DataNotFoundError(f"{ENV_VAR}={value} is a relative path, and there is no file at {looked}. A "
                             f"relative {ENV_VAR} is looked up in the working folder, then the repository "
@@ -67,10 +65,9 @@ def download(url: str, dest: Path, sha256: str, *, timeout: float = 30.0, progre
     """Download ``url`` to ``dest`` (streamed into a temp file and hashed); only a file with sha256
     ``sha256`` is renamed into place, so a broken or wrong download leaves nothing behind."""
     from tqdm.auto import tqdm
-
     dest = Path(dest)
     try:
-        digest, received = hashlib.sha256(), 0
+        digest = hashlib.sha256()
         with (atomic_write(dest, suffix=".part") as out,
               urllib.request.urlopen(url, timeout=timeout) as response):
             total = int(response.headers.get("Content-Length") or 0) or None
@@ -79,16 +76,14 @@ def download(url: str, dest: Path, sha256: str, *, timeout: float = 30.0, progre
                 for chunk in iter(lambda: response.read(1 << 16), b""):
                     out.write(chunk)
                     digest.update(chunk)
-                    received += len(chunk)
                     bar.update(len(chunk))
-            if total is not None and received != total:
-                raise DataError(f"download of {url} broke off after {received:,} of {total:,} bytes; "
+            if total is not None and out.tell() != total:
+                raise DataError(f"download of {url} broke off after {out.tell():,} of {total:,} bytes; "
                                 f"try again")
             if digest.hexdigest() != sha256:  # raised inside the block: the temp file is never renamed
                 raise DataError(f"the file downloaded from {url} has sha256 {digest.hexdigest()}, expected "
                                 f"{sha256}; it was not saved. Check the URL, or place a good copy at {dest}")
-    except http.client.HTTPException as err:
-        # e.g. IncompleteRead when a chunked response breaks off; it is not an OSError
+    except http.client.HTTPException as err:  # IncompleteRead (a chunked reply cut short): not an OSError
         raise DataError(f"download of {url} broke off ({type(err).__name__}: {err}); try again, or place "
                         f"a good copy at {dest}") from err
     return dest
@@ -105,7 +100,6 @@ def tiny_shakespeare_path(*, cache_dir: Path | None = None, url: str = TINY_SHAK
                             f"{TINY_SHAKESPEARE_SHA256}. Point {ENV_VAR} at a good copy, or pass your own "
                             f"text file as an explicit path")
         return path
-
     dest = Path(cache_dir or default_cache_dir()) / FILENAME
     if dest.is_file():
         if sha256_of(dest) == TINY_SHAKESPEARE_SHA256:
@@ -124,9 +118,7 @@ def tiny_shakespeare_path(*, cache_dir: Path | None = None, url: str = TINY_SHAK
 
 def load_text(path: str | os.PathLike | None = None, **kwargs) -> str:
     """The training text: ``path`` if given (any UTF-8 text file), else verified Tiny Shakespeare."""
-    if path is None:
-        path = tiny_shakespeare_path(**kwargs)
-    path = Path(path).expanduser()
+    path = Path(tiny_shakespeare_path(**kwargs) if path is None else path).expanduser()
     if path.is_dir():
         raise DataError(f"{path} is a folder; pass a text file, or no path to use Tiny Shakespeare")
     if not path.exists():  # a pipe is fine: --data /dev/stdin, --data <(zcat text.gz)
