@@ -1,11 +1,6 @@
-"""Training on more than one device: DistributedDataParallel (DDP) started by ``torchrun`` (book:
-"Training on more than one GPU"), e.g. ``torchrun --standalone --nproc_per_node=2 -m gptlib train``.
-
-Every process builds the same model from the same seed, draws the same global batch and trains on its
-own rows (`Distributed.my_rows`); DDP averages the gradients, so N processes at batch B train the model
-one process at batch B trains (without dropout). Only rank 0 evaluates, logs, saves and samples.
-Without torchrun's variables `from_env` returns `SINGLE`, and nothing here does anything.
-"""
+"""DistributedDataParallel started by ``torchrun`` (book: "Training on more than one GPU"). Each process
+trains on its own rows of the same global batch and DDP averages the gradients, so N processes train
+what one does; only rank 0 evaluates, logs, saves and samples. Without torchrun, `SINGLE` does nothing."""
 
 import contextlib
 import inspect
@@ -137,18 +132,17 @@ def _device_for(requested: str, local_rank: int) -> torch.device:
     if not torch.cuda.is_available():
         raise DeviceError(f"--device {requested} under torchrun trains over NCCL, which needs CUDA GPUs, "
                           f"and this machine has none; use --device cpu (gloo)")
-    gpus = torch.cuda.device_count()
-    here = int(os.environ.get("LOCAL_WORLD_SIZE", local_rank + 1))
-    if max(here, local_rank + 1) > gpus:
-        raise DeviceError(f"{max(here, local_rank + 1)} processes on this machine, but it has {gpus} CUDA "
-                          f"GPU(s) and each process needs its own: use --nproc_per_node={gpus}")
+    gpus, here = torch.cuda.device_count(), max(int(os.environ.get("LOCAL_WORLD_SIZE", 0)), local_rank + 1)
+    if here > gpus:
+        raise DeviceError(f"{here} processes on this machine, but it has {gpus} CUDA GPU(s) and each "
+                          f"process needs its own: use --nproc_per_node={gpus}")
     return torch.device("cuda", local_rank)
 
 
 def split_batch(batch_size: int, world_size: int, grad_accum: int) -> int:
     """Rows per micro-batch when ``world_size`` processes share each batch of ``batch_size`` rows in
     ``grad_accum`` micro-batches each (equal shares: the mean gradient is the whole batch's)."""
-    if not isinstance(grad_accum, int) or isinstance(grad_accum, bool) or grad_accum < 1:
+    if type(grad_accum) is not int or grad_accum < 1:
         raise ConfigError(f"grad_accum must be a positive integer, got {grad_accum!r}")
     parts = world_size * grad_accum
     if batch_size % parts:
@@ -167,8 +161,7 @@ def process_group(dist: Distributed) -> Iterator[None]:
     if not dist.active:
         yield
         return
-    # device_id binds NCCL to this process's GPU from the start
-    options = {"device_id": dist.device} if dist.device.type == "cuda" else {}
+    options = {"device_id": dist.device} if dist.device.type == "cuda" else {}  # binds NCCL to its GPU
     address = f"{os.environ.get('MASTER_ADDR')}:{os.environ.get('MASTER_PORT')}"
     try:
         if "TORCHELASTIC_RUN_ID" not in os.environ:  # started by hand: say what it waits for, not for long
@@ -184,8 +177,8 @@ def process_group(dist: Distributed) -> Iterator[None]:
         raise DistributedError(f"rank {dist.rank} of {dist.world_size} could not join the others at "
                                f"{address} ({dist.backend}): {detail}") from None
     yield
-    # Only after a block that ended well: after an error, another rank may be inside a collective
-    # that this one never joins, and leaving the group would wait for it. torchrun ends the job.
+    # Only after a block that ended well: after an error another rank may be in a collective this one
+    # never joins, and leaving would wait for it (torchrun ends the job).
     done = torch.distributed.barrier(async_op=True)  # nobody leaves while another still works
     done.wait()
     torch.distributed.destroy_process_group()
