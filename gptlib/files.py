@@ -15,9 +15,8 @@ from gptlib.errors import OutputPathError
 
 @contextlib.contextmanager
 def atomic_write(path: str | os.PathLike, suffix: str = ".tmp") -> Iterator[BinaryIO]:
-    """Yield a binary file that replaces ``path`` (temp file beside it, fsync, rename) when the block
-    ends without an error, else nothing does. A link, a device or a pipe (``--json /dev/stdout``) is
-    written through instead: renaming over it would replace the link or the device."""
+    """Yield a binary file that replaces ``path`` (temp file beside it, fsync, rename) if the block ends
+    without an error; a link, a device or a pipe (``--json /dev/stdout``) is written through instead."""
     path = Path(path)
     if _written_in_place(path):
         with open(path, "wb") as f:
@@ -44,23 +43,20 @@ def atomic_write(path: str | os.PathLike, suffix: str = ".tmp") -> Iterator[Bina
         Path(tmp_name).unlink(missing_ok=True)
 
 
-def _written_in_place(path: Path) -> bool:
-    """Whether `atomic_write` writes through ``path`` (a link, a device, a pipe) instead of replacing it."""
+def _written_in_place(path: Path) -> bool:  # renaming over a link or a device would replace it
     return path.is_symlink() or (path.exists() and not path.is_file() and not path.is_dir())
 
 
 def path_arg(text: str) -> Path:
-    """The command line's ``type`` for a path: ``~`` expanded, an empty string refused (as a path it
-    would mean the current folder, which nobody typing ``--out ''`` means)."""
+    """The command line's ``type`` for a path: ``~`` expanded, an empty one (the current folder) refused."""
     if not text.strip():
         raise argparse.ArgumentTypeError("the path is empty; name a file or folder")
     return Path(text).expanduser()
 
 
 def make_folder(path: str | os.PathLike, what: str, hint: str) -> list[Path]:
-    """Create folder ``path`` (and parents) and check that a file can be written in it; return the
-    folders it created, outermost first. A problem is an `OutputPathError` naming ``what``, the path,
-    the reason and ``hint`` (what to do instead)."""
+    """Create folder ``path`` (and parents), check that a file can be written in it and return the folders
+    it created, outermost first; else an `OutputPathError` naming ``what``, the path, why and ``hint``."""
     path = Path(path)
     try:
         if path.exists() and not path.is_dir():
@@ -69,7 +65,7 @@ def make_folder(path: str | os.PathLike, what: str, hint: str) -> list[Path]:
             raise OutputPathError(f"{what} {path} is a link to {os.readlink(path)}, which does not exist; "
                                   f"{hint}")
         missing = [p for p in [path, *path.parents] if not p.exists()][::-1]  # outermost first
-        if missing and not missing[0].parent.is_dir():  # the deepest existing parent
+        if missing and not missing[0].parent.is_dir():  # the deepest existing parent is a file
             raise OutputPathError(f"{what} {path} cannot be created: {missing[0].parent} is a file, not a "
                                   f"folder; {hint}")
         path.mkdir(parents=True, exist_ok=True)
@@ -87,8 +83,7 @@ def make_folder(path: str | os.PathLike, what: str, hint: str) -> list[Path]:
 
 
 def check_writable_file(path: str | os.PathLike, what: str, hint: str) -> None:
-    """Check, before the work that produces it, that `atomic_write` can write ``path``: not a folder,
-    in a folder that can be created and written; or a device or pipe that may be written."""
+    """Check, before the work that produces it, that `atomic_write` can write ``path``."""
     path = Path(path)
     if path.is_dir():
         raise OutputPathError(f"{what} {path} is a folder, not a file; {hint}")
@@ -107,14 +102,12 @@ def remove_empty_folders(folders: list[Path]) -> None:
             return
 
 
-# The folder that holds the package: the same from book/, from /content on Colab, from the command line.
-REPOSITORY = Path(__file__).resolve().parent.parent
+REPOSITORY = Path(__file__).resolve().parent.parent  # the same from book/, Colab's /content, a shell
 
 
 def _folder_from_env(name: str, default: Path) -> Path:
     value = os.environ.get(name, "").strip()
-    path = Path(value).expanduser()
-    return default if not value else path if path.is_absolute() else REPOSITORY / path
+    return REPOSITORY / Path(value).expanduser() if value else default  # an absolute path stays as it is
 
 
 def runs_folder() -> Path:
