@@ -1,9 +1,5 @@
-"""Training on a busy CPU: say early, once, when steps run far slower than this CPU can run them.
-
-`expected_step_seconds` estimates a step on one idle thread from chapter 6's speed probe (timed by CPU
-time, so other programs barely move it); `PaceWatch` compares the first steps with it and prints what
-to do, changing nothing about the run (picking the thread count itself would change the losses).
-"""
+"""Training on a busy CPU: `PaceWatch` says early, once, when steps run far slower than chapter 6's speed
+probe expects on one idle thread, and what to do; it changes nothing (a thread count would change losses)."""
 
 import os
 import time
@@ -21,8 +17,8 @@ TIMED = 10  # steps timed before deciding
 
 
 def expected_step_seconds(model: GPTConfig, train: TrainConfig, plan: SpeedConfig) -> float | None:
-    """One training step's seconds on one idle thread, from the probe's time for one block (n_layer
-    blocks of batch x block_size tokens: an underestimate); None where the probe does not measure."""
+    """A training step's seconds on one idle thread from the probe's time for one block (an underestimate:
+    n_layer blocks of batch x block_size tokens); None where the probe does not measure."""
     probe = probe_cpu(model) if model.n_embd >= 64 else None  # narrower: not measured (as `speed_plan`)
     key = (("fast", plan.precision, plan.attention) if plan.fast_model else ("readable", "float32", "heads"))
     if probe is None or key not in probe.seconds:
@@ -50,20 +46,17 @@ class PaceWatch:
 
     expected: float
     log: Callable[[str], None] = print
-    started: tuple[int, float] | None = None
+    first: int | None = None  # the step that starts the clock
+    t0: float = 0.0
     done: bool = False
 
     def __call__(self, step: int) -> None:
-        if self.done:
-            return
-        if self.started is None:
-            self.started = (step + WARM_UP, 0.0)  # the step to start the clock at
-            return
-        first, t0 = self.started
-        if step == first:
-            self.started = (first, time.perf_counter())
-        elif step >= first + TIMED:
+        if self.first is None:
+            self.first = step + WARM_UP
+        elif step == self.first:
+            self.t0 = time.perf_counter()
+        elif step >= self.first + TIMED and not self.done:
             self.done = True
-            seconds = (time.perf_counter() - t0) / (step - first)
+            seconds = (time.perf_counter() - self.t0) / (step - self.first)
             if seconds > SLOW * self.expected:
                 self.log(slow_message(seconds, self.expected))

@@ -10,10 +10,8 @@ class CharTokenizer:
 
     def __init__(self, chars: Sequence[str]):
         chars = list(chars)
-        if not chars or any(not isinstance(c, str) or len(c) != 1 for c in chars):
-            raise DataError("a CharTokenizer needs a non-empty list of single characters")
-        if len(set(chars)) != len(chars):
-            raise DataError("the vocabulary has repeated characters")
+        if any(not isinstance(c, str) or len(c) != 1 for c in chars) or not 0 < len(set(chars)) == len(chars):
+            raise DataError("a CharTokenizer needs a non-empty list of distinct single characters")
         self.chars = chars
         self.stoi = {ch: i for i, ch in enumerate(chars)}  # string to integer
 
@@ -57,12 +55,11 @@ class CharTokenizer:
 
 def look_up(vocab: Sequence, ids: Iterable[int]) -> list:
     """``vocab[i]`` for each token id ``i``; an id outside the vocabulary is a `DataError`."""
-    out = []
-    for i in map(int, ids):
+    ids = list(map(int, ids))
+    for i in ids:
         if not 0 <= i < len(vocab):
             raise DataError(f"token id {i} is outside the vocabulary (0..{len(vocab) - 1})")
-        out.append(vocab[i])
-    return out
+    return [vocab[i] for i in ids]
 
 
 def tokenizer_from_dict(d: dict):
