@@ -1,9 +1,7 @@
-"""Checkpoints: one plain dict (tensors, numbers, strings, lists, dicts), saved atomically (temp file,
-fsync, rename) and read with ``torch.load(weights_only=True)``, which runs no code. Its entries:
-``format``, ``version``, ``model_config``, ``train_config`` (or None), ``vocab`` (a `CharTokenizer`'s
-characters) or ``tokenizer`` (another's ``to_dict()``), ``model`` (the readable `GPT`'s state_dict, which
-`FastGPT` saves too), ``step`` and ``extra``: {} for weights only, a training state for `save_training_state`.
-"""
+"""Checkpoints: one plain dict, saved atomically (temp file, fsync, rename) and read with
+``torch.load(weights_only=True)``, which runs no code: ``format``, ``version``, both configs, the vocabulary
+(``vocab``, or a tokenizer's ``to_dict()``), the readable `GPT`'s state_dict (``model``; `FastGPT` saves
+that layout too), ``step`` and ``extra`` ({} for weights only; `save_training_state` puts its state there)."""
 
 import glob
 import os
@@ -59,10 +57,10 @@ class Checkpoint:
             if not out_of_memory(err):
                 raise
             t, heads = self.model_config.block_size, self.model_config.n_layer * self.model_config.n_head
-            raise OutOfMemoryError(
-                f"this checkpoint's model needs {need / 2**30:.1f} GiB, more than this machine can give: its "
-                f"block_size {t:,} means a {t:,} x {t:,} causal mask in each of its {heads} heads; sample it "
-                f"on a machine with more memory") from None
+            raise OutOfMemoryError(f"this checkpoint's model needs {need / 2**30:.1f} GiB, more than this "
+                                   f"machine can give: its block_size {t:,} means a {t:,} x {t:,} causal "
+                                   f"mask in each of its {heads} heads; sample it on a machine with more "
+                                   f"memory") from None
         model.load_state_dict(self.model_state)
         return model.to(device).eval()
 

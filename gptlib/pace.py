@@ -26,23 +26,10 @@ def expected_step_seconds(model: GPTConfig, train: TrainConfig, plan: SpeedConfi
     return model.n_layer * train.batch_size * model.block_size / probe.tokens * probe.seconds[key]
 
 
-def slow_message(seconds: float, expected: float) -> str:
-    """What `PaceWatch` prints: the numbers, the likely cause and what to do."""
-    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
-    threads = torch.get_num_threads()
-    advice = ("start Python with OMP_NUM_THREADS=1: one thread suffers far less from sharing a busy "
-              "machine (the losses then differ from this run's in the last digits)" if threads > 1
-              else "run it when the machine is quieter")
-    return (f"slow: a training step takes {seconds:.2f} s, {seconds / expected:.0f}x the {expected:.3f} s "
-            f"that this CPU's speed probe expects on one idle thread; the machine looks busy (load average "
-            f"{load:.1f} on {os.cpu_count()} cores, torch uses {threads} threads). Close other programs, or "
-            f"{advice}. Training goes on.")
-
-
 @dataclass
 class PaceWatch:
-    """Called after every step with its number: once, after `WARM_UP` + `TIMED` steps, ``log``s
-    `slow_message` if they took `SLOW` times ``expected`` seconds a step."""
+    """Called after every step with its number: once, after `WARM_UP` + `TIMED` steps, ``log``s the
+    numbers, the likely cause and what to do if they took `SLOW` times ``expected`` seconds a step."""
 
     expected: float
     log: Callable[[str], None] = print
@@ -55,8 +42,18 @@ class PaceWatch:
             self.first = step + WARM_UP
         elif step == self.first:
             self.t0 = time.perf_counter()
-        elif step >= self.first + TIMED and not self.done:
-            self.done = True
-            seconds = (time.perf_counter() - self.t0) / (step - self.first)
-            if seconds > SLOW * self.expected:
-                self.log(slow_message(seconds, self.expected))
+        if self.done or step < self.first + TIMED:
+            return
+        self.done = True
+        seconds, expected = (time.perf_counter() - self.t0) / (step - self.first), self.expected
+        if seconds <= SLOW * expected:
+            return
+        load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+        threads = torch.get_num_threads()
+        advice = ("start Python with OMP_NUM_THREADS=1: one thread suffers far less from sharing a busy "
+                  "machine (the losses then differ from this run's in the last digits)" if threads > 1
+                  else "run it when the machine is quieter")
+        self.log(f"slow: a training step takes {seconds:.2f} s, {seconds / expected:.0f}x the {expected:.3f} "
+                 f"s that this CPU's speed probe expects on one idle thread; the machine looks busy (load "
+                 f"average {load:.1f} on {os.cpu_count()} cores, torch uses {threads} threads). Close other "
+                 f"programs, or {advice}. Training goes on.")
