@@ -106,10 +106,23 @@ def from_env(requested_device: str = "auto") -> Distributed:
     if world_size < 1 or not 0 <= rank < world_size or local_rank < 0:
         raise DistributedError(f"RANK={rank}, LOCAL_RANK={local_rank}, WORLD_SIZE={world_size}: need "
                                f"WORLD_SIZE >= 1 and 0 <= RANK < WORLD_SIZE, LOCAL_RANK >= 0")
-    device = _device_for(requested_device, local_rank)
-    if device.type == "cuda":
-        torch.cuda.set_device(device)  # before anything touches CUDA, so no process opens a context on GPU 0
-    return Distributed(rank, world_size, local_rank, "nccl" if device.type == "cuda" else "gloo", device)
+    auto = requested_device in (None, "", "auto")  # without CUDA: the CPU, not MPS
+    kind = ("cuda" if torch.cuda.is_available() else "cpu") if auto else requested_device
+    if kind == "cpu":
+        return Distributed(rank, world_size, local_rank, "gloo", torch.device("cpu"))
+    if kind != "cuda":
+        raise DeviceError(f"--device {requested_device}: a distributed run trains on CUDA GPUs (NCCL), one "
+                          f"per process, or on CPUs (gloo); use --device cuda or --device cpu")
+    if not torch.cuda.is_available():
+        raise DeviceError(f"--device {requested_device} under torchrun trains over NCCL, which needs CUDA "
+                          f"GPUs, and this machine has none; use --device cpu (gloo)")
+    gpus, here = torch.cuda.device_count(), max(int(os.environ.get("LOCAL_WORLD_SIZE", 0)), local_rank + 1)
+    if here > gpus:
+        raise DeviceError(f"{here} processes on this machine, but it has {gpus} CUDA GPU(s) and each "
+                          f"process needs its own: use --nproc_per_node={gpus}")
+    device = torch.device("cuda", local_rank)  # its own GPU
+    torch.cuda.set_device(device)  # before anything touches CUDA, so no process opens a context on GPU 0
+    return Distributed(rank, world_size, local_rank, "nccl", device)
 
 
 def _int_var(name: str) -> int:
@@ -118,25 +131,6 @@ def _int_var(name: str) -> int:
     except ValueError:
         raise DistributedError(f"{name}={os.environ[name]!r} is not an integer; torchrun sets it, so "
                                f"start the run with torchrun or fix the variable") from None
-
-
-def _device_for(requested: str, local_rank: int) -> torch.device:
-    """Process ``local_rank``'s device: its own GPU ``cuda:LOCAL_RANK`` (NCCL), else the CPU (gloo)."""
-    kind = "cuda" if requested in (None, "", "auto") and torch.cuda.is_available() else requested
-    kind = "cpu" if kind in (None, "", "auto") else kind  # auto without CUDA: the CPU, not MPS
-    if kind == "cpu":
-        return torch.device("cpu")
-    if kind != "cuda":
-        raise DeviceError(f"--device {requested}: a distributed run trains on CUDA GPUs (NCCL), one per "
-                          f"process, or on CPUs (gloo); use --device cuda or --device cpu")
-    if not torch.cuda.is_available():
-        raise DeviceError(f"--device {requested} under torchrun trains over NCCL, which needs CUDA GPUs, "
-                          f"and this machine has none; use --device cpu (gloo)")
-    gpus, here = torch.cuda.device_count(), max(int(os.environ.get("LOCAL_WORLD_SIZE", 0)), local_rank + 1)
-    if here > gpus:
-        raise DeviceError(f"{here} processes on this machine, but it has {gpus} CUDA GPU(s) and each "
-                          f"process needs its own: use --nproc_per_node={gpus}")
-    return torch.device("cuda", local_rank)
 
 
 def split_batch(batch_size: int, world_size: int, grad_accum: int) -> int:
