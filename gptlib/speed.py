@@ -50,16 +50,6 @@ class SpeedConfig:
 READABLE = SpeedConfig(fast_model=False)  # `GPT` in fp32, the plain AdamW loop (``--readable``, the ladder)
 
 
-def speed_plan(device: torch.device | str, config: GPTConfig | None = None) -> SpeedConfig:
-    """The fastest settings for ``device``; on a CPU measured for ``config``'s shape (see `probe_cpu`)."""
-    device = torch.device(device)
-    if device.type == "cuda":  # on a machine without CUDA: a recent GPU's plan (Ampere's 8.0)
-        return cuda_plan(torch.cuda.get_device_capability(device) if torch.cuda.is_available() else (8, 0))
-    if device.type == "cpu":
-        return _cpu_plan(_probe_shape(config))
-    return SpeedConfig(fast_model=True)  # MPS and others: only the model-level tricks
-
-
 def cuda_plan(capability: tuple[int, int]) -> SpeedConfig:
     """The plan for a CUDA GPU of compute ``capability`` (major, minor), e.g. (7, 5) for a T4.
     (Not ``torch.cuda.is_bf16_supported()``: it is true on a T4 too, where bf16 is only emulated.)"""
@@ -159,7 +149,14 @@ def probe_cpu(config: GPTConfig | None = None) -> CpuProbe:
     return _probe(_probe_shape(config))
 
 
-def _cpu_plan(shape: tuple) -> SpeedConfig:
+def speed_plan(device: torch.device | str, config: GPTConfig | None = None) -> SpeedConfig:
+    """The fastest settings for ``device``; on a CPU measured for ``config``'s shape (see `probe_cpu`)."""
+    device = torch.device(device)
+    if device.type == "cuda":  # on a machine without CUDA: a recent GPU's plan (Ampere's 8.0)
+        return cuda_plan(torch.cuda.get_device_capability(device) if torch.cuda.is_available() else (8, 0))
+    if device.type != "cpu":
+        return SpeedConfig(fast_model=True)  # MPS and others: only the model-level tricks
+    shape = _probe_shape(config)
     default = SpeedConfig(fast_model=True, fused_adamw=True)
     if shape[1] < _PROBE_MIN_EMBD:
         return replace(default, why=f"the default CPU plan, not measured: a block {shape[1]} wide takes "
@@ -209,21 +206,20 @@ def autocast(speed: SpeedConfig | None, device: torch.device | str):
 # The process-wide settings a run may change, (getter, setter) pairs in the order they go back: TF32's two
 # APIs depend on each other (the legacy ``allow_tf32`` flags; since torch 2.9 ``fp32_precision`` strings),
 # so the legacy flags first, then the matmul precision, then the strings (those this torch has).
-def _attribute(module, name: str):
-    return lambda: getattr(module, name), lambda value: setattr(module, name, value)
+_SETTINGS = ("cudnn.allow_tf32", "cuda.matmul.allow_tf32", "float32_matmul_precision", "fp32_precision",
+             "cuda.matmul.fp32_precision", "cudnn.fp32_precision", "cudnn.conv.fp32_precision",
+             "cudnn.rnn.fp32_precision", "mkldnn.matmul.fp32_precision", "num_threads")
 
 
 def _settings() -> dict:
-    found = {"cudnn.allow_tf32": _attribute(torch.backends.cudnn, "allow_tf32"),
-             "cuda.matmul.allow_tf32": _attribute(torch.backends.cuda.matmul, "allow_tf32"),
-             "float32_matmul_precision": (torch.get_float32_matmul_precision,
-                                          torch.set_float32_matmul_precision)}
-    for where in ("", "cuda.matmul.", "cudnn.", "cudnn.conv.", "cudnn.rnn.", "mkldnn.matmul."):
-        module = functools.reduce(lambda m, name: getattr(m, name, None), where.split(".")[:-1],
-                                  torch.backends)
-        if module is not None and hasattr(module, "fp32_precision"):
-            found[f"{where}fp32_precision"] = _attribute(module, "fp32_precision")
-    found["num_threads"] = (torch.get_num_threads, torch.set_num_threads)
+    found = {}
+    for name in _SETTINGS:  # torch.backends' attributes, or torch's get_NAME and set_NAME
+        *path, attr = name.split(".")
+        module = functools.reduce(lambda m, part: getattr(m, part, None), path, torch.backends)
+        if hasattr(torch, f"set_{name}"):
+            found[name] = getattr(torch, f"get_{name}"), getattr(torch, f"set_{name}")
+        elif hasattr(module, attr):
+            found[name] = functools.partial(getattr, module, attr), functools.partial(setattr, module, attr)
     for device_type in ("cpu", "cuda"):  # autocast, as the ``with torch.autocast`` blocks leave it
         found[f"autocast.{device_type}"] = (
             lambda d=device_type: (torch.is_autocast_enabled(d), torch.get_autocast_dtype(d)),
