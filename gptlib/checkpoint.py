@@ -113,8 +113,16 @@ def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
     try:
         payload = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as err:  # truncated zip, random bytes, a pickle with code in it...
+        with open(path, "rb") as f:  # say what it is (torch's words advise running the file's code)
+            head = f.read(16)
+        reasons = [(not head, "it is empty"),  # then: not torch.save's zip, nor an older torch.save's pickle
+                   (not head.startswith((b"PK\x03\x04", b"\x80")), f"it starts with {head!r}, not as a file "
+                                                                    f"that torch.save writes"),
+                   (isinstance(err, pickle.UnpicklingError), "it holds objects other than tensors, numbers "
+                                                             "and strings, which gptlib never loads")]
+        why = next((why for bad, why in reasons if bad), "it is cut short or damaged")
         raise CheckpointError(f"{path} is not a readable gptlib checkpoint (truncated or another kind of "
-                              f"file): {_not_a_checkpoint(path, err)}") from None
+                              f"file): {why}") from None
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         raise CheckpointError(f"{path} is not a gptlib checkpoint (no '{FORMAT}' marker)")
     if payload.get("version") != VERSION:
@@ -151,18 +159,6 @@ def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
 def _check_resumable(ckpt: Checkpoint, where: object) -> None:
     if not ckpt.resumable:
         raise CheckpointError(f"{where} holds weights only, not a training state, so it cannot be resumed")
-
-
-def _not_a_checkpoint(path: Path, err: Exception) -> str:
-    """What a file torch.load refused is (not torch's words, which advise running the file's code)."""
-    with open(path, "rb") as f:
-        head = f.read(16)
-    reasons = [(not head, "it is empty"),  # then: not torch.save's zip, nor an older torch.save's pickle
-               (not head.startswith((b"PK\x03\x04", b"\x80")), f"it starts with {head!r}, not as a file "
-                                                                f"that torch.save writes"),
-               (isinstance(err, pickle.UnpicklingError), "it holds objects other than tensors, numbers and "
-                                                         "strings, which gptlib never loads")]
-    return next((why for bad, why in reasons if bad), "it is cut short or damaged")
 
 
 def load_weights(model: nn.Module, state: dict, tokenizer: CharTokenizer | None = None) -> None:
