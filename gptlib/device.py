@@ -46,10 +46,7 @@ def free_cpu_memory() -> int | None:
     """Bytes of memory the system can give without swapping (Linux's MemAvailable); None elsewhere.
     Asked before an allocation that may not fit: Linux would kill the process, not refuse."""
     try:
-        with open("/proc/meminfo") as f:
-            for line in f:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024  # the file counts kB
-    except (OSError, ValueError, IndexError):
-        pass
-    return None
+        with open("/proc/meminfo") as f:  # it counts kB
+            return next(int(line.split()[1]) * 1024 for line in f if line.startswith("MemAvailable:"))
+    except (OSError, StopIteration):  # not Linux, or a kernel without MemAvailable (before 3.14)
+        return None
