@@ -32,8 +32,7 @@ def default_cache_dir() -> Path:
 
 
 def resolve_override(value: str) -> Path:
-    """The file a ``GPTLIB_DATA`` value names: an absolute path as it is, a relative one looked up in
-    the working folder and then the repository root (the first that holds a file)."""
+    """The file a ``GPTLIB_DATA`` value names: an absolute path, or the first file a relative one names."""
     path = Path(value).expanduser()
     if path.is_absolute():
         if not path.is_file():
@@ -62,8 +61,7 @@ def sha256_of(path: Path) -> str:
 
 
 def download(url: str, dest: Path, sha256: str, *, timeout: float = 30.0, progress: bool = True) -> Path:
-    """Download ``url`` to ``dest`` (streamed into a temp file and hashed); only a file with sha256
-    ``sha256`` is renamed into place, so a broken or wrong download leaves nothing behind."""
+    """Download ``url`` into a temp file beside ``dest``, renamed to it only if its hash is ``sha256``."""
     from tqdm.auto import tqdm
     dest = Path(dest)
     try:

@@ -134,8 +134,7 @@ def _int_var(name: str) -> int:
 
 
 def split_batch(batch_size: int, world_size: int, grad_accum: int) -> int:
-    """Rows per micro-batch when ``world_size`` processes share each batch of ``batch_size`` rows in
-    ``grad_accum`` micro-batches each (equal shares: the mean gradient is the whole batch's)."""
+    """Rows per micro-batch when ``world_size`` processes share each batch in ``grad_accum`` parts each."""
     if type(grad_accum) is not int or grad_accum < 1:
         raise ConfigError(f"grad_accum must be a positive integer, got {grad_accum!r}")
     parts = world_size * grad_accum
@@ -182,8 +181,7 @@ def process_group(dist: Distributed) -> Iterator[None]:
 
 
 def seed_other_ranks(dist: Distributed, seed: int, step: int) -> None:
-    """Give every rank but 0 a dropout stream of its own, from the seed, the rank and the step it
-    starts at; rank 0 keeps the one-process run's stream."""
+    """Give every rank but 0 (which keeps one process's stream) a dropout stream from seed, rank and step."""
     if dist.active and not dist.is_main:
         torch.manual_seed((seed + 1_000_003 * dist.rank + 7919 * step) % (2**63 - 1))
 
