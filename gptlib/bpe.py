@@ -67,9 +67,8 @@ def best_pair(counts: dict) -> Pair:
 
 
 class PairCounts:
-    """The pair counts of weighted words, kept equal to `count_pairs` as merges rewrite the words: a
-    merge recounts only the words that hold the pair (an index from pair to words), and a heap of
-    (-count, pair) gives the best pair, skipping entries whose count changed since they were pushed."""
+    """`count_pairs` of weighted words, kept up to date as merges rewrite them: a merge recounts only the
+    words that hold the pair, and a heap of (-count, pair) gives the best pair, skipping stale entries."""
 
     def __init__(self, words: list[list[int]], weights: list[int]):
         self.words, self.weights = words, weights

@@ -203,9 +203,8 @@ def save_training_state(path: str | os.PathLike, state: TrainState, tokenizer: C
 
 def resume_training_state(checkpoint: "Checkpoint | str | os.PathLike", model: nn.Module,
                           device: torch.device | str = "cpu", *, fused: bool = False) -> TrainState:
-    """Load a `save_training_state` checkpoint into ``model``; return the `TrainState` for
-    `train(..., state=...)`. It also restores torch's global random state (dropout draws from it):
-    build the model before and call `train` right after. ``fused``: AdamW's fused kernel."""
+    """Load a `save_training_state` checkpoint into ``model`` and torch's random state (build the model
+    before, call `train(..., state=...)` right after); return its `TrainState`. ``fused``: fused AdamW."""
     ckpt = checkpoint if isinstance(checkpoint, Checkpoint) else load_checkpoint(checkpoint, resumable=True)
     _check_resumable(ckpt, "this checkpoint")
     rng = ckpt.extra["rng"]

@@ -143,9 +143,8 @@ def _probe(shape: tuple) -> CpuProbe:
 
 
 def probe_cpu(config: GPTConfig | None = None) -> CpuProbe:
-    """Time one block of ``config``'s shape forward + backward on this CPU, once per process and
-    shape: the readable `Block` in fp32 and `FastBlock` with each attention, in fp32 and (unless the
-    CPU reports no bf16 instructions) under bf16 autocast; on one thread, by its CPU time."""
+    """Time one block of ``config``'s shape forward + backward on one thread (once per shape): `Block`, and
+    `FastBlock` with each attention in fp32 and, if the CPU reports bf16 instructions, bf16 autocast."""
     return _probe(_probe_shape(config))
 
 
@@ -239,16 +238,14 @@ def _read(get) -> object:
 
 
 def process_settings() -> dict:
-    """The process-wide torch settings a run could change (TF32 in both APIs, the float32 matmul
-    precision, threads, autocast), by name: what `backend_flags` puts back."""
+    """The process-wide torch settings a run could change, by name: what `backend_flags` puts back."""
     return {name: _read(get) for name, (get, _) in _settings().items()}
 
 
 @contextlib.contextmanager
 def backend_flags(speed: SpeedConfig | None):
-    """Switch on TF32 matmuls for the block if ``speed`` asks for it (CUDA only), and on leaving it,
-    however it is left, put every `process_settings` value back: a run leaves the process (a
-    notebook's next cells) as it found it."""
+    """TF32 matmuls for the block if ``speed`` asks (CUDA only); on leaving it, however it is left, every
+    `process_settings` value is put back: a run leaves the process (a notebook) as it found it."""
     saved = process_settings()
     try:
         if speed is not None and speed.tf32:
