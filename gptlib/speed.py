@@ -77,7 +77,7 @@ def make_grad_scaler(speed: SpeedConfig | None, device: torch.device | str) -> t
 # never changes a seeded run's numbers between processes (bf16 most: autocast adds casts outside blocks).
 _MARGIN = {"bfloat16": 1.25, "explicit": 1.1, "readable": 1.1}
 _PROBE_MIN_EMBD = 64  # narrower blocks take ~1 ms, too little to time: the default plan
-_DEFAULT_PROBE = GPTConfig(vocab_size=65, block_size=64, n_embd=128, n_head=4, n_layer=1, dropout=0.0)
+_DEFAULT_SHAPE = (64, 128, 4, 0.0)  # block_size, n_embd, n_head, dropout: the `cpu` preset's block
 
 
 @dataclass(frozen=True)
@@ -91,8 +91,7 @@ class CpuProbe:
 
 
 def _probe_shape(config: GPTConfig | None) -> tuple:
-    c = config or _DEFAULT_PROBE
-    return c.block_size, c.n_embd, c.n_head, c.dropout
+    return (config.block_size, config.n_embd, config.n_head, config.dropout) if config else _DEFAULT_SHAPE
 
 
 def cpu_bf16_instructions() -> str:
