@@ -55,12 +55,11 @@ class Distributed:
         if not self.active:
             return model
         ddp = nn.parallel.DistributedDataParallel
-        # The buffers (causal masks) never change: no need to broadcast them (torch 2.13 renamed the option).
-        no_buffer_sync = ({"forward_sync_buffers": False}
-                          if "forward_sync_buffers" in inspect.signature(ddp).parameters
-                          else {"broadcast_buffers": False})
-        return ddp(model, device_ids=[self.device.index] if self.device.type == "cuda" else None,
-                   **no_buffer_sync)
+        # The buffers (causal masks) never change: no need to sync them (torch 2.13 renamed the option).
+        sync = "forward_sync_buffers" if "forward_sync_buffers" in inspect.signature(ddp).parameters \
+            else "broadcast_buffers"
+        gpu = [self.device.index] if self.device.type == "cuda" else None
+        return ddp(model, device_ids=gpu, **{sync: False})
 
     def no_sync(self, replica: nn.Module, skip: bool):
         """A context in which backward does not all-reduce (``skip``: a micro-batch before the last)."""
