@@ -1,30 +1,8 @@
-"""The ablation ladder: the lecture's models between the bigram and the GPT, one small class per rung,
-the one training budget they all share, and the results file the chapters fill in.
-
-The rungs, bottom to top (chapter 2, 4 and 5 each train the ones they explain):
-
-- ``bigram``: a (V, V) lookup table — `gptlib.bigram.BigramLanguageModel` (chapter 2)
-- ``single_head``: + position embeddings and one head with head_size = C — `SingleHeadLM` (chapter 4)
-- ``multi_head``: four heads of C/4 channels instead of one — `MultiHeadLM` (chapter 4)
-- ``multi_head_ff``: + a feed-forward layer after attention — `MultiHeadFeedForwardLM` (chapter 4)
-- ``residual``: n_layer blocks with residual connections, no LayerNorm — `ResidualLM` (chapter 5)
-- ``layernorm``: + pre-norm LayerNorm, i.e. the book's GPT — `LayerNormLM` (chapter 5)
-- ``scaled_up``: `gptlib.model.GPT` at the ``cpu`` preset's size and budget (chapter 5)
-
-Beside them, counterfactual rungs (`COUNTERFACTUALS`) change one thing the chapters argue for and
-measure what it costs: multi-head attention without its output projection (`MultiHeadConcatLM`, the
-lecture's multi-head step), gptlib's normal(0, 0.02) initialisation in the plain stacks, dropout, attention
-without the 1/sqrt(hs) scale (`UnscaledHead`, `UnscaledLM`), no position embeddings (`NoPositionsLM`),
-LayerNorm after each residual addition instead of before each sub-layer (`PostNormBlock`, `PostNormLM`).
-
-Every ladder rung but the last trains with `LADDER` (same data, batch, block, steps and learning rate);
-the last with the ``cpu`` preset. `train_rung` trains one through `gptlib.run.train_run`, the one run
-path, once per seed, and scores each run on the whole val split and an equally large, evenly spread
-part of the train split (`split_loss`), so the table's numbers carry almost no sampling noise from
-the evaluation, and the spread over seeds is measured.
-`record_rung` adds the result to a ladder file whose path the caller chooses (a file that does not
-exist yet can start as a copy of another, e.g. the book's committed one) and `load_ladder` reads one
-back.
+"""The ablation ladder (chapters 2, 4, 5): the lecture's models between the bigram and the GPT, one
+small class per rung, with counterfactual rungs (`COUNTERFACTUALS`) that each change one thing the
+chapters argue for; the one budget they share (`LADDER`); `train_rung`, which trains a rung through
+`gptlib.run.train_run` once per seed and scores it on whole splits (`split_loss`); and the results
+file (`record_rung`, `load_ladder`, `ladder_table`).
 
 Shapes: B = batch, T = time, C = channels (n_embd), V = vocabulary size.
 """
@@ -45,7 +23,7 @@ from gptlib.attention import Head, MultiHeadAttention
 from gptlib.bigram import lm_loss
 from gptlib.config import GPTConfig, TrainConfig
 from gptlib.files import atomic_write, results_folder
-from gptlib.model import GPT, Block, FeedForward, count_parameters
+from gptlib.model import GPT, Block, FeedForward, LanguageModel, count_parameters
 from gptlib.presets import Preset
 from gptlib.run import Corpus, Run, RunResult, train_run
 from gptlib.speed import READABLE
@@ -87,63 +65,52 @@ COUNTERFACTUALS: dict[str, str] = {
     "gpt_post_norm": "the GPT, post-norm",
 }
 
-# ---------------------------------------------------------------------------------------------------
-# The rung models. Each follows the book's contract forward(idx, targets) -> ((B,T,V) logits, loss),
-# and has a ``block_size`` so that `gptlib.sampling.generate` can crop the context. They keep PyTorch's
-# default initialisation, as in the lecture; the counterfactual rungs ``*_init`` measure what gptlib's
-# normal(0, 0.02) (`gptlib.init`) does to them instead.
+# The rung models: forward(idx, targets) -> ((B,T,V) logits, loss), with a ``block_size`` for
+# `gptlib.sampling.generate`. PyTorch's default initialisation, as in the lecture (the ``*_init``
+# counterfactuals measure gptlib's normal(0, 0.02) instead).
 
 
-class RungLM(nn.Module):
-    """What every rung from `SingleHeadLM` to `ResidualLM` shares: token + position embeddings in,
-    a linear head out. A rung adds its middle in `build_middle` (called between the two, so the
-    layers are created, and so initialised, in reading order) and says in `middle` what it does to
-    the (B,T,C) stream."""
+class RungLM(LanguageModel):
+    """The rungs from `SingleHeadLM` to `ResidualLM`: embeddings, the rung's `layers` applied in order
+    (`middle`), a linear head. The layers are made between the two, so created (and initialised) in
+    reading order."""
 
     def __init__(self, config: GPTConfig):
-        super().__init__()
-        self.config = config
-        self.block_size = config.block_size
-        self.token_embedding_table = nn.Embedding(config.vocab_size, config.n_embd)
-        self.position_embedding_table = nn.Embedding(config.block_size, config.n_embd)
-        self.build_middle(config)
+        super().__init__(config)  # the token and position embedding tables
+        layers = self.layers(config)
+        for name, layer in layers.items():
+            setattr(self, name, layer)
+        self.layer_names = list(layers)
         self.lm_head = nn.Linear(config.n_embd, config.vocab_size)
 
-    def build_middle(self, config: GPTConfig) -> None:
-        """Create the layers between the embeddings and the head."""
+    def layers(self, config: GPTConfig) -> dict[str, nn.Module]:
+        """The rung's layers between the embeddings and the head, by attribute name, in order."""
         raise NotImplementedError
 
     def middle(self, x: torch.Tensor) -> torch.Tensor:
-        """(B,T,C) -> (B,T,C)."""
-        raise NotImplementedError
+        """(B,T,C) -> (B,T,C) through the rung's layers."""
+        for name in self.layer_names:
+            x = getattr(self, name)(x)  # (B,T,C)
+        return x
 
     def forward(self, idx: torch.Tensor, targets: torch.Tensor | None = None):
         """(B,T) -> logits (B,T,V), loss."""
-        T = idx.shape[1]
-        x = self.token_embedding_table(idx) + self.position_embedding_table(torch.arange(T, device=idx.device))
-        x = self.middle(x)  # (B,T,C)
-        logits = self.lm_head(x)  # (B,T,V)
+        logits = self.lm_head(self.middle(self.embed(idx)))  # (B,T,C) -> (B,T,V)
         return logits, None if targets is None else lm_loss(logits, targets)
 
 
 class SingleHeadLM(RungLM):
     """Token + position embeddings, one self-attention head as wide as the embedding, a linear head."""
 
-    def build_middle(self, config: GPTConfig) -> None:
-        self.sa_head = Head(config, config.n_embd)  # head_size = C, so the output is (B,T,C)
-
-    def middle(self, x: torch.Tensor) -> torch.Tensor:
-        return self.sa_head(x)  # (B,T,C): each token a weighted average of the values so far
+    def layers(self, config: GPTConfig) -> dict[str, nn.Module]:
+        return {"sa_head": Head(config, config.n_embd)}  # head_size = C, so the output is (B,T,C)
 
 
 class MultiHeadLM(RungLM):
     """`SingleHeadLM` with n_head heads of C / n_head channels each, concatenated and projected."""
 
-    def build_middle(self, config: GPTConfig) -> None:
-        self.sa_heads = MultiHeadAttention(config)  # n_head x (B,T,hs) -> (B,T,C)
-
-    def middle(self, x: torch.Tensor) -> torch.Tensor:
-        return self.sa_heads(x)  # (B,T,C)
+    def layers(self, config: GPTConfig) -> dict[str, nn.Module]:
+        return {"sa_heads": MultiHeadAttention(config)}  # n_head x (B,T,hs) -> (B,T,C)
 
 
 class ConcatHeads(nn.Module):
@@ -158,27 +125,17 @@ class ConcatHeads(nn.Module):
 
 
 class MultiHeadConcatLM(RungLM):
-    """`MultiHeadLM` without the projection after the heads, as the lecture's multi-head step has it
-    (the counterfactual rung ``multi_head_no_proj``)."""
+    """`MultiHeadLM` without the projection after the heads, as the lecture's multi-head step has it."""
 
-    def build_middle(self, config: GPTConfig) -> None:
-        self.sa_heads = ConcatHeads(config)  # n_head x (B,T,hs) -> (B,T,C), no Linear after
-
-    def middle(self, x: torch.Tensor) -> torch.Tensor:
-        return self.sa_heads(x)  # (B,T,C)
+    def layers(self, config: GPTConfig) -> dict[str, nn.Module]:
+        return {"sa_heads": ConcatHeads(config)}  # n_head x (B,T,hs) -> (B,T,C), no Linear after
 
 
 class MultiHeadFeedForwardLM(RungLM):
-    """`MultiHeadLM` plus a per-token feed-forward layer: communication, then computation (one layer,
-    no residual connection and no LayerNorm yet)."""
+    """`MultiHeadLM` plus a feed-forward layer: communication, then computation (no residual yet)."""
 
-    def build_middle(self, config: GPTConfig) -> None:
-        self.sa_heads = MultiHeadAttention(config)
-        self.ffwd = FeedForward(config)
-
-    def middle(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.sa_heads(x)  # (B,T,C) the tokens talk
-        return self.ffwd(x)  # (B,T,C) each token thinks about what it heard
+    def layers(self, config: GPTConfig) -> dict[str, nn.Module]:
+        return {"sa_heads": MultiHeadAttention(config), "ffwd": FeedForward(config)}  # talk, then think
 
 
 class ResidualBlock(nn.Module):
@@ -199,16 +156,13 @@ class ResidualBlock(nn.Module):
 class ResidualLM(RungLM):
     """n_layer `ResidualBlock`s between the embeddings and the linear head: the GPT without LayerNorm."""
 
-    def build_middle(self, config: GPTConfig) -> None:
-        self.blocks = nn.Sequential(*[ResidualBlock(config) for _ in range(config.n_layer)])
-
-    def middle(self, x: torch.Tensor) -> torch.Tensor:
-        return self.blocks(x)  # (B,T,C)
+    def layers(self, config: GPTConfig) -> dict[str, nn.Module]:
+        return {"blocks": nn.Sequential(*[ResidualBlock(config) for _ in range(config.n_layer)])}
 
 
 class LayerNormLM(GPT):
-    """`gptlib.model.GPT` (pre-norm LayerNorm in every block, and a final one) with PyTorch's default
-    initialisation, like the rungs below it, so that this rung adds LayerNorm and nothing else."""
+    """`gptlib.model.GPT` with PyTorch's default initialisation, like the rungs below it: this rung
+    adds LayerNorm and nothing else."""
 
     def __init__(self, config: GPTConfig):
         super().__init__(config)
@@ -229,7 +183,7 @@ class UnscaledHead(Head):
 
 
 class UnscaledLM(LayerNormLM):
-    """`LayerNormLM` (the GPT rung) whose heads are `UnscaledHead`s: the same model minus the scale."""
+    """`LayerNormLM` whose heads are `UnscaledHead`s: the same model minus the scale."""
 
     def __init__(self, config: GPTConfig):
         super().__init__(config)
@@ -239,25 +193,20 @@ class UnscaledLM(LayerNormLM):
 
 
 class NoPositionsLM(LayerNormLM):
-    """`LayerNormLM` (the GPT rung) without position embeddings: attention then sees a set of tokens,
-    and only the causal mask tells a token anything about order."""
+    """`LayerNormLM` without position embeddings: only the causal mask tells a token about order."""
 
     def __init__(self, config: GPTConfig):
         super().__init__(config)
         del self.position_embedding_table
 
-    def forward(self, idx: torch.Tensor, targets: torch.Tensor | None = None):
-        """(B,T) -> logits (B,T,V), loss."""
-        x = self.token_embedding_table(idx)  # (B,T,C): what the token is, not where
-        x = self.ln_f(self.blocks(x))  # (B,T,C)
-        logits = self.lm_head(x)  # (B,T,V)
-        return logits, None if targets is None else lm_loss(logits, targets)
+    def embed(self, idx: torch.Tensor, start: int = 0) -> torch.Tensor:
+        """(B,T) -> (B,T,C): what each token is, not where."""
+        return self.token_embedding_table(idx)
 
 
 class PostNormBlock(Block):
-    """The block of "Attention Is All You Need" (Vaswani et al., 2017): each LayerNorm comes after
-    its residual addition (post-norm), so the residual stream itself is normalised twice per block.
-    The same layers as `gptlib.model.Block`; only the order of the calls differs."""
+    """The block of "Attention Is All You Need" (Vaswani et al., 2017): `gptlib.model.Block`'s layers,
+    each LayerNorm after its residual addition (post-norm)."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """(B,T,C) -> (B,T,C)."""
@@ -267,17 +216,11 @@ class PostNormBlock(Block):
 
 
 class PostNormLM(LayerNormLM):
-    """`LayerNormLM` (the GPT rung) with `PostNormBlock`s: the same layers and parameters, the
-    LayerNorms moved after the additions. The final LayerNorm stays (it then sees a stream that is
-    already normalised, and only rescales it)."""
+    """`LayerNormLM` with `PostNormBlock`s (the final LayerNorm stays)."""
 
     def __init__(self, config: GPTConfig):
         super().__init__(config)
         self.blocks = nn.Sequential(*[PostNormBlock(config) for _ in range(config.n_layer)])
-
-
-# ---------------------------------------------------------------------------------------------------
-# Training a rung, and the results file.
 
 
 def budget_dict(budget: Preset) -> dict:
@@ -289,12 +232,9 @@ def budget_dict(budget: Preset) -> dict:
 @torch.no_grad()
 def split_loss(model: nn.Module, data: torch.Tensor, block_size: int, *, chunks: int | None = None,
                device: torch.device | str | None = None, batch_size: int = 512) -> float:
-    """The mean next-token loss over a split, in eval mode, with no random sampling: the split is cut
-    into back-to-back chunks of ``block_size``, so every token but the first is a target exactly
-    once and every context length 1..block_size is as common as in training. ``chunks`` scores only
-    that many chunks, spread evenly over the whole split (default: all of them). Unlike
-    `estimate_loss` (random batches), the same model always gets the same number. The batches go
-    to ``device``, by default the model's own (wherever it was trained)."""
+    """The mean next-token loss over a split in eval mode, with no random sampling: the split cut into
+    back-to-back chunks of ``block_size`` (every token but the first a target once), or only ``chunks``
+    of them spread evenly over it. On ``device``, by default the model's own."""
     device = next(model.parameters()).device if device is None else device
     was_training = model.training
     model.eval()
@@ -319,9 +259,8 @@ SPLIT_SCORES = "whole val split; as many chunks spread over train"
 
 def split_scores(model: nn.Module, corpus: Corpus, block_size: int,
                  device: torch.device | str | None = None) -> dict:
-    """``{"train_loss", "val_loss"}`` of ``model``: the whole val split, and as many chunks spread
-    over all of train as the val split has, so the two numbers are equally precise and the gap
-    between them is measured (`split_loss`)."""
+    """``{"train_loss", "val_loss"}``: the whole val split, and as many chunks spread over train, so
+    the two are equally precise and the gap between them is measured."""
     val_chunks = (len(corpus.val_data) - 1) // block_size
     return {"train_loss": split_loss(model, corpus.train_data, block_size, chunks=val_chunks, device=device),
             "val_loss": split_loss(model, corpus.val_data, block_size, device=device)}
@@ -332,61 +271,45 @@ def _mean_std(values: list[float]) -> tuple[float, float | None]:
     return statistics.fmean(values), (statistics.stdev(values) if len(values) > 1 else None)
 
 
+def _entry(name: str, label: str, kind: str, evaluated_on: str, runs: list[dict], first: RunResult,
+           device: str, budget: str) -> dict:
+    """A ladder entry: the runs' mean losses and their spread, the first run's model and history."""
+    val, val_std = _mean_std([r["val_loss"] for r in runs])
+    train, train_std = _mean_std([r["train_loss"] for r in runs])
+    return {"name": name, "label": label, "kind": kind, "val_loss": val, "val_std": val_std,
+            "train_loss": train, "train_std": train_std, "evaluated_on": evaluated_on, "seeds": runs,
+            "params": count_parameters(first.model),
+            "wall_s": round(statistics.fmean(r["wall_s"] for r in runs), 1), "device": device,
+            "budget": budget, "model": asdict(first.run.model), "history": first.history.to_dict()}
+
+
 def train_rung(name: str, make_model: Callable[[GPTConfig], nn.Module], budget: Preset, corpus: Corpus,
                *, seeds: Sequence[int] | None = None, label: str | None = None,
-               device: torch.device | str = "cpu", progress: bool = True,
-               speed=READABLE) -> tuple[dict, nn.Module]:
-    """Train the rung ``make_model`` builds (from ``budget.model``, vocabulary set from the corpus)
-    with ``budget.train`` through `gptlib.run.train_run`, once per seed in ``seeds`` (default: the
-    budget's own seed), and return its ladder entry (a JSON-ready dict) and the first seed's trained
-    model (to sample from).
-
-    Each run seeds the weights and the batches with its seed. After training, each is scored on the
-    whole val split and on as many chunks spread over the train split (`split_loss`); the entry holds every seed's scores, their mean and
-    standard deviation, the mean training time, and the first seed's loss history (the estimates
-    made during training). The rungs train the readable way (``speed``: `READABLE`), as the
-    chapters write them."""
+               device: torch.device | str = "cpu", progress: bool = True) -> tuple[dict, nn.Module]:
+    """Train the rung ``make_model`` builds with ``budget`` through `gptlib.run.train_run`, the
+    readable way, once per seed (default: the budget's own; each seeds weights and batches), score
+    each run with `split_scores`, and return the ladder entry and the first seed's model."""
     seeds = tuple(seeds) if seeds is not None else (budget.train.seed,)
-    block_size = budget.model.block_size
     runs, first = [], None
     for seed in seeds:
         start = time.perf_counter()
-        run = Run.from_preset(replace(budget, train=replace(budget.train, seed=seed)), speed=speed,
+        run = Run.from_preset(replace(budget, train=replace(budget.train, seed=seed)), speed=READABLE,
                               device=str(device))
         result = train_run(run, make_model=make_model, corpus=corpus, progress=progress,
                            log=lambda _: None)
         wall_s = time.perf_counter() - start
-        runs.append({"seed": seed, **split_scores(result.model, corpus, block_size, result.device),
-                     "wall_s": round(wall_s, 1)})
+        scores = split_scores(result.model, corpus, budget.model.block_size, result.device)
+        runs.append({"seed": seed, **scores, "wall_s": round(wall_s, 1)})
         first = first or result
-    val, val_std = _mean_std([r["val_loss"] for r in runs])
-    train, train_std = _mean_std([r["train_loss"] for r in runs])
-    entry = {
-        "name": name,
-        "label": label or RUNGS.get(name) or COUNTERFACTUALS.get(name, name),
-        "kind": "counterfactual" if name in COUNTERFACTUALS else "rung",
-        "val_loss": val,
-        "val_std": val_std,
-        "train_loss": train,
-        "train_std": train_std,
-        "evaluated_on": SPLIT_SCORES,
-        "seeds": runs,
-        "params": count_parameters(first.model),
-        "wall_s": round(statistics.fmean(r["wall_s"] for r in runs), 1),
-        "device": str(first.device),
-        "budget": budget.name,
-        "model": asdict(first.run.model),
-        "history": first.history.to_dict(),
-    }
-    return entry, first.model
+    kind = "counterfactual" if name in COUNTERFACTUALS else "rung"
+    label = label or RUNGS.get(name) or COUNTERFACTUALS.get(name, name)
+    return _entry(name, label, kind, SPLIT_SCORES, runs, first, str(first.device), budget.name), first.model
 
 
 def rung_entry(name: str, result: RunResult, *, model: nn.Module | None = None, at: int = -1,
                label: str | None = None, device: str | None = None) -> dict:
-    """The ladder entry of a run trained elsewhere (chapter 7's model), one seed, with the same fields
-    as `train_rung`'s entries. Its losses: with ``model`` (the weights to score, e.g. the best
-    checkpoint's), on the whole val split and as many chunks spread over train (`split_loss`), as
-    the rungs are scored; without, the run's own estimates at evaluation ``at`` (the last by default)."""
+    """The ladder entry of a run trained elsewhere (chapter 7's model): with ``model``, scored as the
+    rungs are (`split_scores`); without, the run's own estimates at evaluation ``at``."""
     history = result.history.to_dict()
     if model is None:
         val, train = history["val_loss"][at], history["train_loss"][at]
@@ -394,24 +317,14 @@ def rung_entry(name: str, result: RunResult, *, model: nn.Module | None = None, 
     else:
         scores = split_scores(model, result.corpus, result.run.model.block_size)  # on the model's device
         val, train, evaluated_on = scores["val_loss"], scores["train_loss"], SPLIT_SCORES
-    return {
-        "name": name, "label": label or name, "kind": "model",
-        "val_loss": val, "val_std": None, "train_loss": train, "train_std": None,
-        "evaluated_on": evaluated_on,
-        "seeds": [{"seed": result.run.train.seed, "train_loss": train, "val_loss": val,
-                   "wall_s": round(history["elapsed"][-1], 1)}],
-        "params": count_parameters(result.model),
-        "wall_s": round(history["elapsed"][-1], 1),
-        "device": device or str(result.device),
-        "budget": result.run.name,
-        "model": asdict(result.run.model),
-        "history": history,
-    }
+    runs = [{"seed": result.run.train.seed, "train_loss": train, "val_loss": val,
+             "wall_s": round(history["elapsed"][-1], 1)}]
+    return _entry(name, label or name, "model", evaluated_on, runs, result, device or str(result.device),
+                  result.run.name)
 
 
 def load_ladder(path: str | os.PathLike, fallback: str | os.PathLike | None = None) -> dict:
-    """The ladder file at ``path`` as a dict ``{"budget": ..., "rungs": [...]}``. If there is no file
-    there, the one at ``fallback`` (say, the book's committed ladder), else an empty ladder."""
+    """The ladder file at ``path`` (else at ``fallback``, else an empty ladder): ``{"budget", "rungs"}``."""
     for candidate in (path, fallback):
         if candidate is not None and Path(candidate).exists():
             return json.loads(Path(candidate).read_text())
@@ -424,24 +337,17 @@ def _ladder_index(name: str) -> float:
 
 
 def ladder_file(folder: str | os.PathLike | None = None) -> Path:
-    """The reader's ladder file: ``ladder.json`` in ``folder``, by default `gptlib.files.results_folder`
-    (``runs/`` in the repository unless ``GPTLIB_RESULTS`` says otherwise)."""
+    """The reader's ``ladder.json`` in ``folder``, by default `gptlib.files.results_folder`."""
     return Path(folder if folder is not None else results_folder()) / "ladder.json"
 
 
 def record_rung(rung: dict, path: str | os.PathLike | None = None,
                 start_from: str | os.PathLike | None = None) -> dict:
-    """Add ``rung`` to the ladder file at ``path`` (by default `ladder_file`) and return the new ladder.
+    """Add ``rung`` to the ladder file at ``path`` (default: `ladder_file`), atomically, and return it.
 
-    A rung trained with the seconds-long ``smoke`` budget (the tests') never enters a ladder of real
-    runs: it goes to a file of its own beside ``path`` (``ladder-smoke.json``), which starts empty.
-
-    A file that does not exist yet starts as a copy of the ladder at ``start_from`` (if given and
-    present), so a learner's own file begins with the book's results and their runs replace them one
-    by one; ``start_from`` itself is never written. An entry with the same name is replaced in place;
-    a new rung of the book's ladder goes to its place in ladder order, then the counterfactuals, then
-    any other name (the final chapter's model). The file is written to a temporary file and renamed
-    over the old one, so it is never left half written.
+    A new file starts as a copy of ``start_from`` (never written). A rung of the same name is replaced
+    in place; a new one goes to its place in ladder order, then the counterfactuals, then any other
+    name. A ``smoke``-budget rung (the tests') goes to ``ladder-smoke.json`` beside ``path`` instead.
     """
     path = ladder_file() if path is None else Path(path)
     if rung.get("budget") == "smoke":
@@ -462,10 +368,8 @@ def record_rung(rung: dict, path: str | os.PathLike | None = None,
 
 
 def ladder_table(ladder: dict, names=None) -> str:
-    """The ladder as a fixed-width text table: rung, budget (only when the rungs shown differ in it),
-    params, number of seeds, train and val loss (means over the seeds), the val loss's standard
-    deviation over the seeds (``±``), the gap val − train, and the mean wall time of one run. The
-    columns are as wide as their contents, so the table fits a page of 88 characters."""
+    """The ladder as a text table as wide as its contents (88 characters fit): rung, budget (when the
+    rungs differ in it), params, seeds, mean train and val loss, val's spread (±), val-train, wall s."""
     rungs = ladder["rungs"]
     if names is not None:
         by_name = {r["name"]: r for r in rungs}
