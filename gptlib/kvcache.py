@@ -1,26 +1,10 @@
-"""KV-cache generation, beside the naive `gptlib.sampling.generate`.
+"""KV-cache generation (chapter 6), beside the naive `gptlib.sampling.generate`: each layer keeps the
+keys and values of the tokens so far in a `KVCache`, and a step feeds only the new token.
 
-The naive loop runs the model over the whole context for every new token, although only the last
-position's logits are used and the keys and values of the earlier tokens never change (attention
-is causal). Here each layer keeps those keys and values in a `KVCache`; a step feeds only the new
-token, which attends to the cache. The work per token drops from a whole (T,T) forward pass to one
-row of it.
-
-**When the cache is full.** The model's positions are absolute (a learned table with ``block_size``
-rows), so the cache cannot simply slide by one token: every cached key would sit at the wrong
-position. The naive loop re-encodes the last ``block_size`` tokens at every step. Here, when the
-cache is full, it is rebuilt ("re-prefilled") from the last ``block_size // 2`` tokens, positions
-0 onwards, and filling continues from there. So the result is token-identical to `generate` while
-prompt + new tokens fit in ``block_size``; beyond that each token sees between ``block_size // 2``
-and ``block_size`` tokens of context (the naive loop: always ``block_size``), at about 1/``block_size``
-of the cost per token.
-
-**In 16 bits.** One new token reads every weight once and does little arithmetic with each, so on a
-CPU the step is bound by memory: a `FastGPT` cast to bf16 (``fast_from_readable(model).to(
-torch.bfloat16)``) samples with its cache in bf16 too and reads half the bytes (the lecture model's
-43 MB of fp32 weights do not fit a 32 MB cache; 21 MB of bf16 do). Its logits differ from fp32's by
-bf16 rounding, so the sampled text can differ; they are turned into probabilities in fp32.
-`python -m gptlib bench` times both against the naive loop.
+Positions are absolute, so a full cache cannot slide: it is rebuilt from the last ``block_size // 2``
+tokens. The tokens are identical to `generate`'s while prompt + new tokens fit in ``block_size``;
+beyond, each token sees ``block_size // 2`` to ``block_size`` tokens of context (the naive loop:
+``block_size``). A `FastGPT` cast to bf16 samples with its cache in bf16 (half the bytes to read).
 
 Shapes: B = batch, T = time, C = channels, nh = heads, hs = head size, V = vocabulary size.
 """
@@ -45,7 +29,7 @@ class KVCache:
         self.k = torch.zeros(shape, device=device, dtype=dtype)
         self.v = torch.zeros(shape, device=device, dtype=dtype)
         self.length = 0  # tokens held; the next token goes to position ``length``
-        self.block_size = block_size
+        self.block_size = block_size  # positions 0 .. block_size - 1
 
     def reset(self) -> None:
         """Forget every token (the memory is kept and overwritten)."""
@@ -81,9 +65,9 @@ def forward_cached(model: FastGPT, idx: torch.Tensor, cache: KVCache) -> torch.T
     B, Tn = idx.shape
     T0 = cache.length
     if T0 + Tn > cache.block_size:
-        raise ConfigError(f"the cache holds {T0} tokens; {Tn} more would exceed block_size {cache.block_size}")
-    pos = torch.arange(T0, T0 + Tn, device=idx.device)  # absolute positions of the new tokens
-    x = model.token_embedding_table(idx) + model.position_embedding_table(pos)  # (B,Tn,C)
+        raise ConfigError(f"the cache holds {T0} tokens; {Tn} more would exceed block_size "
+                          f"{cache.block_size}")
+    x = model.embed(idx, start=T0)  # (B,Tn,C), the new tokens at their absolute positions
     for layer, block in enumerate(model.blocks):
         x = x + _attend_cached(block.sa, block.ln1(x), cache, layer)  # (B,Tn,C)
         x = x + block.ffwd(block.ln2(x))  # (B,Tn,C)
@@ -103,12 +87,7 @@ def _as_fast(model: nn.Module) -> FastGPT:
 def iter_generate_cached(model: nn.Module, idx: torch.Tensor, max_new_tokens: int, temperature: float = 1.0,
                          top_k: int | None = None,
                          generator: torch.Generator | None = None) -> Iterator[torch.Tensor]:
-    """Yield ``max_new_tokens`` new tokens one at a time, each (B,1), using a KV cache.
-
-    The same arguments and checks as `gptlib.sampling.iter_generate` (checked now, before the first
-    token is asked for); see the module docstring for what happens when the context outgrows
-    ``block_size``.
-    """
+    """`gptlib.sampling.iter_generate` with a KV cache: each new token (B,1); checked as it checks."""
     check_generate_args(model, idx, max_new_tokens, temperature, top_k)
     return _iter_tokens_cached(_as_fast(model), idx, max_new_tokens, temperature, top_k, generator)
 
@@ -117,8 +96,6 @@ def iter_generate_cached(model: nn.Module, idx: torch.Tensor, max_new_tokens: in
 def _iter_tokens_cached(fast: FastGPT, idx: torch.Tensor, max_new_tokens: int, temperature: float,
                         top_k: int | None, generator: torch.Generator | None) -> Iterator[torch.Tensor]:
     """The KV-cache sampling loop (arguments already checked)."""
-    if max_new_tokens == 0:
-        return
     was_training = fast.training
     fast.eval()
     block_size = fast.block_size
@@ -137,8 +114,7 @@ def _iter_tokens_cached(fast: FastGPT, idx: torch.Tensor, max_new_tokens: int, t
             context = torch.cat((context, idx_next), dim=1)  # (B,T+1)
             if cache.length < block_size:
                 logits = forward_cached(fast, idx_next, cache)  # (B,1,V): one token's work
-            else:
-                # Full: positions are absolute, so re-encode the last `keep` tokens from position 0.
+            else:  # full: positions are absolute, so re-encode the last `keep` tokens from position 0
                 context = context[:, -keep:]
                 cache.reset()
                 logits = forward_cached(fast, context, cache)
