@@ -1,15 +1,7 @@
-"""Sampling text from a trained model: `generate`, a pure function of the model, the prompt and a
-``torch.Generator``, and `sample_text`, the same from a prompt string to a string.
-
-Inputs are checked once, where they enter: `generate` / `iter_generate` (and the KV-cache versions
-in `gptlib.kvcache`) check a tensor prompt and the sampling arguments, `sample_text` /
-`stream_text` check a text prompt, the arguments and the seed; the loops below them trust their
-callers.
-
-**One seeding rule.** A seed makes a ``torch.Generator`` on the CPU (`seeded_generator`), and every
-token is drawn on the CPU from the model's probabilities, wherever the model runs: the same seed
-gives the same text in the command line and the widget, on a CPU or a GPU (up to the last bits of
-the logits, which a GPU computes in another order).
+"""Sampling text from a trained model (chapter 2): `generate`, a pure function of the model, the prompt
+and a ``torch.Generator``, and `sample_text`, the same from a prompt string to a string. Each entry
+checks its arguments once; the loops below trust them. A seed makes a generator on the CPU and every
+token is drawn there, so the same seed gives the same text on a CPU or a GPU (up to the logits' last bits).
 
 Shapes: B = batch, T = time, V = vocabulary size.
 """
@@ -22,26 +14,13 @@ import torch
 import torch.nn as nn
 from torch.nn import functional as F
 
+from gptlib.config import check_seed
 from gptlib.errors import ConfigError
-
-SEED_LIMIT = 2**63  # seeds are 0 .. 2**63 - 1: the range every torch.Generator accepts
-
-
-def check_seed(seed, name: str = "seed") -> int:
-    """``seed`` if it is an integer in [0, 2**63); else a `ConfigError` that says the range."""
-    if not isinstance(seed, int) or isinstance(seed, bool) or not 0 <= seed < SEED_LIMIT:
-        raise ConfigError(f"{name} must be an integer from 0 to 2**63 - 1, got {seed!r}")
-    return seed
-
-
-def seeded_generator(seed: int) -> torch.Generator:
-    """The generator a seed stands for: on the CPU, so the same seed draws the same tokens anywhere."""
-    return torch.Generator().manual_seed(check_seed(seed))
 
 
 def check_sampling_args(max_new_tokens: int, temperature: float, top_k: int | None,
                         vocab_size: int | None) -> None:
-    """Raise a clear `ValueError` for a sampling argument out of range."""
+    """A `ConfigError` that names the sampling argument out of range, if one is."""
     if not isinstance(max_new_tokens, int) or isinstance(max_new_tokens, bool) or max_new_tokens < 0:
         raise ConfigError(f"max_new_tokens must be an integer >= 0, got {max_new_tokens!r}")
     if not isinstance(temperature, (int, float)) or not math.isfinite(temperature) or temperature < 0:
@@ -64,9 +43,8 @@ def check_generate_args(model: nn.Module, idx: torch.Tensor, max_new_tokens: int
 
 
 def default_prompt(tokenizer) -> str:
-    """The prompt when none is given: a newline (where a text, and a Shakespeare speech, starts) if
-    the vocabulary has one, else the vocabulary's first token (for characters: the lowest, often a
-    space). It comes from the vocabulary, so it never names a character the model has not seen."""
+    """The prompt when none is given: a newline (where a speech starts) if the vocabulary has one, else
+    its first token, so it never names a character the model has not seen."""
     try:
         tokenizer.encode("\n")
     except ValueError:  # a DataError: a text without a newline
@@ -77,15 +55,11 @@ def default_prompt(tokenizer) -> str:
 def sample_next(logits: torch.Tensor, temperature: float = 1.0, top_k: int | None = None,
                 generator: torch.Generator | None = None) -> torch.Tensor:
     """Pick the next token from the last position's logits (B,V) -> (B,1)."""
-    # The division below runs in fp32 for fp32/bf16/fp16 logits (fp64 for fp64). A temperature under
-    # that type's smallest normal number (1.2e-38 in fp32) is subnormal or 0 there, and a GPU (or a CPU
-    # after torch.set_flush_denormal(True)) flushes subnormals to 0: 0 / 0 would be NaN. There, a
-    # logit gap of even 1e-7 (fp32's spacing near 1) is 1e31 temperatures wide: every token but the
-    # best has probability exp(-1e31) = 0, so the distribution is greedy's anyway (ties aside).
+    # A temperature under the smallest normal float (1.2e-38 in fp32) may be flushed to 0 (a GPU does):
+    # 0 / 0 would be NaN. There even a 1e-7 logit gap is 1e31 temperatures wide: greedy anyway.
     if temperature < torch.finfo(torch.promote_types(logits.dtype, torch.float32)).tiny:
         return logits.argmax(dim=-1, keepdim=True)  # greedy: the single most likely token, the limit T -> 0
-    # Subtract the largest logit first: the best token's score is then exactly 0, so even a tiny
-    # temperature (1e-39) cannot overflow to inf (it only pushes the others to -inf).
+    # The best token's score exactly 0 first, so a tiny temperature cannot overflow it to inf.
     logits = (logits - logits.amax(dim=-1, keepdim=True)) / temperature  # <1 sharpens, >1 flattens
     if top_k is not None:
         kth = torch.topk(logits, top_k, dim=-1).values[:, [-1]]  # (B,1), the k-th largest logit
@@ -96,43 +70,36 @@ def sample_next(logits: torch.Tensor, temperature: float = 1.0, top_k: int | Non
     return torch.multinomial(probs, num_samples=1, generator=generator).to(logits.device)  # (B,1)
 
 
+@torch.no_grad()
 def _iter_tokens(model: nn.Module, idx: torch.Tensor, max_new_tokens: int, temperature: float,
                  top_k: int | None, generator: torch.Generator | None) -> Iterator[torch.Tensor]:
     """The naive sampling loop (arguments already checked): each new token, (B,1)."""
     was_training = model.training
     model.eval()
     try:
-        with torch.no_grad():
-            for _ in range(max_new_tokens):
-                idx_cond = idx[:, -model.block_size:]  # (B, <=block_size)
-                logits, _ = model(idx_cond)  # (B,T,V)
-                idx_next = sample_next(logits[:, -1, :], temperature, top_k, generator)  # (B,1)
-                # keep only the context the next step reads: memory and time per token stay flat
-                idx = torch.cat((idx_cond, idx_next), dim=1)  # (B, <=block_size+1)
-                yield idx_next
+        for _ in range(max_new_tokens):
+            idx_cond = idx[:, -model.block_size:]  # (B, <=block_size)
+            logits, _ = model(idx_cond)  # (B,T,V)
+            idx_next = sample_next(logits[:, -1, :], temperature, top_k, generator)  # (B,1)
+            # keep only the context the next step reads: memory and time per token stay flat
+            idx = torch.cat((idx_cond, idx_next), dim=1)  # (B, <=block_size+1)
+            yield idx_next
     finally:
         model.train(was_training)
 
 
 def iter_generate(model: nn.Module, idx: torch.Tensor, max_new_tokens: int, temperature: float = 1.0,
                   top_k: int | None = None, generator: torch.Generator | None = None) -> Iterator[torch.Tensor]:
-    """Yield ``max_new_tokens`` new tokens one at a time, each (B,1), for text that appears as it is made.
-
-    The naive way: every step runs the model over the whole context again, cropped to the last
-    ``block_size`` tokens (the position table has no rows beyond that). Dropout is off while
-    sampling. The arguments are checked now, before the first token is asked for.
-    """
+    """Each of ``max_new_tokens`` new tokens (B,1) as it is made (arguments checked now). The naive way:
+    every step runs the model over the whole context again, cropped to the last ``block_size`` tokens."""
     check_generate_args(model, idx, max_new_tokens, temperature, top_k)
     return _iter_tokens(model, idx, max_new_tokens, temperature, top_k, generator)
 
 
 def generate(model: nn.Module, idx: torch.Tensor, max_new_tokens: int, temperature: float = 1.0,
              top_k: int | None = None, generator: torch.Generator | None = None) -> torch.Tensor:
-    """Extend ``idx`` (B,T) by ``max_new_tokens`` sampled tokens -> (B, T + max_new_tokens).
-
-    ``temperature`` 0 means greedy; ``top_k`` keeps only the k most likely tokens at each step;
-    ``generator`` makes the samples reproducible.
-    """
+    """Extend ``idx`` (B,T) by ``max_new_tokens`` sampled tokens -> (B, T + max_new_tokens):
+    ``temperature`` 0 is greedy, ``top_k`` keeps the k most likely, ``generator`` makes it reproducible."""
     new = list(iter_generate(model, idx, max_new_tokens, temperature, top_k, generator))
     return torch.cat([idx, *new], dim=1)
 
@@ -140,18 +107,14 @@ def generate(model: nn.Module, idx: torch.Tensor, max_new_tokens: int, temperatu
 def stream_text(model: nn.Module, tokenizer, prompt: str, max_new_tokens: int = 300,
                 temperature: float = 1.0, top_k: int | None = None, seed: int = 1337, *,
                 prompt_name: str = "the prompt") -> Iterator[str]:
-    """Check everything now, then return an iterator over the new text, one token's text at a time.
-
-    An empty prompt, a character outside the vocabulary, a number out of range or a bad seed is a
-    `ValueError` that says what to change (``prompt_name`` names the prompt in it, e.g. the
-    command line's ``--prompt``), raised before anything is sampled or printed.
-    """
+    """Check every argument now (``prompt_name`` names the prompt in the message, e.g. ``--prompt``),
+    then return an iterator over the new text, one token's text at a time."""
     if not isinstance(prompt, str) or not prompt:
         raise ConfigError(f"{prompt_name} is empty: give at least one character for the model to "
                           f"continue (a newline will do)")
     ids = tokenizer.encode(prompt)  # an unknown character is a DataError that names it
     check_sampling_args(max_new_tokens, temperature, top_k, tokenizer.vocab_size)
-    generator = seeded_generator(seed)
+    generator = torch.Generator().manual_seed(check_seed(seed))  # on the CPU: one text anywhere
     device = next(model.parameters()).device
     idx = torch.tensor([ids], dtype=torch.long, device=device)  # (1,T)
     tokens = _iter_tokens(model, idx, max_new_tokens, temperature, top_k, generator)
@@ -161,8 +124,7 @@ def stream_text(model: nn.Module, tokenizer, prompt: str, max_new_tokens: int = 
 
 
 def _utf8_pieces(tokenizer, tokens: Iterator[torch.Tensor]) -> Iterator[str]:
-    """Each token's text as soon as its bytes complete a character (a byte-level tokenizer may
-    split one character's UTF-8 bytes across tokens); bytes that never do become U+FFFD."""
+    """Each token's text once its bytes complete a character (BPE may split one); U+FFFD if never."""
     decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
     for tok in tokens:
         yield decoder.decode(tokenizer.decode_bytes(tok[0].tolist()))
