@@ -1,8 +1,7 @@
-"""Causal self-attention, the readable way: `Head` and `MultiHeadAttention`, as the lecture builds them,
-and `CrossHead`, cross-attention (queries from one sequence, keys and values from another).
+"""Causal self-attention, the readable way (chapter 3): `Head` and `MultiHeadAttention`, as the lecture
+builds them, and `CrossHead` (queries from one sequence, keys and values from another).
 
-Shapes: B = batch, T = time, C = channels (n_embd), hs = head size (n_embd // n_head), S = the length
-of the other sequence (cross-attention).
+Shapes: B = batch, T = time, C = channels (n_embd), hs = head size, S = the other sequence's length.
 """
 
 import torch
