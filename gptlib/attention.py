@@ -20,7 +20,8 @@ class Head(nn.Module):
         self.query = nn.Linear(config.n_embd, head_size, bias=False)
         self.value = nn.Linear(config.n_embd, head_size, bias=False)
         # A buffer, not a parameter: the causal mask is fixed, and moves with the module to the device.
-        self.register_buffer("tril", torch.ones(config.block_size, config.block_size).tril(), persistent=False)
+        self.register_buffer("tril", torch.tril(torch.ones(config.block_size, config.block_size)),
+                             persistent=False)
         self.dropout = nn.Dropout(config.dropout)
 
     def attention_weights(self, x: torch.Tensor) -> torch.Tensor:
@@ -56,8 +57,7 @@ class MultiHeadAttention(nn.Module):
 
 
 class CrossHead(nn.Module):
-    """One head of cross-attention: x's queries read y's keys and values (in translation, an encoder's
-    output); no mask, since y is not x's future."""
+    """One head of cross-attention: x's queries read y's keys and values (an encoder's output); no mask."""
 
     def __init__(self, config: GPTConfig, head_size: int):
         super().__init__()
