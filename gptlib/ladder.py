@@ -71,9 +71,8 @@ COUNTERFACTUALS: dict[str, str] = {
 
 
 class RungLM(LanguageModel):
-    """The rungs from `SingleHeadLM` to `ResidualLM`: embeddings, the rung's `layers` applied in order
-    (`middle`), a linear head. The layers are made between the two, so created (and initialised) in
-    reading order."""
+    """The rungs from `SingleHeadLM` to `ResidualLM`: embeddings, the layers a rung's ``layers(config)``
+    makes (by attribute name, in order; made between the two, so initialised in reading order), a head."""
 
     def __init__(self, config: GPTConfig):
         super().__init__(config)  # the token and position embedding tables
@@ -83,19 +82,12 @@ class RungLM(LanguageModel):
         self.layer_names = list(layers)
         self.lm_head = nn.Linear(config.n_embd, config.vocab_size)
 
-    def layers(self, config: GPTConfig) -> dict[str, nn.Module]:
-        """The rung's layers between the embeddings and the head, by attribute name, in order."""
-        raise NotImplementedError
-
-    def middle(self, x: torch.Tensor) -> torch.Tensor:
-        """(B,T,C) -> (B,T,C) through the rung's layers."""
-        for name in self.layer_names:
-            x = getattr(self, name)(x)  # (B,T,C)
-        return x
-
     def forward(self, idx: torch.Tensor, targets: torch.Tensor | None = None):
         """(B,T) -> logits (B,T,V), loss."""
-        logits = self.lm_head(self.middle(self.embed(idx)))  # (B,T,C) -> (B,T,V)
+        x = self.embed(idx)  # (B,T,C)
+        for name in self.layer_names:
+            x = getattr(self, name)(x)  # (B,T,C)
+        logits = self.lm_head(x)  # (B,T,V)
         return logits, None if targets is None else lm_loss(logits, targets)
 
 
@@ -138,19 +130,12 @@ class MultiHeadFeedForwardLM(RungLM):
         return {"sa_heads": MultiHeadAttention(config), "ffwd": FeedForward(config)}  # talk, then think
 
 
-class ResidualBlock(nn.Module):
+class ResidualBlock(Block):
     """`gptlib.model.Block` without the LayerNorms: each sub-layer adds to the residual stream."""
 
     def __init__(self, config: GPTConfig):
-        super().__init__()
-        self.sa = MultiHeadAttention(config)
-        self.ffwd = FeedForward(config)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """(B,T,C) -> (B,T,C)."""
-        x = x + self.sa(x)  # the addition passes gradients straight through
-        x = x + self.ffwd(x)
-        return x
+        super().__init__(config)
+        self.ln1, self.ln2 = nn.Identity(), nn.Identity()  # (LayerNorm draws no random numbers)
 
 
 class ResidualLM(RungLM):
