@@ -1,9 +1,8 @@
-"""The fast path (chapter 6): the same GPT as `gptlib.model`, in fewer, bigger kernels.
-
-`CausalSelfAttention` is `MultiHeadAttention` with one fused QKV matmul and all heads batched; its
-attention is fused (``"sdpa"``) or spelled out (``"explicit"``), whichever the speed plan measured faster.
-On a CPU, dropout draws its mask from 16 random bits per element and saves it in 1 byte. `FastGPT` is
-`GPT` built from these parts, and saves and loads the readable `GPT`'s state-dict layout.
+"""The fast path (chapter 6): the same GPT as `gptlib.model`, in fewer, bigger kernels. `CausalSelfAttention`
+is `MultiHeadAttention` with one QKV matmul and all heads batched, its attention fused (``"sdpa"``) or
+spelled out (``"explicit"``), as the speed plan measured faster. On a CPU, dropout draws its mask from
+16 random bits per element and keeps it in 1 byte. `FastGPT` is `GPT` built from these parts; it saves
+and loads the readable `GPT`'s state-dict layout.
 
 Shapes: B = batch, T = time, C = channels (n_embd), nh = heads, hs = head size (C // nh), V = vocab.
 """

@@ -1,10 +1,8 @@
 """KV-cache generation (chapter 6), beside the naive `gptlib.sampling.generate`: each layer keeps the
-keys and values of the tokens so far in a `KVCache`, and a step feeds only the new token.
-
-Positions are absolute, so a full cache cannot slide: it is rebuilt from the last ``block_size // 2``
-tokens. The tokens are identical to `generate`'s while prompt + new tokens fit in ``block_size``;
-beyond, each token sees ``block_size // 2`` to ``block_size`` tokens of context (the naive loop:
-``block_size``). A `FastGPT` cast to bf16 samples with its cache in bf16 (half the bytes to read).
+keys and values of the tokens so far in a `KVCache`, and a step feeds only the new token. Positions are
+absolute, so a full cache is rebuilt from the last ``block_size // 2`` tokens: the text is `generate`'s
+while prompt + new tokens fit in ``block_size``, and beyond, each token sees ``block_size // 2`` to
+``block_size`` tokens. A `FastGPT` cast to bf16 samples with its cache in bf16 (half the bytes).
 
 Shapes: B = batch, T = time, C = channels, nh = heads, hs = head size, V = vocabulary size.
 """

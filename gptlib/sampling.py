@@ -89,7 +89,8 @@ def _iter_tokens(model: nn.Module, idx: torch.Tensor, max_new_tokens: int, tempe
 
 
 def iter_generate(model: nn.Module, idx: torch.Tensor, max_new_tokens: int, temperature: float = 1.0,
-                  top_k: int | None = None, generator: torch.Generator | None = None) -> Iterator[torch.Tensor]:
+                  top_k: int | None = None,
+                  generator: torch.Generator | None = None) -> Iterator[torch.Tensor]:
     """Each of ``max_new_tokens`` new tokens (B,1) as it is made (arguments checked now). The naive way:
     every step runs the model over the whole context again, cropped to the last ``block_size`` tokens."""
     check_generate_args(model, idx, max_new_tokens, temperature, top_k)
