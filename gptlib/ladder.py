@@ -65,14 +65,10 @@ COUNTERFACTUALS: dict[str, str] = {
     "gpt_post_norm": "the GPT, post-norm",
 }
 
-# The rung models: forward(idx, targets) -> ((B,T,V) logits, loss), with a ``block_size`` for
-# `gptlib.sampling.generate`. PyTorch's default initialisation, as in the lecture (the ``*_init``
-# counterfactuals measure gptlib's normal(0, 0.02) instead).
-
-
 class RungLM(LanguageModel):
     """The rungs from `SingleHeadLM` to `ResidualLM`: embeddings, the layers a rung's ``layers(config)``
-    makes (by attribute name, in order; made between the two, so initialised in reading order), a head."""
+    makes (by attribute name, in order; made between the two, so initialised in reading order), a head.
+    PyTorch's default initialisation, as in the lecture (the ``*_init`` counterfactuals: gptlib's)."""
 
     def __init__(self, config: GPTConfig):
         super().__init__(config)  # the token and position embedding tables
