@@ -15,6 +15,7 @@ from torch.nn import functional as F
 
 from gptlib.errors import ConfigError
 from gptlib.fast import CausalSelfAttention, FastGPT, fast_from_readable
+from gptlib.model import GPT
 from gptlib.sampling import check_generate_args, sample_next
 
 
@@ -75,11 +76,9 @@ def forward_cached(model: FastGPT, idx: torch.Tensor, cache: KVCache) -> torch.T
 
 def _as_fast(model: nn.Module) -> FastGPT:
     """The model as a `FastGPT` (a readable `GPT`'s weights load into one as they are; done once)."""
-    if isinstance(model, FastGPT):
-        return model
-    if not hasattr(model, "blocks") or not hasattr(model, "config"):
+    if not isinstance(model, GPT):
         raise ConfigError(f"KV-cache generation needs a GPT or FastGPT, got {type(model).__name__}")
-    return fast_from_readable(model)
+    return model if isinstance(model, FastGPT) else fast_from_readable(model)
 
 
 def iter_generate_cached(model: nn.Module, idx: torch.Tensor, max_new_tokens: int, temperature: float = 1.0,
