@@ -56,15 +56,9 @@ class MultiHeadAttention(nn.Module):
         return self.dropout(self.proj(out))  # (B,T,C)
 
 
-class CrossHead(nn.Module):
-    """One head of cross-attention: x's queries read y's keys and values (an encoder's output); no mask."""
-
-    def __init__(self, config: GPTConfig, head_size: int):
-        super().__init__()
-        self.key = nn.Linear(config.n_embd, head_size, bias=False)
-        self.query = nn.Linear(config.n_embd, head_size, bias=False)
-        self.value = nn.Linear(config.n_embd, head_size, bias=False)
-        self.dropout = nn.Dropout(config.dropout)
+class CrossHead(Head):
+    """One head of cross-attention, `Head`'s layers: x's queries read y's keys and values (in translation,
+    an encoder's output). No mask: y is not x's future."""
 
     def attention_weights(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         """The (B,T,S) attention matrix: row t is how much x's token t reads from each token of y."""
