@@ -1,8 +1,6 @@
-"""The ablation ladder (chapters 2, 4, 5): the lecture's models between the bigram and the GPT, one
-small class per rung, with counterfactual rungs (`COUNTERFACTUALS`) that each change one thing the
-chapters argue for; the one budget they share (`LADDER`); `train_rung`, which trains a rung through
-`gptlib.run.train_run` once per seed and scores it on whole splits (`split_loss`); and the results
-file (`record_rung`, `load_ladder`, `ladder_table`).
+"""The ablation ladder (chapters 2, 4, 5): the lecture's models between the bigram and the GPT, a class
+per rung, `COUNTERFACTUALS` that each change one thing the chapters argue for, their budget (`LADDER`),
+`train_rung` (train, then score on whole splits) and the results file (`record_rung`, `ladder_table`).
 
 Shapes: B = batch, T = time, C = channels (n_embd), V = vocabulary size.
 """
@@ -28,9 +26,8 @@ from gptlib.presets import Preset
 from gptlib.run import Corpus, Run, RunResult, train_run
 from gptlib.speed import READABLE
 
-# The shared budget: the lecture's small model (32 wide, 4 heads, 3 blocks, context 8, batch 32), with
-# 3,000 steps instead of 5,000 so that a rung takes about a minute on a laptop CPU. To make up for the
-# fewer steps the learning rate warms up to 3e-3 and decays to 3e-4 (the lecture: a constant 1e-3).
+# The lecture's small model with 3,000 steps instead of 5,000 (about a minute a rung on a laptop CPU); for
+# the fewer steps the learning rate warms up to 3e-3 and decays to 3e-4 (the lecture: a constant 1e-3).
 LADDER = Preset(
     "ladder", "the shared budget of the ablation ladder: the lecture's small model, 3,000 steps",
     GPTConfig(vocab_size=65, block_size=8, n_embd=32, n_head=4, n_layer=3, dropout=0.0),
@@ -49,8 +46,7 @@ RUNGS: dict[str, str] = {
     "scaled_up": "scaled up (cpu preset)",
 }
 
-# The seeds of the ladder's rungs: each rung is trained once per seed (weights and batches both change),
-# so the table can say how far apart two runs of the same model land.
+# Each rung trains once per seed (weights and batches change): how far apart two runs of one model land.
 LADDER_SEEDS = (1337, 1338, 1339)
 
 # Counterfactual rungs: one change to a rung, to measure a claim the chapters make. Name -> label.
@@ -65,10 +61,10 @@ COUNTERFACTUALS: dict[str, str] = {
     "gpt_post_norm": "the GPT, post-norm",
 }
 
+
 class RungLM(LanguageModel):
-    """The rungs from `SingleHeadLM` to `ResidualLM`: embeddings, the layers a rung's ``layers(config)``
-    makes (by attribute name, in order; made between the two, so initialised in reading order), a head.
-    PyTorch's default initialisation, as in the lecture (the ``*_init`` counterfactuals: gptlib's)."""
+    """The rungs `SingleHeadLM` to `ResidualLM`: embeddings, the layers ``layers(config)`` names (made in
+    reading order), a head; PyTorch's default initialisation, as the lecture's (``*_init``: gptlib's)."""
 
     def __init__(self, config: GPTConfig):
         super().__init__(config)  # the token and position embedding tables
@@ -79,7 +75,6 @@ class RungLM(LanguageModel):
         self.lm_head = nn.Linear(config.n_embd, config.vocab_size)
 
     def forward(self, idx: torch.Tensor, targets: torch.Tensor | None = None):
-        """(B,T) -> logits (B,T,V), loss."""
         x = self.embed(idx)  # (B,T,C)
         for name in self.layer_names:
             x = getattr(self, name)(x)  # (B,T,C)
@@ -142,8 +137,7 @@ class ResidualLM(RungLM):
 
 
 class LayerNormLM(GPT):
-    """`gptlib.model.GPT` with PyTorch's default initialisation, like the rungs below it: this rung
-    adds LayerNorm and nothing else."""
+    """`gptlib.model.GPT` with PyTorch's default initialisation, like the rungs below: it adds LayerNorm."""
 
     def __init__(self, config: GPTConfig):
         super().__init__(config)
@@ -156,8 +150,7 @@ class UnscaledHead(Head):
     """`Head` without the 1/sqrt(hs) scale: the scores q·k keep a variance of about hs (chapter 3)."""
 
     def attention_weights(self, x: torch.Tensor) -> torch.Tensor:
-        """The (B,T,T) attention matrix, from unscaled scores."""
-        B, T, C = x.shape
+        T = x.shape[1]
         wei = self.query(x) @ self.key(x).transpose(-2, -1)  # (B,T,hs) @ (B,hs,T) -> (B,T,T)
         wei = wei.masked_fill(self.tril[:T, :T] == 0, float("-inf"))
         return F.softmax(wei, dim=-1)  # (B,T,T)
@@ -169,8 +162,7 @@ class UnscaledLM(LayerNormLM):
     def __init__(self, config: GPTConfig):
         super().__init__(config)
         for block in self.blocks:
-            heads = block.sa.heads
-            block.sa.heads = nn.ModuleList(UnscaledHead(config, config.head_size) for _ in heads)
+            block.sa.heads = nn.ModuleList(UnscaledHead(config, config.head_size) for _ in block.sa.heads)
 
 
 class NoPositionsLM(LayerNormLM):
@@ -181,19 +173,15 @@ class NoPositionsLM(LayerNormLM):
         del self.position_embedding_table
 
     def embed(self, idx: torch.Tensor, start: int = 0) -> torch.Tensor:
-        """(B,T) -> (B,T,C): what each token is, not where."""
         return self.token_embedding_table(idx)
 
 
 class PostNormBlock(Block):
-    """The block of "Attention Is All You Need" (Vaswani et al., 2017): `gptlib.model.Block`'s layers,
-    each LayerNorm after its residual addition (post-norm)."""
+    """`gptlib.model.Block`, each LayerNorm after its residual addition ("Attention Is All You Need")."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """(B,T,C) -> (B,T,C)."""
         x = self.ln1(x + self.sa(x))  # add, then normalise the stream
-        x = self.ln2(x + self.ffwd(x))
-        return x
+        return self.ln2(x + self.ffwd(x))
 
 
 class PostNormLM(LayerNormLM):
@@ -204,18 +192,11 @@ class PostNormLM(LayerNormLM):
         self.blocks = nn.Sequential(*[PostNormBlock(config) for _ in range(config.n_layer)])
 
 
-def budget_dict(budget: Preset) -> dict:
-    """A budget as plain JSON: its name, description and both configs."""
-    return {"name": budget.name, "description": budget.description,
-            "model": asdict(budget.model), "train": asdict(budget.train)}
-
-
 @torch.no_grad()
 def split_loss(model: nn.Module, data: torch.Tensor, block_size: int, *, chunks: int | None = None,
                device: torch.device | str | None = None, batch_size: int = 512) -> float:
-    """The mean next-token loss over a split in eval mode, with no random sampling: the split cut into
-    back-to-back chunks of ``block_size`` (every token but the first a target once), or only ``chunks``
-    of them spread evenly over it. On ``device``, by default the model's own."""
+    """The mean next-token loss over a split in eval mode, on ``device`` (default: the model's): the split
+    cut into chunks of ``block_size`` (each token but the first a target once), or ``chunks`` of them."""
     device = next(model.parameters()).device if device is None else device
     was_training = model.training
     model.eval()
@@ -234,32 +215,26 @@ def split_loss(model: nn.Module, data: torch.Tensor, block_size: int, *, chunks:
     return total / (n * block_size)
 
 
-# How `split_scores` scores a model, in the ladder file's words.
 SPLIT_SCORES = "whole val split; as many chunks spread over train"
 
 
 def split_scores(model: nn.Module, corpus: Corpus, block_size: int,
                  device: torch.device | str | None = None) -> dict:
-    """``{"train_loss", "val_loss"}``: the whole val split, and as many chunks spread over train, so
-    the two are equally precise and the gap between them is measured."""
+    """``{"train_loss", "val_loss"}``: the whole val split, as many chunks of train (equally precise)."""
     val_chunks = (len(corpus.val_data) - 1) // block_size
     return {"train_loss": split_loss(model, corpus.train_data, block_size, chunks=val_chunks, device=device),
             "val_loss": split_loss(model, corpus.val_data, block_size, device=device)}
 
 
-def _mean_std(values: list[float]) -> tuple[float, float | None]:
-    """The mean, and the sample standard deviation (None for a single value)."""
-    return statistics.fmean(values), (statistics.stdev(values) if len(values) > 1 else None)
-
-
 def _entry(name: str, label: str, kind: str, evaluated_on: str, runs: list[dict], first: RunResult,
            device: str, budget: str) -> dict:
     """A ladder entry: the runs' mean losses and their spread, the first run's model and history."""
-    val, val_std = _mean_std([r["val_loss"] for r in runs])
-    train, train_std = _mean_std([r["train_loss"] for r in runs])
-    return {"name": name, "label": label, "kind": kind, "val_loss": val, "val_std": val_std,
-            "train_loss": train, "train_std": train_std, "evaluated_on": evaluated_on, "seeds": runs,
-            "params": count_parameters(first.model),
+    entry = {"name": name, "label": label, "kind": kind}
+    for split in ("val", "train"):  # the sample standard deviation: None for one run
+        losses = [r[f"{split}_loss"] for r in runs]
+        entry[f"{split}_loss"] = statistics.fmean(losses)
+        entry[f"{split}_std"] = statistics.stdev(losses) if len(runs) > 1 else None
+    return {**entry, "evaluated_on": evaluated_on, "seeds": runs, "params": count_parameters(first.model),
             "wall_s": round(statistics.fmean(r["wall_s"] for r in runs), 1), "device": device,
             "budget": budget, "model": asdict(first.run.model), "history": first.history.to_dict()}
 
@@ -267,20 +242,17 @@ def _entry(name: str, label: str, kind: str, evaluated_on: str, runs: list[dict]
 def train_rung(name: str, make_model: Callable[[GPTConfig], nn.Module], budget: Preset, corpus: Corpus,
                *, seeds: Sequence[int] | None = None, label: str | None = None,
                device: torch.device | str = "cpu", progress: bool = True) -> tuple[dict, nn.Module]:
-    """Train the rung ``make_model`` builds with ``budget`` through `gptlib.run.train_run`, the
-    readable way, once per seed (default: the budget's own; each seeds weights and batches), score
-    each run with `split_scores`, and return the ladder entry and the first seed's model."""
-    seeds = tuple(seeds) if seeds is not None else (budget.train.seed,)
+    """Train ``make_model``'s rung on ``budget`` (`gptlib.run.train_run`, the readable way) once per seed
+    (default: the budget's), score each run (`split_scores`): the ladder entry, the first seed's model."""
     runs, first = [], None
-    for seed in seeds:
+    for seed in (budget.train.seed,) if seeds is None else seeds:
         start = time.perf_counter()
         run = Run.from_preset(replace(budget, train=replace(budget.train, seed=seed)), speed=READABLE,
                               device=str(device))
-        result = train_run(run, make_model=make_model, corpus=corpus, progress=progress,
-                           log=lambda _: None)
-        wall_s = time.perf_counter() - start
+        result = train_run(run, make_model=make_model, corpus=corpus, progress=progress, log=lambda _: None)
+        wall_s = round(time.perf_counter() - start, 1)
         scores = split_scores(result.model, corpus, budget.model.block_size, result.device)
-        runs.append({"seed": seed, **scores, "wall_s": round(wall_s, 1)})
+        runs.append({"seed": seed, **scores, "wall_s": wall_s})
         first = first or result
     kind = "counterfactual" if name in COUNTERFACTUALS else "rung"
     label = label or RUNGS.get(name) or COUNTERFACTUALS.get(name, name)
@@ -309,12 +281,7 @@ def load_ladder(path: str | os.PathLike, fallback: str | os.PathLike | None = No
     for candidate in (path, fallback):
         if candidate is not None and Path(candidate).exists():
             return json.loads(Path(candidate).read_text())
-    return {"budget": budget_dict(LADDER), "rungs": []}
-
-
-def _ladder_index(name: str) -> float:
-    order = [*RUNGS, *COUNTERFACTUALS]
-    return order.index(name) if name in order else float("inf")
+    return {"budget": asdict(LADDER), "rungs": []}
 
 
 def ladder_file(folder: str | os.PathLike | None = None) -> Path:
@@ -324,48 +291,41 @@ def ladder_file(folder: str | os.PathLike | None = None) -> Path:
 
 def record_rung(rung: dict, path: str | os.PathLike | None = None,
                 start_from: str | os.PathLike | None = None) -> dict:
-    """Add ``rung`` to the ladder file at ``path`` (default: `ladder_file`), atomically, and return it.
-
-    A new file starts as a copy of ``start_from`` (never written). A rung of the same name is replaced
-    in place; a new one goes to its place in ladder order, then the counterfactuals, then any other
-    name. A ``smoke``-budget rung (the tests') goes to ``ladder-smoke.json`` beside ``path`` instead.
-    """
+    """Add ``rung`` to the ladder file at ``path`` (default: `ladder_file`; a new one starts as a copy of
+    ``start_from``), atomically: in place of its namesake, else in ladder order, counterfactuals, others.
+    A ``smoke``-budget rung (the tests') goes to ``ladder-smoke.json`` beside ``path`` instead."""
     path = ladder_file() if path is None else Path(path)
     if rung.get("budget") == "smoke":
         path, start_from = path.with_name(f"{path.stem}-smoke{path.suffix}"), None
     ladder = load_ladder(path, fallback=start_from)
-    ladder["budget"] = budget_dict(LADDER)
+    ladder["budget"] = asdict(LADDER)
     rungs = ladder["rungs"]
     names = [r["name"] for r in rungs]
     if rung["name"] in names:
         rungs[names.index(rung["name"])] = rung
     else:
-        i = _ladder_index(rung["name"])
-        pos = next((k for k, r in enumerate(rungs) if _ladder_index(r["name"]) > i), len(rungs))
-        rungs.insert(pos, rung)
+        order = {n: i for i, n in enumerate([*RUNGS, *COUNTERFACTUALS])}  # any other name goes last
+        rank = [order.get(r["name"], len(order)) for r in [*rungs, rung]]
+        rungs.insert(next((k for k in range(len(rungs)) if rank[k] > rank[-1]), len(rungs)), rung)
     with atomic_write(path) as f:
         f.write((json.dumps(ladder, indent=1) + "\n").encode("utf-8"))
     return ladder
 
 
 def ladder_table(ladder: dict, names=None) -> str:
-    """The ladder as a text table as wide as its contents (88 characters fit): rung, budget (when the
-    rungs differ in it), params, seeds, mean train and val loss, val's spread (±), val-train, wall s."""
+    """The ladder as a text table (88 characters fit): rung, budget (if the rungs differ), params, seeds,
+    mean train and val loss, val's spread (±), val-train, wall s; only ``names``' rungs if given."""
     rungs = ladder["rungs"]
     if names is not None:
         by_name = {r["name"]: r for r in rungs}
         rungs = [by_name[n] for n in names if n in by_name]
-    wl = max([len("rung")] + [len(r["label"]) for r in rungs])
-    wp = max([len("params")] + [len(f"{r['params']:,}") for r in rungs])
-    budgets = len({r["budget"] for r in rungs}) > 1
-    wb = max([len("budget")] + [len(r["budget"]) for r in rungs])
-    budget = (lambda text: f" {text:<{wb}}") if budgets else (lambda text: "")
-    lines = [f"{'rung':<{wl}}{budget('budget')} {'params':>{wp}} {'seeds':>5} {'train':>6} {'val':>6} "
-             f"{'±':>6} {'val-train':>9} {'wall s':>6}"]
+    rows = [("rung", "budget", "params", "seeds", "train", "val", "±", "val-train", "wall s")]
     for r in rungs:
-        seeds = len(r.get("seeds", [])) or 1
         std = "" if r.get("val_std") is None else f"{r['val_std']:.4f}"
-        lines.append(f"{r['label']:<{wl}}{budget(r['budget'])} {r['params']:>{wp},} {seeds:>5} "
-                     f"{r['train_loss']:>6.4f} {r['val_loss']:>6.4f} {std:>6} "
-                     f"{r['val_loss'] - r['train_loss']:>9.4f} {r['wall_s']:>6.1f}")
-    return "\n".join(lines)
+        rows.append((r["label"], r["budget"], f"{r['params']:,}", str(len(r.get("seeds", [])) or 1),
+                     f"{r['train_loss']:.4f}", f"{r['val_loss']:.4f}", std,
+                     f"{r['val_loss'] - r['train_loss']:.4f}", f"{r['wall_s']:.1f}"))
+    widths = [max(len(row[i]) for row in rows) for i in range(3)] + [5, 6, 6, 6, 9, 6]
+    columns = [i for i in range(9) if i != 1 or len({r["budget"] for r in rungs}) > 1]  # budget if differs
+    return "\n".join(" ".join(f"{row[i]:{'<' if i < 2 else '>'}{widths[i]}}" for i in columns)
+                     for row in rows)
