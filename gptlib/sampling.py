@@ -1,7 +1,5 @@
-"""Sampling text from a trained model (chapter 2): `generate`, a pure function of the model, the prompt
-and a ``torch.Generator``, and `sample_text`, the same from a prompt string to a string. Each entry
-checks its arguments once; the loops below trust them. A seed makes a generator on the CPU and every
-token is drawn there, so the same seed gives the same text on a CPU or a GPU (up to the logits' last bits).
+"""Sampling text (chapter 2): `generate` (model, prompt, ``torch.Generator``) and `sample_text` (string to
+string), each checking its arguments once; a seed draws on the CPU: one text on a CPU or a GPU.
 
 Shapes: B = batch, T = time, V = vocabulary size.
 """
@@ -25,11 +23,10 @@ def check_sampling_args(max_new_tokens: int, temperature: float, top_k: int | No
         raise ConfigError(f"max_new_tokens must be an integer >= 0, got {max_new_tokens!r}")
     if not isinstance(temperature, (int, float)) or not math.isfinite(temperature) or temperature < 0:
         raise ConfigError(f"temperature must be a finite number >= 0 (0 = greedy), got {temperature!r}")
-    if top_k is not None:
-        if not isinstance(top_k, int) or isinstance(top_k, bool) or top_k < 1:
-            raise ConfigError(f"top_k must be an integer >= 1 (or None for no limit), got {top_k!r}")
-        if vocab_size is not None and top_k > vocab_size:
-            raise ConfigError(f"top_k ({top_k}) cannot exceed the vocabulary size ({vocab_size})")
+    if top_k is not None and (not isinstance(top_k, int) or isinstance(top_k, bool) or top_k < 1):
+        raise ConfigError(f"top_k must be an integer >= 1 (or None for no limit), got {top_k!r}")
+    if top_k is not None and vocab_size is not None and top_k > vocab_size:
+        raise ConfigError(f"top_k ({top_k}) cannot exceed the vocabulary size ({vocab_size})")
 
 
 def check_generate_args(model: nn.Module, idx: torch.Tensor, max_new_tokens: int, temperature: float,
@@ -43,8 +40,7 @@ def check_generate_args(model: nn.Module, idx: torch.Tensor, max_new_tokens: int
 
 
 def default_prompt(tokenizer) -> str:
-    """The prompt when none is given: a newline (where a speech starts) if the vocabulary has one, else
-    its first token, so it never names a character the model has not seen."""
+    """The prompt when none is given: a newline (where a speech starts), else the vocabulary's first token."""
     try:
         tokenizer.encode("\n")
     except ValueError:  # a DataError: a text without a newline
@@ -55,18 +51,14 @@ def default_prompt(tokenizer) -> str:
 def sample_next(logits: torch.Tensor, temperature: float = 1.0, top_k: int | None = None,
                 generator: torch.Generator | None = None) -> torch.Tensor:
     """Pick the next token from the last position's logits (B,V) -> (B,1)."""
-    # A temperature under the smallest normal float (1.2e-38 in fp32) may be flushed to 0 (a GPU does):
-    # 0 / 0 would be NaN. There even a 1e-7 logit gap is 1e31 temperatures wide: greedy anyway.
+    # Below the smallest normal float (a GPU may flush it to 0: 0 / 0 = NaN), greedy is the answer anyway.
     if temperature < torch.finfo(torch.promote_types(logits.dtype, torch.float32)).tiny:
         return logits.argmax(dim=-1, keepdim=True)  # greedy: the single most likely token, the limit T -> 0
-    # The best token's score exactly 0 first, so a tiny temperature cannot overflow it to inf.
-    logits = (logits - logits.amax(dim=-1, keepdim=True)) / temperature  # <1 sharpens, >1 flattens
+    logits = (logits - logits.amax(dim=-1, keepdim=True)) / temperature  # best 0: no inf; <1 sharpens
     if top_k is not None:
         kth = torch.topk(logits, top_k, dim=-1).values[:, [-1]]  # (B,1), the k-th largest logit
         logits = logits.masked_fill(logits < kth, float("-inf"))  # keep only the k most likely
-    probs = F.softmax(logits, dim=-1)  # (B,V)
-    if generator is not None and generator.device != probs.device:
-        probs = probs.to(generator.device)  # draw where the generator lives (the CPU: one rule)
+    probs = F.softmax(logits, dim=-1).to(logits.device if generator is None else generator.device)  # (B,V)
     return torch.multinomial(probs, num_samples=1, generator=generator).to(logits.device)  # (B,1)
 
 
@@ -81,8 +73,7 @@ def _iter_tokens(model: nn.Module, idx: torch.Tensor, max_new_tokens: int, tempe
             idx_cond = idx[:, -model.block_size:]  # (B, <=block_size)
             logits, _ = model(idx_cond)  # (B,T,V)
             idx_next = sample_next(logits[:, -1, :], temperature, top_k, generator)  # (B,1)
-            # keep only the context the next step reads: memory and time per token stay flat
-            idx = torch.cat((idx_cond, idx_next), dim=1)  # (B, <=block_size+1)
+            idx = torch.cat((idx_cond, idx_next), dim=1)  # (B, <=block_size+1): what the next step reads
             yield idx_next
     finally:
         model.train(was_training)
@@ -91,8 +82,7 @@ def _iter_tokens(model: nn.Module, idx: torch.Tensor, max_new_tokens: int, tempe
 def iter_generate(model: nn.Module, idx: torch.Tensor, max_new_tokens: int, temperature: float = 1.0,
                   top_k: int | None = None,
                   generator: torch.Generator | None = None) -> Iterator[torch.Tensor]:
-    """Each of ``max_new_tokens`` new tokens (B,1) as it is made (arguments checked now). The naive way:
-    every step runs the model over the whole context again, cropped to the last ``block_size`` tokens."""
+    """Each new token (B,1) as it is made (arguments checked now), from the whole context (<= block_size)."""
     check_generate_args(model, idx, max_new_tokens, temperature, top_k)
     return _iter_tokens(model, idx, max_new_tokens, temperature, top_k, generator)
 
@@ -101,23 +91,20 @@ def generate(model: nn.Module, idx: torch.Tensor, max_new_tokens: int, temperatu
              top_k: int | None = None, generator: torch.Generator | None = None) -> torch.Tensor:
     """Extend ``idx`` (B,T) by ``max_new_tokens`` sampled tokens -> (B, T + max_new_tokens):
     ``temperature`` 0 is greedy, ``top_k`` keeps the k most likely, ``generator`` makes it reproducible."""
-    new = list(iter_generate(model, idx, max_new_tokens, temperature, top_k, generator))
-    return torch.cat([idx, *new], dim=1)
+    return torch.cat([idx, *iter_generate(model, idx, max_new_tokens, temperature, top_k, generator)], dim=1)
 
 
 def stream_text(model: nn.Module, tokenizer, prompt: str, max_new_tokens: int = 300,
                 temperature: float = 1.0, top_k: int | None = None, seed: int = 1337, *,
                 prompt_name: str = "the prompt") -> Iterator[str]:
-    """Check every argument now (``prompt_name`` names the prompt in the message, e.g. ``--prompt``),
-    then return an iterator over the new text, one token's text at a time."""
+    """Check every argument now (``prompt_name`` names the prompt), then the new text token by token."""
     if not isinstance(prompt, str) or not prompt:
         raise ConfigError(f"{prompt_name} is empty: give at least one character for the model to "
                           f"continue (a newline will do)")
     ids = tokenizer.encode(prompt)  # an unknown character is a DataError that names it
     check_sampling_args(max_new_tokens, temperature, top_k, tokenizer.vocab_size)
     generator = torch.Generator().manual_seed(check_seed(seed))  # on the CPU: one text anywhere
-    device = next(model.parameters()).device
-    idx = torch.tensor([ids], dtype=torch.long, device=device)  # (1,T)
+    idx = torch.tensor([ids], dtype=torch.long, device=next(model.parameters()).device)  # (1,T)
     tokens = _iter_tokens(model, idx, max_new_tokens, temperature, top_k, generator)
     if hasattr(tokenizer, "decode_bytes"):  # BPE: a character's bytes may span two tokens
         return _utf8_pieces(tokenizer, tokens)
@@ -135,8 +122,8 @@ def _utf8_pieces(tokenizer, tokens: Iterator[torch.Tensor]) -> Iterator[str]:
 def sample_text(model: nn.Module, tokenizer, prompt: str, max_new_tokens: int = 300,
                 temperature: float = 1.0, top_k: int | None = None, seed: int = 1337,
                 on_token: Callable[[str], None] | None = None) -> str:
-    """``prompt`` followed by ``max_new_tokens`` sampled tokens; ``on_token`` gets each new token's
-    text as soon as it is made. Checked as `stream_text` checks; the same ``seed`` gives the same text."""
+    """``prompt`` and ``max_new_tokens`` sampled tokens (checked as `stream_text` checks; one text a
+    ``seed``); ``on_token`` gets each new token's text as soon as it is made."""
     pieces = []
     for piece in stream_text(model, tokenizer, prompt, max_new_tokens, temperature, top_k, seed):
         pieces.append(piece)
