@@ -1,8 +1,7 @@
 """Attention maps (chapter 7): every head's attention weights for one prompt, read through the readable
 `GPT` (fused kernels never write the (T,T) weights to memory), and a few numbers per head.
 
-Shapes: T = time, C = channels (n_embd), L = layers, nh = heads per layer.
-"""
+Shapes: T = time, C = channels (n_embd), L = layers, nh = heads per layer."""
 
 import torch
 
@@ -12,9 +11,8 @@ from gptlib.model import GPT
 
 @torch.no_grad()
 def attention_maps(model: GPT, idx: torch.Tensor) -> torch.Tensor:
-    """The attention weights of every layer and head for one sequence ``idx`` (T,) or (1,T) ->
-    (L, nh, T, T): [l, h, t, s] is how much token t reads from token s in head h of block l. In eval
-    mode (no dropout), as when sampling; the model's mode is put back afterwards."""
+    """Every layer's and head's attention weights for one sequence ``idx`` (T,) or (1,T) -> (L,nh,T,T):
+    [l, h, t, s] is how much token t reads from token s in head h of block l; in eval mode, as sampling."""
     if not all(hasattr(getattr(b, "sa", None), "heads") for b in getattr(model, "blocks", [None])):
         raise ConfigError("attention_maps needs the readable GPT (gptlib.model.GPT), whose heads can "
                           "return their weights; map a fast model's weights to a GPT first")
@@ -37,10 +35,9 @@ def attention_maps(model: GPT, idx: torch.Tensor) -> torch.Tensor:
 
 
 def head_summary(maps: torch.Tensor, tokens: str | None = None) -> list[dict]:
-    """Per head of ``maps`` (L,nh,T,T), the mean over rows t >= 1 of the weight on t-1 (``previous``),
-    on t (``current``), and the row's entropy over log(t+1) (``spread``: 0 reads one token, 1 evenly);
-    given the prompt's characters ``tokens``, the weight on the start of the word (``word_start``) and
-    of the line (``line_start``) from tokens 2+ past it (NaN if none)."""
+    """Per head of ``maps`` (L,nh,T,T), the mean over rows t >= 1 of the weight on t-1 (``previous``), on t
+    (``current``), the row's entropy over log(t+1) (``spread``: 0 reads one token, 1 evenly); given the
+    prompt's characters ``tokens``, on the start of the word and line (``word_start``, ``line_start``)."""
     L, nh, T, _ = maps.shape
     if T < 2:
         raise ConfigError("head_summary needs at least two tokens")
@@ -60,16 +57,14 @@ def head_summary(maps: torch.Tensor, tokens: str | None = None) -> list[dict]:
 
 
 def _weight_on_start(maps: torch.Tensor, tokens: str, marks: str) -> torch.Tensor:
-    """Mean weight each head puts on the last character in ``marks`` plus the character after it, from
-    the tokens at t >= mark + 3 -> (L,nh)."""
-    rows, cols, last = [], [], None
+    """Mean weight on the last of ``marks`` and the next character, from tokens t >= mark + 3 -> (L,nh)."""
+    pairs, last = [], None  # (t, the last mark before t - 2)
     for t, ch in enumerate(tokens):
         if last is not None and last < t - 2:
-            rows.append(t)
-            cols.append(last)
+            pairs.append((t, last))
         if ch in marks:
             last = t
-    if not rows:
+    if not pairs:
         return torch.full(maps.shape[:2], float("nan"), device=maps.device)
-    rows, cols = torch.tensor(rows, device=maps.device), torch.tensor(cols, device=maps.device)  # (P,)
+    rows, cols = torch.tensor(pairs, device=maps.device).T  # 2 x (P,)
     return (maps[:, :, rows, cols] + maps[:, :, rows, cols + 1]).mean(-1)  # (L,nh)

@@ -1,7 +1,6 @@
 """The transformer: `FeedForward`, `Block` and the `GPT` language model, read top to bottom.
 
-Shapes: B = batch, T = time, C = channels (n_embd), V = vocabulary size.
-"""
+Shapes: B = batch, T = time, C = channels (n_embd), V = vocabulary size."""
 
 from collections.abc import Callable
 
@@ -28,8 +27,7 @@ class FeedForward(nn.Module):
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """(B,T,C) -> (B,T,C)."""
-        return self.net(x)
+        return self.net(x)  # (B,T,C) -> (B,T,C), each token on its own
 
 
 class Block(nn.Module):
@@ -50,8 +48,7 @@ class Block(nn.Module):
 
 
 class LanguageModel(nn.Module):
-    """Token and position embeddings in (the frame of the GPT and the ladder's rungs); a subclass adds
-    its layers and ``lm_head`` after them."""
+    """Token and position embeddings, then a subclass's layers and ``lm_head`` (the GPT, the rungs)."""
 
     def __init__(self, config: GPTConfig):
         super().__init__()
@@ -81,8 +78,7 @@ class GPT(LanguageModel):
     def forward(self, idx: torch.Tensor, targets: torch.Tensor | None = None):
         """``idx`` (B,T) token ids -> logits (B,T,V) and the loss if ``targets`` (B,T) is given."""
         if idx.shape[1] > self.block_size:
-            raise ConfigError(f"sequence length {idx.shape[1]} exceeds block_size {self.block_size}; crop "
-                              f"the context to the last {self.block_size} tokens")
+            raise ConfigError(f"{idx.shape[1]} tokens exceed block_size {self.block_size}: crop the context")
         x = self.embed(idx)  # (B,T) -> (B,T,C)
         x = self.blocks(x)  # (B,T,C)
         x = self.ln_f(x)  # (B,T,C)
