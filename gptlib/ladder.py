@@ -6,7 +6,6 @@ Shapes: B = batch, T = time, C = channels (n_embd), V = vocabulary size.
 """
 
 import json
-import os
 import statistics
 import time
 from collections.abc import Callable, Sequence
@@ -28,12 +27,10 @@ from gptlib.speed import READABLE
 
 # The lecture's small model with 3,000 steps instead of 5,000 (about a minute a rung on a laptop CPU); for
 # the fewer steps the learning rate warms up to 3e-3 and decays to 3e-4 (the lecture: a constant 1e-3).
-LADDER = Preset(
-    "ladder", "the shared budget of the ablation ladder: the lecture's small model, 3,000 steps",
-    GPTConfig(vocab_size=65, block_size=8, n_embd=32, n_head=4, n_layer=3, dropout=0.0),
-    TrainConfig(batch_size=32, max_iters=3000, eval_interval=300, eval_iters=50, learning_rate=3e-3,
-                min_lr=3e-4, warmup_iters=100, decay_lr=True, grad_clip=1.0),
-)
+LADDER = Preset("ladder", "the shared budget of the ablation ladder: the lecture's small model, 3,000 steps",
+                GPTConfig(vocab_size=65, block_size=8, n_embd=32, n_head=4, n_layer=3, dropout=0.0),
+                TrainConfig(batch_size=32, max_iters=3000, eval_interval=300, eval_iters=50,
+                            learning_rate=3e-3, min_lr=3e-4, warmup_iters=100, decay_lr=True, grad_clip=1.0))
 
 # The rung names in ladder order, and how the table labels them.
 RUNGS: dict[str, str] = {
@@ -48,6 +45,9 @@ RUNGS: dict[str, str] = {
 
 # Each rung trains once per seed (weights and batches change): how far apart two runs of one model land.
 LADDER_SEEDS = (1337, 1338, 1339)
+
+# How `split_scores` scores a rung, in the ladder file's words.
+SPLIT_SCORES = "whole val split; as many chunks spread over train"
 
 # Counterfactual rungs: one change to a rung, to measure a claim the chapters make. Name -> label.
 COUNTERFACTUALS: dict[str, str] = {
@@ -215,9 +215,6 @@ def split_loss(model: nn.Module, data: torch.Tensor, block_size: int, *, chunks:
     return total / (n * block_size)
 
 
-SPLIT_SCORES = "whole val split; as many chunks spread over train"
-
-
 def split_scores(model: nn.Module, corpus: Corpus, block_size: int,
                  device: torch.device | str | None = None) -> dict:
     """``{"train_loss", "val_loss"}``: the whole val split, as many chunks of train (equally precise)."""
@@ -227,16 +224,17 @@ def split_scores(model: nn.Module, corpus: Corpus, block_size: int,
 
 
 def _entry(name: str, label: str, kind: str, evaluated_on: str, runs: list[dict], first: RunResult,
-           device: str, budget: str) -> dict:
-    """A ladder entry: the runs' mean losses and their spread, the first run's model and history."""
+           device: str | None = None) -> dict:
+    """A ladder entry: the runs' mean losses and their spread, the first run's model, budget and history."""
     entry = {"name": name, "label": label, "kind": kind}
     for split in ("val", "train"):  # the sample standard deviation: None for one run
         losses = [r[f"{split}_loss"] for r in runs]
         entry[f"{split}_loss"] = statistics.fmean(losses)
         entry[f"{split}_std"] = statistics.stdev(losses) if len(runs) > 1 else None
     return {**entry, "evaluated_on": evaluated_on, "seeds": runs, "params": count_parameters(first.model),
-            "wall_s": round(statistics.fmean(r["wall_s"] for r in runs), 1), "device": device,
-            "budget": budget, "model": asdict(first.run.model), "history": first.history.to_dict()}
+            "wall_s": round(statistics.fmean(r["wall_s"] for r in runs), 1),
+            "device": device or str(first.device), "budget": first.run.name, "model": asdict(first.run.model),
+            "history": first.history.to_dict()}
 
 
 def train_rung(name: str, make_model: Callable[[GPTConfig], nn.Module], budget: Preset, corpus: Corpus,
@@ -256,7 +254,7 @@ def train_rung(name: str, make_model: Callable[[GPTConfig], nn.Module], budget: 
         first = first or result
     kind = "counterfactual" if name in COUNTERFACTUALS else "rung"
     label = label or RUNGS.get(name) or COUNTERFACTUALS.get(name, name)
-    return _entry(name, label, kind, SPLIT_SCORES, runs, first, str(first.device), budget.name), first.model
+    return _entry(name, label, kind, SPLIT_SCORES, runs, first), first.model
 
 
 def rung_entry(name: str, result: RunResult, *, model: nn.Module | None = None, at: int = -1,
@@ -265,18 +263,15 @@ def rung_entry(name: str, result: RunResult, *, model: nn.Module | None = None, 
     rungs are (`split_scores`); without, the run's own estimates at evaluation ``at``."""
     history = result.history.to_dict()
     if model is None:
-        val, train = history["val_loss"][at], history["train_loss"][at]
+        scores = {"train_loss": history["train_loss"][at], "val_loss": history["val_loss"][at]}
         evaluated_on = f"the run's own estimate at step {history['step'][at]}"
-    else:
-        scores = split_scores(model, result.corpus, result.run.model.block_size)  # on the model's device
-        val, train, evaluated_on = scores["val_loss"], scores["train_loss"], SPLIT_SCORES
-    runs = [{"seed": result.run.train.seed, "train_loss": train, "val_loss": val,
-             "wall_s": round(history["elapsed"][-1], 1)}]
-    return _entry(name, label or name, "model", evaluated_on, runs, result, device or str(result.device),
-                  result.run.name)
+    else:  # on the model's device
+        scores, evaluated_on = split_scores(model, result.corpus, result.run.model.block_size), SPLIT_SCORES
+    runs = [{"seed": result.run.train.seed, **scores, "wall_s": round(history["elapsed"][-1], 1)}]
+    return _entry(name, label or name, "model", evaluated_on, runs, result, device)
 
 
-def load_ladder(path: str | os.PathLike, fallback: str | os.PathLike | None = None) -> dict:
+def load_ladder(path: str | Path, fallback: str | Path | None = None) -> dict:
     """The ladder file at ``path`` (else at ``fallback``, else an empty ladder): ``{"budget", "rungs"}``."""
     for candidate in (path, fallback):
         if candidate is not None and Path(candidate).exists():
@@ -284,16 +279,15 @@ def load_ladder(path: str | os.PathLike, fallback: str | os.PathLike | None = No
     return {"budget": asdict(LADDER), "rungs": []}
 
 
-def ladder_file(folder: str | os.PathLike | None = None) -> Path:
+def ladder_file(folder: str | Path | None = None) -> Path:
     """The reader's ``ladder.json`` in ``folder``, by default `gptlib.files.results_folder`."""
     return Path(folder if folder is not None else results_folder()) / "ladder.json"
 
 
-def record_rung(rung: dict, path: str | os.PathLike | None = None,
-                start_from: str | os.PathLike | None = None) -> dict:
-    """Add ``rung`` to the ladder file at ``path`` (default: `ladder_file`; a new one starts as a copy of
-    ``start_from``), atomically: in place of its namesake, else in ladder order, counterfactuals, others.
-    A ``smoke``-budget rung (the tests') goes to ``ladder-smoke.json`` beside ``path`` instead."""
+def record_rung(rung: dict, path: str | Path | None = None,
+                start_from: str | Path | None = None) -> dict:
+    """Add ``rung`` to the ladder file ``path`` (`ladder_file`; a new one copies ``start_from``; a ``smoke``
+    rung: ``ladder-smoke.json``), atomically: in its namesake's place, else in ladder order, others last."""
     path = ladder_file() if path is None else Path(path)
     if rung.get("budget") == "smoke":
         path, start_from = path.with_name(f"{path.stem}-smoke{path.suffix}"), None
