@@ -1,6 +1,5 @@
-"""The ablation ladder (chapters 2, 4, 5): the lecture's models between the bigram and the GPT, a class
-per rung, `COUNTERFACTUALS` that each change one thing the chapters argue for, their budget (`LADDER`),
-`train_rung` (train, then score on whole splits) and the results file (`record_rung`, `ladder_table`).
+"""The ablation ladder (chapters 2, 4, 5): a class per rung from the bigram to the GPT, `COUNTERFACTUALS` that
+each change one thing, their budget (`LADDER`), `train_rung`, and the results file (`record_rung`).
 
 Shapes: B = batch, T = time, C = channels (n_embd), V = vocabulary size.
 """
@@ -25,8 +24,7 @@ from gptlib.presets import Preset
 from gptlib.run import Corpus, Run, RunResult, train_run
 from gptlib.speed import READABLE
 
-# The lecture's small model with 3,000 steps instead of 5,000 (about a minute a rung on a laptop CPU); for
-# the fewer steps the learning rate warms up to 3e-3 and decays to 3e-4 (the lecture: a constant 1e-3).
+# The lecture's model, 3,000 steps not 5,000 (a minute a rung on a CPU): lr warms up to 3e-3, decays to 3e-4.
 LADDER = Preset("ladder", "the shared budget of the ablation ladder: the lecture's small model, 3,000 steps",
                 GPTConfig(vocab_size=65, block_size=8, n_embd=32, n_head=4, n_layer=3, dropout=0.0),
                 TrainConfig(batch_size=32, max_iters=3000, eval_interval=300, eval_iters=50,
@@ -45,8 +43,6 @@ RUNGS: dict[str, str] = {
 
 # Each rung trains once per seed (weights and batches change): how far apart two runs of one model land.
 LADDER_SEEDS = (1337, 1338, 1339)
-
-# How `split_scores` scores a rung, in the ladder file's words.
 SPLIT_SCORES = "whole val split; as many chunks spread over train"
 
 # Counterfactual rungs: one change to a rung, to measure a claim the chapters make. Name -> label.
@@ -63,8 +59,7 @@ COUNTERFACTUALS: dict[str, str] = {
 
 
 class RungLM(LanguageModel):
-    """The rungs `SingleHeadLM` to `ResidualLM`: embeddings, the layers ``layers(config)`` names (made in
-    reading order), a head; PyTorch's default initialisation, as the lecture's (``*_init``: gptlib's)."""
+    """`SingleHeadLM` to `ResidualLM`: embeddings, the layers ``layers(config)`` names, a head; torch init."""
 
     def __init__(self, config: GPTConfig):
         super().__init__(config)  # the token and position embedding tables
@@ -195,8 +190,7 @@ class PostNormLM(LayerNormLM):
 @torch.no_grad()
 def split_loss(model: nn.Module, data: torch.Tensor, block_size: int, *, chunks: int | None = None,
                device: torch.device | str | None = None, batch_size: int = 512) -> float:
-    """The mean next-token loss over a split in eval mode, on ``device`` (default: the model's): the split
-    cut into chunks of ``block_size`` (each token but the first a target once), or ``chunks`` of them."""
+    """The mean next-token loss in eval mode over ``data``'s ``block_size`` chunks (or ``chunks`` of them)."""
     device = next(model.parameters()).device if device is None else device
     was_training = model.training
     model.eval()
@@ -240,8 +234,7 @@ def _entry(name: str, label: str, kind: str, evaluated_on: str, runs: list[dict]
 def train_rung(name: str, make_model: Callable[[GPTConfig], nn.Module], budget: Preset, corpus: Corpus,
                *, seeds: Sequence[int] | None = None, label: str | None = None,
                device: torch.device | str = "cpu", progress: bool = True) -> tuple[dict, nn.Module]:
-    """Train ``make_model``'s rung on ``budget`` (`gptlib.run.train_run`, the readable way) once per seed
-    (default: the budget's), score each run (`split_scores`): the ladder entry, the first seed's model."""
+    """Train and score the rung once per seed (default: the budget's): its entry, the first seed's model."""
     runs, first = [], None
     for seed in (budget.train.seed,) if seeds is None else seeds:
         start = time.perf_counter()
@@ -259,8 +252,7 @@ def train_rung(name: str, make_model: Callable[[GPTConfig], nn.Module], budget: 
 
 def rung_entry(name: str, result: RunResult, *, model: nn.Module | None = None, at: int = -1,
                label: str | None = None, device: str | None = None) -> dict:
-    """The ladder entry of a run trained elsewhere (chapter 7's model): with ``model``, scored as the
-    rungs are (`split_scores`); without, the run's own estimates at evaluation ``at``."""
+    """A run trained elsewhere (chapter 7's) as an entry: ``model`` scored as a rung, else its own ``at``."""
     history = result.history.to_dict()
     if model is None:
         scores = {"train_loss": history["train_loss"][at], "val_loss": history["val_loss"][at]}
@@ -273,10 +265,8 @@ def rung_entry(name: str, result: RunResult, *, model: nn.Module | None = None, 
 
 def load_ladder(path: str | Path, fallback: str | Path | None = None) -> dict:
     """The ladder file at ``path`` (else at ``fallback``, else an empty ladder): ``{"budget", "rungs"}``."""
-    for candidate in (path, fallback):
-        if candidate is not None and Path(candidate).exists():
-            return json.loads(Path(candidate).read_text())
-    return {"budget": asdict(LADDER), "rungs": []}
+    found = [p for p in (path, fallback) if p is not None and Path(p).exists()]
+    return json.loads(Path(found[0]).read_text()) if found else {"budget": asdict(LADDER), "rungs": []}
 
 
 def ladder_file(folder: str | Path | None = None) -> Path:
@@ -307,8 +297,7 @@ def record_rung(rung: dict, path: str | Path | None = None,
 
 
 def ladder_table(ladder: dict, names=None) -> str:
-    """The ladder as a text table (88 characters fit): rung, budget (if the rungs differ), params, seeds,
-    mean train and val loss, val's spread (±), val-train, wall s; only ``names``' rungs if given."""
+    """The ladder (or its ``names``) as a text table: the budget column only if the rungs' budgets differ."""
     rungs = ladder["rungs"]
     if names is not None:
         by_name = {r["name"]: r for r in rungs}
