@@ -1,8 +1,7 @@
 """The ablation ladder (chapters 2, 4, 5): a class per rung from the bigram to the GPT, `COUNTERFACTUALS` that
 each change one thing, their budget (`LADDER`), `train_rung`, and the results file (`record_rung`).
 
-Shapes: B = batch, T = time, C = channels (n_embd), V = vocabulary size.
-"""
+Shapes: B = batch, T = time, C = channels (n_embd), V = vocabulary size."""
 
 import json
 import statistics
@@ -41,8 +40,7 @@ RUNGS: dict[str, str] = {
     "scaled_up": "scaled up (cpu preset)",
 }
 
-# Each rung trains once per seed (weights and batches change): how far apart two runs of one model land.
-LADDER_SEEDS = (1337, 1338, 1339)
+LADDER_SEEDS = (1337, 1338, 1339)  # a rung trains once per seed: how far apart two runs of it land
 SPLIT_SCORES = "whole val split; as many chunks spread over train"
 
 # Counterfactual rungs: one change to a rung, to measure a claim the chapters make. Name -> label.
@@ -145,9 +143,8 @@ class UnscaledHead(Head):
     """`Head` without the 1/sqrt(hs) scale: the scores q·k keep a variance of about hs (chapter 3)."""
 
     def attention_weights(self, x: torch.Tensor) -> torch.Tensor:
-        T = x.shape[1]
         wei = self.query(x) @ self.key(x).transpose(-2, -1)  # (B,T,hs) @ (B,hs,T) -> (B,T,T)
-        wei = wei.masked_fill(self.tril[:T, :T] == 0, float("-inf"))
+        wei = wei.masked_fill(self.tril[:x.shape[1], :x.shape[1]] == 0, float("-inf"))
         return F.softmax(wei, dim=-1)  # (B,T,T)
 
 
@@ -283,8 +280,7 @@ def record_rung(rung: dict, path: str | Path | None = None,
         path, start_from = path.with_name(f"{path.stem}-smoke{path.suffix}"), None
     ladder = load_ladder(path, fallback=start_from)
     ladder["budget"] = asdict(LADDER)
-    rungs = ladder["rungs"]
-    names = [r["name"] for r in rungs]
+    rungs, names = ladder["rungs"], [r["name"] for r in ladder["rungs"]]
     if rung["name"] in names:
         rungs[names.index(rung["name"])] = rung
     else:
