@@ -1,11 +1,8 @@
-"""The fast path (chapter 6): the same GPT as `gptlib.model`, in fewer, bigger kernels. `CausalSelfAttention`
-is `MultiHeadAttention` with one QKV matmul and all heads batched, its attention fused (``"sdpa"``) or
-spelled out (``"explicit"``), as the speed plan measured faster. On a CPU, dropout draws its mask from
-16 random bits per element and keeps it in 1 byte. `FastGPT` is `GPT` built from these parts; it saves
-and loads the readable `GPT`'s state-dict layout.
+"""The fast path (chapter 6): `FastGPT` is `gptlib.model.GPT` in fewer, bigger kernels (one QKV matmul, all
+heads batched, fused or spelled-out attention; on a CPU, dropout masks from 16 random bits kept in 1 byte),
+saving and loading the readable `GPT`'s state-dict layout.
 
-Shapes: B = batch, T = time, C = channels (n_embd), nh = heads, hs = head size (C // nh), V = vocab.
-"""
+Shapes: B = batch, T = time, C = channels (n_embd), nh = heads, hs = head size (C // nh), V = vocab."""
 
 import torch
 import torch.nn as nn
@@ -14,8 +11,7 @@ from torch.nn import functional as F
 from gptlib.config import GPTConfig
 from gptlib.model import GPT, Block, FeedForward
 
-# A keep/drop decision needs 16 random bits, not the 32-bit float that ``bernoulli_`` draws and
-# writes: one 64-bit draw gives four decisions, and the mask is 1 byte per element instead of 4.
+# A keep/drop decision needs 16 random bits, not ``bernoulli_``'s 32-bit float: four per 64-bit draw.
 _BITS = 16
 
 # The ways `CausalSelfAttention` can compute attention; `gptlib.speed.SpeedConfig` checks the name.
@@ -36,14 +32,12 @@ def _threshold(p: float) -> int:
 
 
 def dropout_drop_mask(shape: torch.Size, p: float, device: torch.device | str) -> torch.Tensor:
-    """A bool mask, True (drop) with probability ``p`` rounded to a multiple of 2**-16; on a CPU ~5x
-    cheaper than ``bernoulli_``, and as reproducible (torch's global generator)."""
+    """A bool mask, True (drop) with probability ``p`` (to 2**-16), from torch's global generator."""
     return _random16(shape, device) < _threshold(p)
 
 
 def dropout_keep_mask(shape: torch.Size, p: float, device: torch.device | str) -> torch.Tensor:
-    """The complement of `dropout_drop_mask` from the same draw, as uint8 1 (keep) / 0 (drop): uint8
-    converts to float in one vectorised pass on a CPU, bool ~5x slower."""
+    """`dropout_drop_mask`'s complement from the same draw, as uint8 1/0 (to float ~5x faster than bool)."""
     return (_random16(shape, device) >= _threshold(p)).view(torch.uint8)
 
 
@@ -54,8 +48,7 @@ def _scaled(keep: torch.Tensor, dtype: torch.dtype, scale: float) -> torch.Tenso
 
 
 class _Dropout(torch.autograd.Function):
-    """``x`` times a fresh keep mask times ``scale``; saves the 1-byte mask for backward (nn.Dropout
-    saves a float one on a CPU)."""
+    """``x`` times a fresh keep mask times ``scale``; backward keeps the 1-byte mask, not a float one."""
 
     @staticmethod
     def forward(ctx, x: torch.Tensor, p: float, scale: float) -> torch.Tensor:
@@ -72,8 +65,7 @@ class _Dropout(torch.autograd.Function):
 
 
 def cpu_kernels(x: torch.Tensor) -> bool:
-    """Whether ``x`` takes the CPU-tuned dropout (16-bit masks, attention spelled out when it drops
-    weights); a GPU's own fused dropout kernels are faster and the same in distribution."""
+    """Whether ``x`` takes the CPU-tuned dropout (a GPU's own fused kernels are faster, same distribution)."""
     return x.device.type == "cpu"
 
 
@@ -94,23 +86,20 @@ class FastDropout(nn.Module):
 
 
 class CausalSelfAttention(nn.Module):
-    """`MultiHeadAttention` in a few big kernels: one QKV matmul, all heads batched, fused attention
-    (``"sdpa"``), or spelled out (``"explicit"``: faster under a CPU's bf16 autocast)."""
+    """`MultiHeadAttention` in few kernels, attention fused (``"sdpa"``) or spelled out (``"explicit"``)."""
 
     def __init__(self, config: GPTConfig, attention: str = "sdpa"):
         super().__init__()
         self.n_head = config.n_head
         self.dropout = config.dropout
         self.attention = attention
-        # The heads' query, key and value matrices stacked into one (C, 3C) matmul: one big kernel
-        # reads x once, instead of 3 * n_head small ones each reading it again.
+        # The heads' query, key and value matrices as one (C, 3C) matmul: x read once, not 3 * n_head times.
         self.qkv = nn.Linear(config.n_embd, 3 * config.n_embd, bias=False)
         self.proj = nn.Linear(config.n_embd, config.n_embd)
         self.resid_dropout = FastDropout(config.dropout)
         # One checkpoint layout for both models: save and load `MultiHeadAttention`'s per-head matrices.
         self.register_state_dict_post_hook(lambda m, sd, prefix, _: _to_heads(sd, prefix, m.n_head))
-        self.register_load_state_dict_pre_hook(
-            lambda m, sd, prefix, *_: _from_heads(sd, prefix, m.n_head))
+        self.register_load_state_dict_pre_hook(lambda m, sd, prefix, *_: _from_heads(sd, prefix, m.n_head))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """(B,T,C) -> (B,T,C)."""
@@ -157,16 +146,14 @@ class FastBlock(Block):
 
 
 class FastGPT(GPT):
-    """`GPT` built from `FastBlock`s: the same parameters, the same outputs. ``attention`` ("sdpa" or
-    "explicit", see `CausalSelfAttention`) changes the speed, not the maths."""
+    """`GPT` built from `FastBlock`s: the same parameters and outputs (``attention``: the speed only)."""
 
     def __init__(self, config: GPTConfig, attention: str = "sdpa"):
         super().__init__(config, block=lambda c: FastBlock(c, attention))
 
 
 def _head_names(prefix: str, n_head: int) -> list[str]:
-    """The readable layout's per-head matrices of one block, in qkv's row order: the queries of heads
-    0..nh-1, then the keys, then the values."""
+    """A block's per-head matrices in the readable layout, in qkv's row order (queries, keys, values)."""
     return [f"{prefix}heads.{h}.{kind}.weight" for kind in ("query", "key", "value") for h in range(n_head)]
 
 
@@ -186,8 +173,7 @@ def _from_heads(state_dict: dict, prefix: str, n_head: int) -> None:
 
 
 def readable_to_fast(state_dict: dict, config: GPTConfig) -> dict:
-    """A `GPT` state dict -> `FastGPT`'s own parameter layout (each block's per-head matrices stacked
-    into one qkv matrix); `FastGPT.load_state_dict` does this itself."""
+    """A `GPT` state dict in `FastGPT`'s layout (a qkv matrix a block), as its ``load_state_dict`` does."""
     out = dict(state_dict)
     for layer in range(config.n_layer):
         _from_heads(out, f"blocks.{layer}.sa.", config.n_head)
@@ -195,8 +181,7 @@ def readable_to_fast(state_dict: dict, config: GPTConfig) -> dict:
 
 
 def fast_to_readable(state_dict: dict, config: GPTConfig) -> dict:
-    """The inverse of `readable_to_fast` (e.g. for `FastGPT`'s gradients by name); `FastGPT.state_dict`
-    already returns the readable layout."""
+    """The inverse of `readable_to_fast` (e.g. `FastGPT`'s gradients by name), as its ``state_dict`` does."""
     out = dict(state_dict)
     for layer in range(config.n_layer):
         if f"blocks.{layer}.sa.qkv.weight" in out:
