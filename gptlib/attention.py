@@ -1,8 +1,7 @@
-"""Causal self-attention, the readable way: `Head` and `MultiHeadAttention`, as the lecture builds them,
-and `CrossHead`, cross-attention (queries from one sequence, keys and values from another).
+"""Causal self-attention, the readable way (chapter 3): `Head` and `MultiHeadAttention`, as the lecture
+builds them, and `CrossHead` (queries from one sequence, keys and values from another).
 
-Shapes: B = batch, T = time, C = channels (n_embd), hs = head size (n_embd // n_head), S = the length
-of the other sequence (cross-attention).
+Shapes: B = batch, T = time, C = channels (n_embd), hs = head size, S = the other sequence's length.
 """
 
 import torch
@@ -57,16 +56,9 @@ class MultiHeadAttention(nn.Module):
         return self.dropout(self.proj(out))  # (B,T,C)
 
 
-class CrossHead(nn.Module):
-    """One head of cross-attention: the queries come from one sequence, the keys and values from another
-    (an encoder's output, in translation). No mask: the other sequence is not the queries' future."""
-
-    def __init__(self, config: GPTConfig, head_size: int):
-        super().__init__()
-        self.key = nn.Linear(config.n_embd, head_size, bias=False)
-        self.query = nn.Linear(config.n_embd, head_size, bias=False)
-        self.value = nn.Linear(config.n_embd, head_size, bias=False)
-        self.dropout = nn.Dropout(config.dropout)
+class CrossHead(Head):
+    """One head of cross-attention, `Head`'s layers: x's queries read y's keys and values (in translation,
+    an encoder's output). No mask: y is not x's future."""
 
     def attention_weights(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         """The (B,T,S) attention matrix: row t is how much x's token t reads from each token of y."""

@@ -22,7 +22,7 @@ class BigramLanguageModel(nn.Module):
         self.apply(init_weights)  # small logits at the start, so the first loss is about ln(V)
 
     def forward(self, idx: torch.Tensor, targets: torch.Tensor | None = None):
-        """``idx`` (B,T) token ids -> logits (B,T,V) and the cross-entropy loss if ``targets`` (B,T) is given."""
+        """``idx`` (B,T) token ids -> logits (B,T,V) and the loss if ``targets`` (B,T) is given."""
         logits = self.token_embedding_table(idx)  # (B,T) -> (B,T,V)
         loss = None if targets is None else lm_loss(logits, targets)
         return logits, loss

@@ -10,6 +10,13 @@ from dataclasses import dataclass, fields
 from gptlib.errors import ConfigError
 
 
+def check_seed(seed: int, what: str = "seed") -> int:
+    """``seed`` if it is an integer in [0, 2**63) (what a torch.Generator accepts); else a ConfigError."""
+    if not isinstance(seed, int) or isinstance(seed, bool) or not 0 <= seed < 2**63:
+        raise ConfigError(f"{what} must be an integer from 0 to 2**63 - 1, got {seed!r}")
+    return seed
+
+
 def _check_positive(obj, *names):
     for name in names:
         value = getattr(obj, name)

@@ -1,26 +1,6 @@
-"""KV-cache generation, beside the naive `gptlib.sampling.generate`.
-
-The naive loop runs the model over the whole context for every new token, although only the last
-position's logits are used and the keys and values of the earlier tokens never change (attention
-is causal). Here each layer keeps those keys and values in a `KVCache`; a step feeds only the new
-token, which attends to the cache. The work per token drops from a whole (T,T) forward pass to one
-row of it.
-
-**When the cache is full.** The model's positions are absolute (a learned table with ``block_size``
-rows), so the cache cannot simply slide by one token: every cached key would sit at the wrong
-position. The naive loop re-encodes the last ``block_size`` tokens at every step. Here, when the
-cache is full, it is rebuilt ("re-prefilled") from the last ``block_size // 2`` tokens, positions
-0 onwards, and filling continues from there. So the result is token-identical to `generate` while
-prompt + new tokens fit in ``block_size``; beyond that each token sees between ``block_size // 2``
-and ``block_size`` tokens of context (the naive loop: always ``block_size``), at about 1/``block_size``
-of the cost per token.
-
-**In 16 bits.** One new token reads every weight once and does little arithmetic with each, so on a
-CPU the step is bound by memory: a `FastGPT` cast to bf16 (``fast_from_readable(model).to(
-torch.bfloat16)``) samples with its cache in bf16 too and reads half the bytes (the lecture model's
-43 MB of fp32 weights do not fit a 32 MB cache; 21 MB of bf16 do). Its logits differ from fp32's by
-bf16 rounding, so the sampled text can differ; they are turned into probabilities in fp32.
-`python -m gptlib bench` times both against the naive loop.
+"""KV-cache generation (chapter 6), beside the naive `gptlib.sampling.generate`: a step feeds only the new
+token. Positions are absolute, so a full cache is rebuilt from the last ``block_size // 2`` tokens: the
+text is `generate`'s while it fits in ``block_size``. The cache has the weights' dtype (bf16: half the bytes).
 
 Shapes: B = batch, T = time, C = channels, nh = heads, hs = head size, V = vocabulary size.
 """
@@ -33,6 +13,7 @@ from torch.nn import functional as F
 
 from gptlib.errors import ConfigError
 from gptlib.fast import CausalSelfAttention, FastGPT, fast_from_readable
+from gptlib.model import GPT
 from gptlib.sampling import check_generate_args, sample_next
 
 
@@ -44,8 +25,7 @@ class KVCache:
         shape = (n_layer, batch_size, n_head, block_size, head_size)  # (L,B,nh,block_size,hs)
         self.k = torch.zeros(shape, device=device, dtype=dtype)
         self.v = torch.zeros(shape, device=device, dtype=dtype)
-        self.length = 0  # tokens held; the next token goes to position ``length``
-        self.block_size = block_size
+        self.length, self.block_size = 0, block_size  # tokens held (the next one's position), room
 
     def reset(self) -> None:
         """Forget every token (the memory is kept and overwritten)."""
@@ -55,14 +35,11 @@ class KVCache:
 def _attend_cached(sa: CausalSelfAttention, x: torch.Tensor, cache: KVCache, layer: int) -> torch.Tensor:
     """``sa`` for the new tokens ``x`` (B,Tn,C), reading earlier keys/values from ``cache`` -> (B,Tn,C)."""
     B, Tn, C = x.shape
-    nh, hs = sa.n_head, C // sa.n_head
-    T0 = cache.length  # tokens already cached
+    nh, hs, T0 = sa.n_head, C // sa.n_head, cache.length  # T0: tokens already cached
     q, k, v = sa.qkv(x).split(C, dim=2)  # (B,Tn,C) -> 3 x (B,Tn,C)
     q, k, v = (t.view(B, Tn, nh, hs).transpose(1, 2) for t in (q, k, v))  # 3 x (B,nh,Tn,hs)
-    cache.k[layer, :, :, T0:T0 + Tn] = k  # store the new keys and values at their positions
-    cache.v[layer, :, :, T0:T0 + Tn] = v
-    keys = cache.k[layer, :, :, :T0 + Tn]  # (B,nh,T0+Tn,hs)
-    values = cache.v[layer, :, :, :T0 + Tn]  # (B,nh,T0+Tn,hs)
+    cache.k[layer, :, :, T0:T0 + Tn], cache.v[layer, :, :, T0:T0 + Tn] = k, v  # at their positions
+    keys, values = cache.k[layer, :, :, :T0 + Tn], cache.v[layer, :, :, :T0 + Tn]  # 2 x (B,nh,T0+Tn,hs)
     if Tn == 1:
         y = F.scaled_dot_product_attention(q, keys, values)  # one new token may read every cached one
     elif T0 == 0:
@@ -78,12 +55,11 @@ def _attend_cached(sa: CausalSelfAttention, x: torch.Tensor, cache: KVCache, lay
 @torch.no_grad()
 def forward_cached(model: FastGPT, idx: torch.Tensor, cache: KVCache) -> torch.Tensor:
     """Logits (B,Tn,V) for the new tokens ``idx`` (B,Tn), placed after the ``cache.length`` cached ones."""
-    B, Tn = idx.shape
-    T0 = cache.length
+    Tn, T0 = idx.shape[1], cache.length
     if T0 + Tn > cache.block_size:
-        raise ConfigError(f"the cache holds {T0} tokens; {Tn} more would exceed block_size {cache.block_size}")
-    pos = torch.arange(T0, T0 + Tn, device=idx.device)  # absolute positions of the new tokens
-    x = model.token_embedding_table(idx) + model.position_embedding_table(pos)  # (B,Tn,C)
+        raise ConfigError(f"the cache holds {T0} tokens; {Tn} more would exceed block_size "
+                          f"{cache.block_size}")
+    x = model.embed(idx, start=T0)  # (B,Tn,C), the new tokens at their absolute positions
     for layer, block in enumerate(model.blocks):
         x = x + _attend_cached(block.sa, block.ln1(x), cache, layer)  # (B,Tn,C)
         x = x + block.ffwd(block.ln2(x))  # (B,Tn,C)
@@ -91,57 +67,38 @@ def forward_cached(model: FastGPT, idx: torch.Tensor, cache: KVCache) -> torch.T
     return model.lm_head(model.ln_f(x))  # (B,Tn,V)
 
 
-def _as_fast(model: nn.Module) -> FastGPT:
-    """The model as a `FastGPT` (a readable `GPT`'s weights load into one as they are; done once)."""
-    if isinstance(model, FastGPT):
-        return model
-    if not hasattr(model, "blocks") or not hasattr(model, "config"):
-        raise ConfigError(f"KV-cache generation needs a GPT or FastGPT, got {type(model).__name__}")
-    return fast_from_readable(model)
-
-
 def iter_generate_cached(model: nn.Module, idx: torch.Tensor, max_new_tokens: int, temperature: float = 1.0,
                          top_k: int | None = None,
                          generator: torch.Generator | None = None) -> Iterator[torch.Tensor]:
-    """Yield ``max_new_tokens`` new tokens one at a time, each (B,1), using a KV cache.
-
-    The same arguments and checks as `gptlib.sampling.iter_generate` (checked now, before the first
-    token is asked for); see the module docstring for what happens when the context outgrows
-    ``block_size``.
-    """
+    """`gptlib.sampling.iter_generate` with a KV cache: each new token (B,1); checked as it checks."""
     check_generate_args(model, idx, max_new_tokens, temperature, top_k)
-    return _iter_tokens_cached(_as_fast(model), idx, max_new_tokens, temperature, top_k, generator)
+    if not isinstance(model, GPT):
+        raise ConfigError(f"KV-cache generation needs a GPT or FastGPT, got {type(model).__name__}")
+    fast = model if isinstance(model, FastGPT) else fast_from_readable(model)  # the GPT's weights as they are
+    return _iter_tokens_cached(fast, idx, max_new_tokens, temperature, top_k, generator)
 
 
 @torch.inference_mode()  # no_grad, and no version counters either: ~10% faster per token on a CPU
 def _iter_tokens_cached(fast: FastGPT, idx: torch.Tensor, max_new_tokens: int, temperature: float,
                         top_k: int | None, generator: torch.Generator | None) -> Iterator[torch.Tensor]:
     """The KV-cache sampling loop (arguments already checked)."""
-    if max_new_tokens == 0:
-        return
-    was_training = fast.training
+    was_training, block_size, p = fast.training, fast.block_size, next(fast.parameters())
     fast.eval()
-    block_size = fast.block_size
-    keep = max(1, block_size // 2)  # tokens kept when the cache is full and is rebuilt
-    p = next(fast.parameters())
     cache = KVCache(len(fast.blocks), idx.shape[0], fast.config.n_head, block_size, fast.config.head_size,
                     p.device, p.dtype)
     try:
-        logits = forward_cached(fast, idx[:, -block_size:], cache)  # prefill with the (cropped) prompt
         context = idx[:, -block_size:]  # the tokens the cache holds (for re-prefilling)
+        logits = forward_cached(fast, context, cache)  # prefill with the (cropped) prompt
         for i in range(max_new_tokens):
             idx_next = sample_next(logits[:, -1, :].float(), temperature, top_k, generator)  # (B,1)
             yield idx_next
             if i == max_new_tokens - 1:
                 break
-            context = torch.cat((context, idx_next), dim=1)  # (B,T+1)
-            if cache.length < block_size:
-                logits = forward_cached(fast, idx_next, cache)  # (B,1,V): one token's work
-            else:
-                # Full: positions are absolute, so re-encode the last `keep` tokens from position 0.
-                context = context[:, -keep:]
+            context = torch.cat((context, idx_next), dim=1)  # (B,T+1): the cache's tokens and the new one
+            if cache.length == block_size:  # full: positions are absolute, so rebuild from position 0
+                context = context[:, -max(1, block_size // 2):]  # with the last block_size // 2 tokens
                 cache.reset()
-                logits = forward_cached(fast, context, cache)
+            logits = forward_cached(fast, context[:, cache.length:], cache)  # (B,1,V): one token's work
     finally:
         fast.train(was_training)
 

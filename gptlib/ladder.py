@@ -1,36 +1,9 @@
-"""The ablation ladder: the lecture's models between the bigram and the GPT, one small class per rung,
-the one training budget they all share, and the results file the chapters fill in.
+"""The ablation ladder (chapters 2, 4, 5): a class per rung from the bigram to the GPT, `COUNTERFACTUALS` that
+each change one thing, their budget (`LADDER`), `train_rung`, and the results file (`record_rung`).
 
-The rungs, bottom to top (chapter 2, 4 and 5 each train the ones they explain):
-
-- ``bigram``: a (V, V) lookup table — `gptlib.bigram.BigramLanguageModel` (chapter 2)
-- ``single_head``: + position embeddings and one head with head_size = C — `SingleHeadLM` (chapter 4)
-- ``multi_head``: four heads of C/4 channels instead of one — `MultiHeadLM` (chapter 4)
-- ``multi_head_ff``: + a feed-forward layer after attention — `MultiHeadFeedForwardLM` (chapter 4)
-- ``residual``: n_layer blocks with residual connections, no LayerNorm — `ResidualLM` (chapter 5)
-- ``layernorm``: + pre-norm LayerNorm, i.e. the book's GPT — `LayerNormLM` (chapter 5)
-- ``scaled_up``: `gptlib.model.GPT` at the ``cpu`` preset's size and budget (chapter 5)
-
-Beside them, counterfactual rungs (`COUNTERFACTUALS`) change one thing the chapters argue for and
-measure what it costs: multi-head attention without its output projection (`MultiHeadConcatLM`, the
-lecture's multi-head step), gptlib's normal(0, 0.02) initialisation in the plain stacks, dropout, attention
-without the 1/sqrt(hs) scale (`UnscaledHead`, `UnscaledLM`), no position embeddings (`NoPositionsLM`),
-LayerNorm after each residual addition instead of before each sub-layer (`PostNormBlock`, `PostNormLM`).
-
-Every ladder rung but the last trains with `LADDER` (same data, batch, block, steps and learning rate);
-the last with the ``cpu`` preset. `train_rung` trains one through `gptlib.run.train_run`, the one run
-path, once per seed, and scores each run on the whole val split and an equally large, evenly spread
-part of the train split (`split_loss`), so the table's numbers carry almost no sampling noise from
-the evaluation, and the spread over seeds is measured.
-`record_rung` adds the result to a ladder file whose path the caller chooses (a file that does not
-exist yet can start as a copy of another, e.g. the book's committed one) and `load_ladder` reads one
-back.
-
-Shapes: B = batch, T = time, C = channels (n_embd), V = vocabulary size.
-"""
+Shapes: B = batch, T = time, C = channels (n_embd), V = vocabulary size."""
 
 import json
-import os
 import statistics
 import time
 from collections.abc import Callable, Sequence
@@ -45,20 +18,16 @@ from gptlib.attention import Head, MultiHeadAttention
 from gptlib.bigram import lm_loss
 from gptlib.config import GPTConfig, TrainConfig
 from gptlib.files import atomic_write, results_folder
-from gptlib.model import GPT, Block, FeedForward, count_parameters
+from gptlib.model import GPT, Block, FeedForward, LanguageModel, count_parameters
 from gptlib.presets import Preset
 from gptlib.run import Corpus, Run, RunResult, train_run
 from gptlib.speed import READABLE
 
-# The shared budget: the lecture's small model (32 wide, 4 heads, 3 blocks, context 8, batch 32), with
-# 3,000 steps instead of 5,000 so that a rung takes about a minute on a laptop CPU. To make up for the
-# fewer steps the learning rate warms up to 3e-3 and decays to 3e-4 (the lecture: a constant 1e-3).
-LADDER = Preset(
-    "ladder", "the shared budget of the ablation ladder: the lecture's small model, 3,000 steps",
-    GPTConfig(vocab_size=65, block_size=8, n_embd=32, n_head=4, n_layer=3, dropout=0.0),
-    TrainConfig(batch_size=32, max_iters=3000, eval_interval=300, eval_iters=50, learning_rate=3e-3,
-                min_lr=3e-4, warmup_iters=100, decay_lr=True, grad_clip=1.0),
-)
+# The lecture's model, 3,000 steps not 5,000 (a minute a rung on a CPU): lr warms up to 3e-3, decays to 3e-4.
+LADDER = Preset("ladder", "the shared budget of the ablation ladder: the lecture's small model, 3,000 steps",
+                GPTConfig(vocab_size=65, block_size=8, n_embd=32, n_head=4, n_layer=3, dropout=0.0),
+                TrainConfig(batch_size=32, max_iters=3000, eval_interval=300, eval_iters=50,
+                            learning_rate=3e-3, min_lr=3e-4, warmup_iters=100, decay_lr=True, grad_clip=1.0))
 
 # The rung names in ladder order, and how the table labels them.
 RUNGS: dict[str, str] = {
@@ -71,9 +40,8 @@ RUNGS: dict[str, str] = {
     "scaled_up": "scaled up (cpu preset)",
 }
 
-# The seeds of the ladder's rungs: each rung is trained once per seed (weights and batches both change),
-# so the table can say how far apart two runs of the same model land.
-LADDER_SEEDS = (1337, 1338, 1339)
+LADDER_SEEDS = (1337, 1338, 1339)  # a rung trains once per seed: how far apart two runs of it land
+SPLIT_SCORES = "whole val split; as many chunks spread over train"
 
 # Counterfactual rungs: one change to a rung, to measure a claim the chapters make. Name -> label.
 COUNTERFACTUALS: dict[str, str] = {
@@ -87,41 +55,22 @@ COUNTERFACTUALS: dict[str, str] = {
     "gpt_post_norm": "the GPT, post-norm",
 }
 
-# ---------------------------------------------------------------------------------------------------
-# The rung models. Each follows the book's contract forward(idx, targets) -> ((B,T,V) logits, loss),
-# and has a ``block_size`` so that `gptlib.sampling.generate` can crop the context. They keep PyTorch's
-# default initialisation, as in the lecture; the counterfactual rungs ``*_init`` measure what gptlib's
-# normal(0, 0.02) (`gptlib.init`) does to them instead.
 
-
-class RungLM(nn.Module):
-    """What every rung from `SingleHeadLM` to `ResidualLM` shares: token + position embeddings in,
-    a linear head out. A rung adds its middle in `build_middle` (called between the two, so the
-    layers are created, and so initialised, in reading order) and says in `middle` what it does to
-    the (B,T,C) stream."""
+class RungLM(LanguageModel):
+    """`SingleHeadLM` to `ResidualLM`: embeddings, the layers ``layers(config)`` names, a head; torch init."""
 
     def __init__(self, config: GPTConfig):
-        super().__init__()
-        self.config = config
-        self.block_size = config.block_size
-        self.token_embedding_table = nn.Embedding(config.vocab_size, config.n_embd)
-        self.position_embedding_table = nn.Embedding(config.block_size, config.n_embd)
-        self.build_middle(config)
+        super().__init__(config)  # the token and position embedding tables
+        layers = self.layers(config)
+        for name, layer in layers.items():
+            setattr(self, name, layer)
+        self.layer_names = list(layers)
         self.lm_head = nn.Linear(config.n_embd, config.vocab_size)
 
-    def build_middle(self, config: GPTConfig) -> None:
-        """Create the layers between the embeddings and the head."""
-        raise NotImplementedError
-
-    def middle(self, x: torch.Tensor) -> torch.Tensor:
-        """(B,T,C) -> (B,T,C)."""
-        raise NotImplementedError
-
     def forward(self, idx: torch.Tensor, targets: torch.Tensor | None = None):
-        """(B,T) -> logits (B,T,V), loss."""
-        T = idx.shape[1]
-        x = self.token_embedding_table(idx) + self.position_embedding_table(torch.arange(T, device=idx.device))
-        x = self.middle(x)  # (B,T,C)
+        x = self.embed(idx)  # (B,T,C)
+        for name in self.layer_names:
+            x = getattr(self, name)(x)  # (B,T,C)
         logits = self.lm_head(x)  # (B,T,V)
         return logits, None if targets is None else lm_loss(logits, targets)
 
@@ -129,21 +78,15 @@ class RungLM(nn.Module):
 class SingleHeadLM(RungLM):
     """Token + position embeddings, one self-attention head as wide as the embedding, a linear head."""
 
-    def build_middle(self, config: GPTConfig) -> None:
-        self.sa_head = Head(config, config.n_embd)  # head_size = C, so the output is (B,T,C)
-
-    def middle(self, x: torch.Tensor) -> torch.Tensor:
-        return self.sa_head(x)  # (B,T,C): each token a weighted average of the values so far
+    def layers(self, config: GPTConfig) -> dict[str, nn.Module]:
+        return {"sa_head": Head(config, config.n_embd)}  # head_size = C, so the output is (B,T,C)
 
 
 class MultiHeadLM(RungLM):
     """`SingleHeadLM` with n_head heads of C / n_head channels each, concatenated and projected."""
 
-    def build_middle(self, config: GPTConfig) -> None:
-        self.sa_heads = MultiHeadAttention(config)  # n_head x (B,T,hs) -> (B,T,C)
-
-    def middle(self, x: torch.Tensor) -> torch.Tensor:
-        return self.sa_heads(x)  # (B,T,C)
+    def layers(self, config: GPTConfig) -> dict[str, nn.Module]:
+        return {"sa_heads": MultiHeadAttention(config)}  # n_head x (B,T,hs) -> (B,T,C)
 
 
 class ConcatHeads(nn.Module):
@@ -158,57 +101,36 @@ class ConcatHeads(nn.Module):
 
 
 class MultiHeadConcatLM(RungLM):
-    """`MultiHeadLM` without the projection after the heads, as the lecture's multi-head step has it
-    (the counterfactual rung ``multi_head_no_proj``)."""
+    """`MultiHeadLM` without the projection after the heads, as the lecture's multi-head step has it."""
 
-    def build_middle(self, config: GPTConfig) -> None:
-        self.sa_heads = ConcatHeads(config)  # n_head x (B,T,hs) -> (B,T,C), no Linear after
-
-    def middle(self, x: torch.Tensor) -> torch.Tensor:
-        return self.sa_heads(x)  # (B,T,C)
+    def layers(self, config: GPTConfig) -> dict[str, nn.Module]:
+        return {"sa_heads": ConcatHeads(config)}  # n_head x (B,T,hs) -> (B,T,C), no Linear after
 
 
 class MultiHeadFeedForwardLM(RungLM):
-    """`MultiHeadLM` plus a per-token feed-forward layer: communication, then computation (one layer,
-    no residual connection and no LayerNorm yet)."""
+    """`MultiHeadLM` plus a feed-forward layer: communication, then computation (no residual yet)."""
 
-    def build_middle(self, config: GPTConfig) -> None:
-        self.sa_heads = MultiHeadAttention(config)
-        self.ffwd = FeedForward(config)
-
-    def middle(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.sa_heads(x)  # (B,T,C) the tokens talk
-        return self.ffwd(x)  # (B,T,C) each token thinks about what it heard
+    def layers(self, config: GPTConfig) -> dict[str, nn.Module]:
+        return {"sa_heads": MultiHeadAttention(config), "ffwd": FeedForward(config)}  # talk, then think
 
 
-class ResidualBlock(nn.Module):
+class ResidualBlock(Block):
     """`gptlib.model.Block` without the LayerNorms: each sub-layer adds to the residual stream."""
 
     def __init__(self, config: GPTConfig):
-        super().__init__()
-        self.sa = MultiHeadAttention(config)
-        self.ffwd = FeedForward(config)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """(B,T,C) -> (B,T,C)."""
-        x = x + self.sa(x)  # the addition passes gradients straight through
-        x = x + self.ffwd(x)
-        return x
+        super().__init__(config)
+        self.ln1, self.ln2 = nn.Identity(), nn.Identity()  # (LayerNorm draws no random numbers)
 
 
 class ResidualLM(RungLM):
     """n_layer `ResidualBlock`s between the embeddings and the linear head: the GPT without LayerNorm."""
 
-    def build_middle(self, config: GPTConfig) -> None:
-        self.blocks = nn.Sequential(*[ResidualBlock(config) for _ in range(config.n_layer)])
-
-    def middle(self, x: torch.Tensor) -> torch.Tensor:
-        return self.blocks(x)  # (B,T,C)
+    def layers(self, config: GPTConfig) -> dict[str, nn.Module]:
+        return {"blocks": nn.Sequential(*[ResidualBlock(config) for _ in range(config.n_layer)])}
 
 
 class LayerNormLM(GPT):
-    """`gptlib.model.GPT` (pre-norm LayerNorm in every block, and a final one) with PyTorch's default
-    initialisation, like the rungs below it, so that this rung adds LayerNorm and nothing else."""
+    """`gptlib.model.GPT` with PyTorch's default initialisation, like the rungs below: it adds LayerNorm."""
 
     def __init__(self, config: GPTConfig):
         super().__init__(config)
@@ -221,80 +143,51 @@ class UnscaledHead(Head):
     """`Head` without the 1/sqrt(hs) scale: the scores q·k keep a variance of about hs (chapter 3)."""
 
     def attention_weights(self, x: torch.Tensor) -> torch.Tensor:
-        """The (B,T,T) attention matrix, from unscaled scores."""
-        B, T, C = x.shape
         wei = self.query(x) @ self.key(x).transpose(-2, -1)  # (B,T,hs) @ (B,hs,T) -> (B,T,T)
-        wei = wei.masked_fill(self.tril[:T, :T] == 0, float("-inf"))
+        wei = wei.masked_fill(self.tril[:x.shape[1], :x.shape[1]] == 0, float("-inf"))
         return F.softmax(wei, dim=-1)  # (B,T,T)
 
 
 class UnscaledLM(LayerNormLM):
-    """`LayerNormLM` (the GPT rung) whose heads are `UnscaledHead`s: the same model minus the scale."""
+    """`LayerNormLM` whose heads are `UnscaledHead`s: the same model minus the scale."""
 
     def __init__(self, config: GPTConfig):
         super().__init__(config)
         for block in self.blocks:
-            heads = block.sa.heads
-            block.sa.heads = nn.ModuleList(UnscaledHead(config, config.head_size) for _ in heads)
+            block.sa.heads = nn.ModuleList(UnscaledHead(config, config.head_size) for _ in block.sa.heads)
 
 
 class NoPositionsLM(LayerNormLM):
-    """`LayerNormLM` (the GPT rung) without position embeddings: attention then sees a set of tokens,
-    and only the causal mask tells a token anything about order."""
+    """`LayerNormLM` without position embeddings: only the causal mask tells a token about order."""
 
     def __init__(self, config: GPTConfig):
         super().__init__(config)
         del self.position_embedding_table
 
-    def forward(self, idx: torch.Tensor, targets: torch.Tensor | None = None):
-        """(B,T) -> logits (B,T,V), loss."""
-        x = self.token_embedding_table(idx)  # (B,T,C): what the token is, not where
-        x = self.ln_f(self.blocks(x))  # (B,T,C)
-        logits = self.lm_head(x)  # (B,T,V)
-        return logits, None if targets is None else lm_loss(logits, targets)
+    def embed(self, idx: torch.Tensor, start: int = 0) -> torch.Tensor:
+        return self.token_embedding_table(idx)
 
 
 class PostNormBlock(Block):
-    """The block of "Attention Is All You Need" (Vaswani et al., 2017): each LayerNorm comes after
-    its residual addition (post-norm), so the residual stream itself is normalised twice per block.
-    The same layers as `gptlib.model.Block`; only the order of the calls differs."""
+    """`gptlib.model.Block`, each LayerNorm after its residual addition ("Attention Is All You Need")."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """(B,T,C) -> (B,T,C)."""
         x = self.ln1(x + self.sa(x))  # add, then normalise the stream
-        x = self.ln2(x + self.ffwd(x))
-        return x
+        return self.ln2(x + self.ffwd(x))
 
 
 class PostNormLM(LayerNormLM):
-    """`LayerNormLM` (the GPT rung) with `PostNormBlock`s: the same layers and parameters, the
-    LayerNorms moved after the additions. The final LayerNorm stays (it then sees a stream that is
-    already normalised, and only rescales it)."""
+    """`LayerNormLM` with `PostNormBlock`s (the final LayerNorm stays)."""
 
     def __init__(self, config: GPTConfig):
         super().__init__(config)
         self.blocks = nn.Sequential(*[PostNormBlock(config) for _ in range(config.n_layer)])
 
 
-# ---------------------------------------------------------------------------------------------------
-# Training a rung, and the results file.
-
-
-def budget_dict(budget: Preset) -> dict:
-    """A budget as plain JSON: its name, description and both configs."""
-    return {"name": budget.name, "description": budget.description,
-            "model": asdict(budget.model), "train": asdict(budget.train)}
-
-
 @torch.no_grad()
 def split_loss(model: nn.Module, data: torch.Tensor, block_size: int, *, chunks: int | None = None,
                device: torch.device | str | None = None, batch_size: int = 512) -> float:
-    """The mean next-token loss over a split, in eval mode, with no random sampling: the split is cut
-    into back-to-back chunks of ``block_size``, so every token but the first is a target exactly
-    once and every context length 1..block_size is as common as in training. ``chunks`` scores only
-    that many chunks, spread evenly over the whole split (default: all of them). Unlike
-    `estimate_loss` (random batches), the same model always gets the same number. The batches go
-    to ``device``, by default the model's own (wherever it was trained)."""
+    """The mean next-token loss in eval mode over ``data``'s ``block_size`` chunks (or ``chunks`` of them)."""
     device = next(model.parameters()).device if device is None else device
     was_training = model.training
     model.eval()
@@ -313,174 +206,105 @@ def split_loss(model: nn.Module, data: torch.Tensor, block_size: int, *, chunks:
     return total / (n * block_size)
 
 
-# How `split_scores` scores a model, in the ladder file's words.
-SPLIT_SCORES = "whole val split; as many chunks spread over train"
-
-
 def split_scores(model: nn.Module, corpus: Corpus, block_size: int,
                  device: torch.device | str | None = None) -> dict:
-    """``{"train_loss", "val_loss"}`` of ``model``: the whole val split, and as many chunks spread
-    over all of train as the val split has, so the two numbers are equally precise and the gap
-    between them is measured (`split_loss`)."""
+    """``{"train_loss", "val_loss"}``: the whole val split, as many chunks of train (equally precise)."""
     val_chunks = (len(corpus.val_data) - 1) // block_size
     return {"train_loss": split_loss(model, corpus.train_data, block_size, chunks=val_chunks, device=device),
             "val_loss": split_loss(model, corpus.val_data, block_size, device=device)}
 
 
-def _mean_std(values: list[float]) -> tuple[float, float | None]:
-    """The mean, and the sample standard deviation (None for a single value)."""
-    return statistics.fmean(values), (statistics.stdev(values) if len(values) > 1 else None)
+def _entry(name: str, label: str, kind: str, evaluated_on: str, runs: list[dict], first: RunResult,
+           device: str | None = None) -> dict:
+    """A ladder entry: the runs' mean losses and their spread, the first run's model, budget and history."""
+    entry = {"name": name, "label": label, "kind": kind}
+    for split in ("val", "train"):  # the sample standard deviation: None for one run
+        losses = [r[f"{split}_loss"] for r in runs]
+        entry[f"{split}_loss"] = statistics.fmean(losses)
+        entry[f"{split}_std"] = statistics.stdev(losses) if len(runs) > 1 else None
+    return {**entry, "evaluated_on": evaluated_on, "seeds": runs, "params": count_parameters(first.model),
+            "wall_s": round(statistics.fmean(r["wall_s"] for r in runs), 1),
+            "device": device or str(first.device), "budget": first.run.name, "model": asdict(first.run.model),
+            "history": first.history.to_dict()}
 
 
 def train_rung(name: str, make_model: Callable[[GPTConfig], nn.Module], budget: Preset, corpus: Corpus,
                *, seeds: Sequence[int] | None = None, label: str | None = None,
-               device: torch.device | str = "cpu", progress: bool = True,
-               speed=READABLE) -> tuple[dict, nn.Module]:
-    """Train the rung ``make_model`` builds (from ``budget.model``, vocabulary set from the corpus)
-    with ``budget.train`` through `gptlib.run.train_run`, once per seed in ``seeds`` (default: the
-    budget's own seed), and return its ladder entry (a JSON-ready dict) and the first seed's trained
-    model (to sample from).
-
-    Each run seeds the weights and the batches with its seed. After training, each is scored on the
-    whole val split and on as many chunks spread over the train split (`split_loss`); the entry holds every seed's scores, their mean and
-    standard deviation, the mean training time, and the first seed's loss history (the estimates
-    made during training). The rungs train the readable way (``speed``: `READABLE`), as the
-    chapters write them."""
-    seeds = tuple(seeds) if seeds is not None else (budget.train.seed,)
-    block_size = budget.model.block_size
+               device: torch.device | str = "cpu", progress: bool = True) -> tuple[dict, nn.Module]:
+    """Train and score the rung once per seed (default: the budget's): its entry, the first seed's model."""
     runs, first = [], None
-    for seed in seeds:
+    for seed in (budget.train.seed,) if seeds is None else seeds:
         start = time.perf_counter()
-        run = Run.from_preset(replace(budget, train=replace(budget.train, seed=seed)), speed=speed,
+        run = Run.from_preset(replace(budget, train=replace(budget.train, seed=seed)), speed=READABLE,
                               device=str(device))
-        result = train_run(run, make_model=make_model, corpus=corpus, progress=progress,
-                           log=lambda _: None)
-        wall_s = time.perf_counter() - start
-        runs.append({"seed": seed, **split_scores(result.model, corpus, block_size, result.device),
-                     "wall_s": round(wall_s, 1)})
+        result = train_run(run, make_model=make_model, corpus=corpus, progress=progress, log=lambda _: None)
+        wall_s = round(time.perf_counter() - start, 1)
+        scores = split_scores(result.model, corpus, budget.model.block_size, result.device)
+        runs.append({"seed": seed, **scores, "wall_s": wall_s})
         first = first or result
-    val, val_std = _mean_std([r["val_loss"] for r in runs])
-    train, train_std = _mean_std([r["train_loss"] for r in runs])
-    entry = {
-        "name": name,
-        "label": label or RUNGS.get(name) or COUNTERFACTUALS.get(name, name),
-        "kind": "counterfactual" if name in COUNTERFACTUALS else "rung",
-        "val_loss": val,
-        "val_std": val_std,
-        "train_loss": train,
-        "train_std": train_std,
-        "evaluated_on": SPLIT_SCORES,
-        "seeds": runs,
-        "params": count_parameters(first.model),
-        "wall_s": round(statistics.fmean(r["wall_s"] for r in runs), 1),
-        "device": str(first.device),
-        "budget": budget.name,
-        "model": asdict(first.run.model),
-        "history": first.history.to_dict(),
-    }
-    return entry, first.model
+    kind = "counterfactual" if name in COUNTERFACTUALS else "rung"
+    label = label or RUNGS.get(name) or COUNTERFACTUALS.get(name, name)
+    return _entry(name, label, kind, SPLIT_SCORES, runs, first), first.model
 
 
 def rung_entry(name: str, result: RunResult, *, model: nn.Module | None = None, at: int = -1,
                label: str | None = None, device: str | None = None) -> dict:
-    """The ladder entry of a run trained elsewhere (chapter 7's model), one seed, with the same fields
-    as `train_rung`'s entries. Its losses: with ``model`` (the weights to score, e.g. the best
-    checkpoint's), on the whole val split and as many chunks spread over train (`split_loss`), as
-    the rungs are scored; without, the run's own estimates at evaluation ``at`` (the last by default)."""
+    """A run trained elsewhere (chapter 7's) as an entry: ``model`` scored as a rung, else its own ``at``."""
     history = result.history.to_dict()
     if model is None:
-        val, train = history["val_loss"][at], history["train_loss"][at]
+        scores = {"train_loss": history["train_loss"][at], "val_loss": history["val_loss"][at]}
         evaluated_on = f"the run's own estimate at step {history['step'][at]}"
-    else:
-        scores = split_scores(model, result.corpus, result.run.model.block_size)  # on the model's device
-        val, train, evaluated_on = scores["val_loss"], scores["train_loss"], SPLIT_SCORES
-    return {
-        "name": name, "label": label or name, "kind": "model",
-        "val_loss": val, "val_std": None, "train_loss": train, "train_std": None,
-        "evaluated_on": evaluated_on,
-        "seeds": [{"seed": result.run.train.seed, "train_loss": train, "val_loss": val,
-                   "wall_s": round(history["elapsed"][-1], 1)}],
-        "params": count_parameters(result.model),
-        "wall_s": round(history["elapsed"][-1], 1),
-        "device": device or str(result.device),
-        "budget": result.run.name,
-        "model": asdict(result.run.model),
-        "history": history,
-    }
+    else:  # on the model's device
+        scores, evaluated_on = split_scores(model, result.corpus, result.run.model.block_size), SPLIT_SCORES
+    runs = [{"seed": result.run.train.seed, **scores, "wall_s": round(history["elapsed"][-1], 1)}]
+    return _entry(name, label or name, "model", evaluated_on, runs, result, device)
 
 
-def load_ladder(path: str | os.PathLike, fallback: str | os.PathLike | None = None) -> dict:
-    """The ladder file at ``path`` as a dict ``{"budget": ..., "rungs": [...]}``. If there is no file
-    there, the one at ``fallback`` (say, the book's committed ladder), else an empty ladder."""
-    for candidate in (path, fallback):
-        if candidate is not None and Path(candidate).exists():
-            return json.loads(Path(candidate).read_text())
-    return {"budget": budget_dict(LADDER), "rungs": []}
+def load_ladder(path: str | Path, fallback: str | Path | None = None) -> dict:
+    """The ladder file at ``path`` (else at ``fallback``, else an empty ladder): ``{"budget", "rungs"}``."""
+    found = [p for p in (path, fallback) if p is not None and Path(p).exists()]
+    return json.loads(Path(found[0]).read_text()) if found else {"budget": asdict(LADDER), "rungs": []}
 
 
-def _ladder_index(name: str) -> float:
-    order = [*RUNGS, *COUNTERFACTUALS]
-    return order.index(name) if name in order else float("inf")
-
-
-def ladder_file(folder: str | os.PathLike | None = None) -> Path:
-    """The reader's ladder file: ``ladder.json`` in ``folder``, by default `gptlib.files.results_folder`
-    (``runs/`` in the repository unless ``GPTLIB_RESULTS`` says otherwise)."""
+def ladder_file(folder: str | Path | None = None) -> Path:
+    """The reader's ``ladder.json`` in ``folder``, by default `gptlib.files.results_folder`."""
     return Path(folder if folder is not None else results_folder()) / "ladder.json"
 
 
-def record_rung(rung: dict, path: str | os.PathLike | None = None,
-                start_from: str | os.PathLike | None = None) -> dict:
-    """Add ``rung`` to the ladder file at ``path`` (by default `ladder_file`) and return the new ladder.
-
-    A rung trained with the seconds-long ``smoke`` budget (the tests') never enters a ladder of real
-    runs: it goes to a file of its own beside ``path`` (``ladder-smoke.json``), which starts empty.
-
-    A file that does not exist yet starts as a copy of the ladder at ``start_from`` (if given and
-    present), so a learner's own file begins with the book's results and their runs replace them one
-    by one; ``start_from`` itself is never written. An entry with the same name is replaced in place;
-    a new rung of the book's ladder goes to its place in ladder order, then the counterfactuals, then
-    any other name (the final chapter's model). The file is written to a temporary file and renamed
-    over the old one, so it is never left half written.
-    """
+def record_rung(rung: dict, path: str | Path | None = None,
+                start_from: str | Path | None = None) -> dict:
+    """Add ``rung`` to the ladder file ``path`` (`ladder_file`; a new one copies ``start_from``; a ``smoke``
+    rung: ``ladder-smoke.json``), atomically: in its namesake's place, else in ladder order, others last."""
     path = ladder_file() if path is None else Path(path)
     if rung.get("budget") == "smoke":
         path, start_from = path.with_name(f"{path.stem}-smoke{path.suffix}"), None
     ladder = load_ladder(path, fallback=start_from)
-    ladder["budget"] = budget_dict(LADDER)
-    rungs = ladder["rungs"]
-    names = [r["name"] for r in rungs]
+    ladder["budget"] = asdict(LADDER)
+    rungs, names = ladder["rungs"], [r["name"] for r in ladder["rungs"]]
     if rung["name"] in names:
         rungs[names.index(rung["name"])] = rung
     else:
-        i = _ladder_index(rung["name"])
-        pos = next((k for k, r in enumerate(rungs) if _ladder_index(r["name"]) > i), len(rungs))
-        rungs.insert(pos, rung)
+        order = {n: i for i, n in enumerate([*RUNGS, *COUNTERFACTUALS])}  # any other name goes last
+        rank = [order.get(r["name"], len(order)) for r in [*rungs, rung]]
+        rungs.insert(next((k for k in range(len(rungs)) if rank[k] > rank[-1]), len(rungs)), rung)
     with atomic_write(path) as f:
         f.write((json.dumps(ladder, indent=1) + "\n").encode("utf-8"))
     return ladder
 
 
 def ladder_table(ladder: dict, names=None) -> str:
-    """The ladder as a fixed-width text table: rung, budget (only when the rungs shown differ in it),
-    params, number of seeds, train and val loss (means over the seeds), the val loss's standard
-    deviation over the seeds (``±``), the gap val − train, and the mean wall time of one run. The
-    columns are as wide as their contents, so the table fits a page of 88 characters."""
+    """The ladder (or its ``names``) as a text table: the budget column only if the rungs' budgets differ."""
     rungs = ladder["rungs"]
     if names is not None:
         by_name = {r["name"]: r for r in rungs}
         rungs = [by_name[n] for n in names if n in by_name]
-    wl = max([len("rung")] + [len(r["label"]) for r in rungs])
-    wp = max([len("params")] + [len(f"{r['params']:,}") for r in rungs])
-    budgets = len({r["budget"] for r in rungs}) > 1
-    wb = max([len("budget")] + [len(r["budget"]) for r in rungs])
-    budget = (lambda text: f" {text:<{wb}}") if budgets else (lambda text: "")
-    lines = [f"{'rung':<{wl}}{budget('budget')} {'params':>{wp}} {'seeds':>5} {'train':>6} {'val':>6} "
-             f"{'±':>6} {'val-train':>9} {'wall s':>6}"]
+    rows = [("rung", "budget", "params", "seeds", "train", "val", "±", "val-train", "wall s")]
     for r in rungs:
-        seeds = len(r.get("seeds", [])) or 1
         std = "" if r.get("val_std") is None else f"{r['val_std']:.4f}"
-        lines.append(f"{r['label']:<{wl}}{budget(r['budget'])} {r['params']:>{wp},} {seeds:>5} "
-                     f"{r['train_loss']:>6.4f} {r['val_loss']:>6.4f} {std:>6} "
-                     f"{r['val_loss'] - r['train_loss']:>9.4f} {r['wall_s']:>6.1f}")
-    return "\n".join(lines)
+        rows.append((r["label"], r["budget"], f"{r['params']:,}", str(len(r.get("seeds", [])) or 1),
+                     f"{r['train_loss']:.4f}", f"{r['val_loss']:.4f}", std,
+                     f"{r['val_loss'] - r['train_loss']:.4f}", f"{r['wall_s']:.1f}"))
+    widths = [max(len(row[i]) for row in rows) for i in range(3)] + [5, 6, 6, 6, 9, 6]
+    columns = [i for i in range(9) if i != 1 or len({r["budget"] for r in rungs}) > 1]  # budget if differs
+    return "\n".join(" ".join(f"{row[i]:{'<' if i < 2 else '>'}{widths[i]}}" for i in columns)
+                     for row in rows)

@@ -94,9 +94,9 @@ def test_maps_follow_the_input_not_a_cached_state(model, data):
 def test_bad_input_is_a_clear_error(model, data, tiny_config):
     with pytest.raises(ConfigError, match="block_size"):
         attention_maps(model, data[:tiny_config.block_size + 1])
-    with pytest.raises(ConfigError, match="one non-empty sequence"):
+    with pytest.raises(ConfigError, match="one sequence of 1 to block_size"):
         attention_maps(model, data[:24].view(2, 12))
-    with pytest.raises(ConfigError, match="one non-empty sequence"):
+    with pytest.raises(ConfigError, match="one sequence of 1 to block_size"):
         attention_maps(model, data[:0])
 
 

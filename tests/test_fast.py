@@ -259,16 +259,17 @@ def test_the_real_probe_gives_a_valid_plan():
     assert speed_plan("cpu", config) == plan  # measured once per process and shape
 
 
-def test_softmax_dropout_gradient_is_exact():
-    """gradcheck in float64 with the mask fixed by reseeding before each call."""
-    from gptlib.fast import _SoftmaxDropout
+def test_explicit_attention_with_dropout_gradient_is_exact():
+    """gradcheck in float64 of the CPU's explicit attention with dropout (softmax, then the 1-byte
+    mask), the mask fixed by reseeding before each call."""
+    attn = CausalSelfAttention(replace(CONFIG, dropout=0.3)).train()
 
-    def f(scores):
+    def f(q, k, v):
         torch.manual_seed(0)
-        return _SoftmaxDropout.apply(scores, 0.3)
+        return attn.explicit_attention(q, k, v)
 
-    scores = torch.randn(2, 5, 5, dtype=torch.float64, requires_grad=True)
-    assert torch.autograd.gradcheck(f, (scores,))
+    q, k, v = (torch.randn(1, 3, 5, 8, dtype=torch.float64, requires_grad=True) for _ in range(3))
+    assert torch.autograd.gradcheck(f, (q, k, v))
 
 
 def test_dropout_gradient_is_exact():
@@ -277,7 +278,7 @@ def test_dropout_gradient_is_exact():
 
     def f(x):
         torch.manual_seed(0)
-        return _Dropout.apply(x, 0.3)
+        return _Dropout.apply(x, 0.3, 1 / 0.7)
 
     x = torch.randn(4, 7, dtype=torch.float64, requires_grad=True)
     assert torch.autograd.gradcheck(f, (x,))
@@ -296,11 +297,9 @@ def test_bf16_autocast_attention_stays_close_to_fp32(attention):
     torch.testing.assert_close(got.float(), want, rtol=0.05, atol=0.05)
 
 
-def test_unknown_attention_is_a_config_error():
+def test_the_attention_name_is_checked_once_by_the_speed_config():
     from gptlib.errors import ConfigError
     from gptlib.speed import SpeedConfig
 
-    with pytest.raises(ConfigError):
-        FastGPT(CONFIG, "flash")
-    with pytest.raises(ConfigError):
+    with pytest.raises(ConfigError, match="attention must be one of sdpa, explicit, got 'flash'"):
         SpeedConfig(attention="flash")

@@ -120,7 +120,7 @@ def test_concat_variant_is_the_multi_head_rung_without_the_projection(config):
     concat.load_state_dict({k: v for k, v in rung.state_dict().items() if k not in missing})
     x = torch.randn(2, config.block_size, config.n_embd)
     heads = torch.cat([h(x) for h in rung.sa_heads.heads], dim=-1)  # the rung's heads, no proj
-    torch.testing.assert_close(concat.middle(x), heads)
+    torch.testing.assert_close(concat.sa_heads(x), heads)
 
 
 def test_the_table_drops_the_budget_column_when_the_rungs_share_one():

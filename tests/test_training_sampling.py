@@ -13,7 +13,8 @@ import torch
 from gptlib.batches import get_batch, train_val_split
 from gptlib.config import TrainConfig
 from gptlib.model import GPT
-from gptlib.sampling import generate, sample_next
+from gptlib.errors import ConfigError
+from gptlib.sampling import generate, sample_next, sample_text
 from gptlib.training import estimate_loss, get_lr, make_optimizer, train
 
 FAST = TrainConfig(batch_size=8, max_iters=60, eval_interval=20, eval_iters=4, learning_rate=3e-3)
@@ -106,14 +107,44 @@ def test_generate_restores_training_mode(tiny_config):
     assert model.training
 
 
-@pytest.mark.parametrize("kwargs", [
-    dict(max_new_tokens=-1), dict(temperature=-0.5), dict(temperature=float("nan")),
-    dict(top_k=0), dict(top_k=10_000),
+SAMPLING_ERRORS = [
+    (dict(max_new_tokens=-1), "max_new_tokens must be an integer >= 0, got -1"),
+    (dict(max_new_tokens=2.0), "max_new_tokens must be an integer >= 0, got 2.0"),
+    (dict(temperature=-0.5), "temperature must be a finite number >= 0 (0 = greedy), got -0.5"),
+    (dict(temperature=float("nan")), "temperature must be a finite number >= 0 (0 = greedy), got nan"),
+    (dict(top_k=0), "top_k must be an integer >= 1 (or None for no limit), got 0"),
+    (dict(top_k=10_000), "top_k (10000) cannot exceed the vocabulary size ({V})"),
+]
+
+
+@pytest.mark.parametrize("kwargs, message", SAMPLING_ERRORS)
+def test_generate_checks_each_argument_with_one_message(tiny_config, kwargs, message):
+    model = GPT(tiny_config)
+    with pytest.raises(ConfigError) as error:
+        generate(model, torch.zeros((1, 1), dtype=torch.long), **(dict(max_new_tokens=3) | kwargs))
+    assert str(error.value) == message.format(V=tiny_config.vocab_size)
+
+
+@pytest.mark.parametrize("kwargs, message", SAMPLING_ERRORS + [
+    (dict(prompt=""), "the prompt is empty: give at least one character for the model to continue "
+                      "(a newline will do)"),
+    (dict(seed=-1), "seed must be an integer from 0 to 2**63 - 1, got -1"),
+    (dict(seed=2**63), f"seed must be an integer from 0 to 2**63 - 1, got {2**63}"),
 ])
-def test_generate_rejects_bad_arguments(tiny_config, kwargs):
-    args = dict(max_new_tokens=3) | kwargs
-    with pytest.raises(ValueError):
-        generate(GPT(tiny_config), torch.zeros((1, 1), dtype=torch.long), **args)
+def test_sample_text_checks_each_argument_once_before_any_token(tiny_config, tokenizer, kwargs, message):
+    """The text entry: every argument checked where it enters, with one message, before a token is
+    drawn (``on_token`` never called)."""
+    args = dict(prompt="a", max_new_tokens=3) | kwargs
+    seen = []
+    with pytest.raises(ConfigError) as error:
+        sample_text(GPT(tiny_config), tokenizer, on_token=seen.append, **args)
+    assert str(error.value) == message.format(V=tokenizer.vocab_size) and seen == []
+
+
+def test_the_largest_seed_samples_and_repeats(tiny_config, tokenizer):
+    model = GPT(tiny_config)
+    text = sample_text(model, tokenizer, "a", 5, seed=2**63 - 1)
+    assert len(text) == 6 and text == sample_text(model, tokenizer, "a", 5, seed=2**63 - 1)
 
 
 @pytest.fixture
