@@ -1,26 +1,11 @@
-"""The model for the browser: a readable `GPT`'s weights in one small binary file that
-the book's JavaScript GPT (``gpt.js``, the page "Your GPT in the browser") reads; the caller chooses
-where it goes (chapter 7 writes the book's into the book's static files).
+"""The model for the browser: a readable `GPT`'s weights in one small file that ``gpt.js`` reads.
 
-The file::
-
-    b"GPTB"           4 bytes, the magic
-    version           uint32, little-endian (1)
-    header length     uint32, little-endian: N bytes of UTF-8 JSON follow, padded with spaces to 8
-    header            {"format": "gptlib-browser", "version": 1, "config": asdict(GPTConfig),
-                       "vocab": the characters in id order, "dtype": "float16" or "int8",
-                       "tensors": [{"name", "shape", "dtype", "offset", "scale"}, ...],
-                       "source": {"step", "val_loss", "origin"} (those given)}
-    tensors           raw, little-endian, each at ``offset`` bytes past the header, 8-byte aligned
-
-Tensors keep the names of ``GPT.state_dict()`` (``blocks.0.sa.heads.1.query.weight``...), so the
-JavaScript reads the same names as `gptlib.model`. Matrices are stored in ``dtype``; vectors (biases,
-LayerNorm) stay float32, which costs a few kB. An int8 matrix is ``round(w / scale)`` with one scale
-per tensor (max |w| / 127, rounded to float32); de-quantised it is ``q * scale`` in float32, in
-Python and in JavaScript alike, so both read the same float32 weights.
-
-Beside the file goes a small JSON "sidecar" (same name, ``.json``): its sha256, size, the measured
-export error and where the weights came from, so the book can cite them.
+The file: b"GPTB", then version (1) and header length N as little-endian uint32; N bytes of UTF-8 JSON
+(config, vocab in id order, dtype, source, and each tensor's name, shape, dtype, offset and scale),
+padded with spaces to 8 bytes; then the tensors, each 8-byte aligned, named as in ``GPT.state_dict()``.
+Matrices are float16 or int8 (``round(w / scale)``, one float32 scale per tensor, read back as
+``q * scale`` in Python and JavaScript alike); vectors stay float32. A JSON sidecar (same name,
+``.json``) gives the file's sha256, size, measured export error and origin.
 """
 
 import hashlib
@@ -79,8 +64,7 @@ def _decode(raw: bytes, entry: dict) -> torch.Tensor:
 
 
 def _readable_copy(model: nn.Module) -> GPT:
-    """A copy of ``model`` as the readable `GPT` on the CPU, in eval mode (the caller's model stays
-    where it is); a `FastGPT` gets its weights mapped back to the names the file keeps."""
+    """A CPU copy of ``model`` as the readable `GPT` in eval mode (a `FastGPT`'s weights mapped back)."""
     if isinstance(model, FastGPT):
         model = readable_from_fast(model)
     if not isinstance(model, GPT):
@@ -109,53 +93,41 @@ def _export_bytes(model: GPT, tokenizer: CharTokenizer, dtype: str, source: dict
 
 def _parse(data: bytes, where: str = "the file") -> tuple[dict, dict[str, torch.Tensor]]:
     """File bytes -> (header, float32 state dict), with a `CheckpointError` for a file that is not one."""
-    if len(data) < _PREFIX.size:
-        raise CheckpointError(f"{where} is too short to be a browser model file ({len(data)} bytes)")
-    magic, version, n = _PREFIX.unpack_from(data)
-    if magic != MAGIC:
+    if data[:4] != MAGIC:
         raise CheckpointError(f"{where} is not a browser model file (no {MAGIC!r} marker); write one "
                               f"with gptlib.export.export_for_browser")
-    if version != VERSION:
-        raise CheckpointError(f"{where} is browser format version {version}; this gptlib reads {VERSION}")
-    start = _PREFIX.size + n
     try:
-        header = json.loads(data[_PREFIX.size:start].decode("utf-8"))
-        state = {}
+        _, version, n = _PREFIX.unpack_from(data)
+        if version != VERSION:
+            raise CheckpointError(f"{where} is browser format version {version}; this gptlib reads {VERSION}")
+        start = _PREFIX.size + n
+        header, state = json.loads(data[_PREFIX.size:start].decode("utf-8")), {}
         for e in header["tensors"]:
             size = int(np.prod(e["shape"], dtype=np.int64)) * np.dtype(_NUMPY[e["dtype"]]).itemsize
             raw = data[start + e["offset"]:start + e["offset"] + size]
             if len(raw) != size:
                 raise CheckpointError(f"{where} is truncated: tensor {e['name']} needs {size} bytes")
             state[e["name"]] = _decode(raw, e)
-    except (KeyError, TypeError, ValueError, UnicodeDecodeError) as err:
-        if isinstance(err, CheckpointError):
-            raise
+        return header, state
+    except CheckpointError:
+        raise
+    except (KeyError, TypeError, ValueError, struct.error) as err:  # incl. JSON and UTF-8 errors
         raise CheckpointError(f"{where} is damaged: {type(err).__name__}: {err}") from None
-    return header, state
 
 
 def load_browser_export(path: str | os.PathLike) -> tuple[GPT, CharTokenizer]:
-    """The `GPT` (eval mode, CPU) and `CharTokenizer` rebuilt from a browser model file: the
+    """The `GPT` (eval mode, CPU) and `CharTokenizer` rebuilt from a browser model file, with the
     de-quantised float32 weights that ``gpt.js`` computes with."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"no browser model file at {path}; write one with "
-                                f"gptlib.export.export_for_browser")
-    header, state = _parse(path.read_bytes(), str(path))
-    try:
-        config = GPTConfig(**header["config"])
-        tokenizer = CharTokenizer(header["vocab"])
-    except (KeyError, TypeError, ValueError) as err:
-        raise CheckpointError(f"{path} is damaged: {err}") from None
-    model = GPT(config)
+    header, state = _parse(Path(path).read_bytes(), str(path))
+    model, tokenizer = GPT(GPTConfig(**header["config"])), CharTokenizer(header["vocab"])
     load_weights(model, state, tokenizer)
     return model.eval(), tokenizer
 
 
 @torch.no_grad()
 def export_error(model: GPT, rebuilt: GPT, n_prompts: int = ERROR_PROMPTS) -> float:
-    """Max |logit difference| between ``model`` and ``rebuilt`` on ``n_prompts`` random sequences of
-    ``block_size`` tokens (seed 0); both on the CPU in eval mode (no dropout)."""
+    """Max |logit difference| of ``model`` and ``rebuilt`` (CPU, eval mode) on ``n_prompts`` random
+    sequences of ``block_size`` tokens (seed 0)."""
     config = model.config
     idx = torch.randint(config.vocab_size, (n_prompts, config.block_size),
                         generator=torch.Generator().manual_seed(0))  # (n,T)
@@ -169,10 +141,8 @@ EXPORT_NAME = "gpt-model.bin"
 
 
 def browser_export_path(run_out: str | os.PathLike, preset: str, book: str | os.PathLike) -> Path:
-    """Where chapter 7 writes a run's browser export: beside the run's checkpoints, or, when a
-    maintainer asks for the book's own results (``GPTLIB_RESULTS`` is ``book``'s ``results``) and the
-    run is the preset the page is made for, over the model the book's page samples (``book``'s
-    ``_static``). A reader's run never writes into the book."""
+    """Where chapter 7 writes a run's browser export: beside the run's checkpoints; over the book's own
+    model (``book/_static``) only for the page's preset when ``GPTLIB_RESULTS`` is ``book/results``."""
     book = Path(book)
     if preset == BOOK_PRESET and results_folder().resolve() == (book / "results").resolve():
         return book / "_static" / EXPORT_NAME
@@ -182,19 +152,13 @@ def browser_export_path(run_out: str | os.PathLike, preset: str, book: str | os.
 def export_for_browser(model: nn.Module, tokenizer: CharTokenizer, path: str | os.PathLike,
                        dtype: str = "float16", step: int | None = None, val_loss: float | None = None,
                        origin: str | None = None) -> dict:
-    """Write ``model`` (a `GPT` or `FastGPT`) and ``tokenizer`` to ``path`` for ``gpt.js``, and a
-    sidecar JSON beside it; return what the sidecar says: sha256, bytes, the export error...
-
-    ``dtype`` "float16" (the book's choice: 2 bytes a weight, logits within a few 1e-3 on the
-    `cpu` preset's model) or "int8" (1 byte a weight, an error about 60x larger there).
-    ``step`` and ``val_loss`` say which checkpoint this is, and ``origin`` which run made it
-    (e.g. chapter 7's notebook); the page shows all three.
-    """
+    """Write ``model`` (a `GPT` or `FastGPT`) and ``tokenizer`` to ``path`` for ``gpt.js`` in ``dtype``
+    ("float16" or "int8"), and the sidecar beside it; return the sidecar's dict. ``step``, ``val_loss``
+    and ``origin`` (which run made it) are shown by the page."""
     if dtype not in DTYPES:
         raise ConfigError(f"dtype must be one of {', '.join(DTYPES)}, got {dtype!r}")
     if not isinstance(tokenizer, CharTokenizer):
-        raise ConfigError(f"the browser sampler reads characters: export_for_browser needs a "
-                          f"CharTokenizer, got {type(tokenizer).__name__}")
+        raise ConfigError(f"the page reads characters: export a CharTokenizer, not a {type(tokenizer).__name__}")
     model = _readable_copy(model)
     if tokenizer.vocab_size != model.config.vocab_size:
         raise ConfigError(f"the tokenizer has {tokenizer.vocab_size} characters but the model's "
@@ -205,18 +169,11 @@ def export_for_browser(model: nn.Module, tokenizer: CharTokenizer, path: str | o
     header, state = _parse(data)
     rebuilt = GPT(model.config)
     rebuilt.load_state_dict(state)
-    info = {
-        "file": Path(path).name,
-        "sha256": hashlib.sha256(data).hexdigest(),
-        "bytes": len(data),
-        "dtype": dtype,
-        "parameters": sum(p.numel() for p in model.parameters()),
-        "config": header["config"],
-        "max_abs_logit_error": export_error(model, rebuilt.eval()),  # both float32 on the CPU
-        "error_measured_on": f"{ERROR_PROMPTS} random sequences of {model.config.block_size} tokens "
-                             f"(seed 0): the float32 model vs the model rebuilt from the file",
-        **source,
-    }
+    info = {"file": Path(path).name, "sha256": hashlib.sha256(data).hexdigest(), "bytes": len(data),
+            "dtype": dtype, "parameters": sum(p.numel() for p in model.parameters()), "config": header["config"],
+            "max_abs_logit_error": export_error(model, rebuilt.eval()),  # both float32 on the CPU
+            "error_measured_on": f"{ERROR_PROMPTS} random sequences of {model.config.block_size} tokens "
+                                 f"(seed 0): the float32 model vs the model rebuilt from the file", **source}
     with atomic_write(path) as f:
         f.write(data)
     with atomic_write(sidecar_path(path)) as f:
