@@ -1,9 +1,7 @@
-"""Plots the book draws again and again: a training run's loss curves and the ablation ladder, and
-chapter 7's live loss plot (a `train` callback that reads only the history) and attention maps.
+"""The book's plots: loss curves (static, and live during training), the ablation ladder, attention maps.
 
-Every function takes data (a `gptlib.training.History` or its ``to_dict()``, a ladder dict as
-`gptlib.ladder.load_ladder` returns it), never a trainer or a model, draws on ``ax`` (a new figure
-if ``ax`` is None) and returns the axes. The model modules never import matplotlib; only this one does.
+Each takes data (a `gptlib.training.History` or its ``to_dict()``, a ladder dict, attention weights),
+never a trainer, and draws on ``ax`` (a new figure if None). Only this module imports matplotlib.
 """
 
 import math
@@ -12,7 +10,6 @@ import matplotlib.pyplot as plt
 
 
 def _as_dict(history) -> dict:
-    """A `History` or a plain dict of lists -> a plain dict of lists."""
     return history.to_dict() if hasattr(history, "to_dict") else dict(history)
 
 
@@ -37,24 +34,19 @@ def plot_history(history, ax=None, label: str | None = None, color=None, show_tr
     return ax
 
 
-# The lecture's final model (Karpathy, "Let's build GPT: from scratch, in code, spelled out", 2023:
-# 10.8M parameters, context 256, 5,000 steps on an A100) reached a validation loss of 1.48: the
-# ladder plots draw it as a line to measure the rungs against.
+# The val loss of the lecture's final model (Karpathy, "Let's build GPT", 2023: 10.8M parameters,
+# context 256, 5,000 steps on an A100): the ladder plots draw it to measure the rungs against.
 LECTURE_VAL_LOSS = 1.48
 LECTURE_LABEL = "the lecture's GPT on a GPU: 1.48"
 
 
 def _rungs(ladder: dict, names=None) -> list[dict]:
-    rungs = ladder["rungs"]
-    if names is not None:
-        by_name = {r["name"]: r for r in rungs}
-        rungs = [by_name[n] for n in names if n in by_name]
-    return rungs
+    by_name = {r["name"]: r for r in ladder["rungs"]}
+    return ladder["rungs"] if names is None else [by_name[n] for n in names if n in by_name]
 
 
 def _lecture_line(ax, vertical: bool) -> None:
-    """The lecture's 1.48, dotted, labelled in the legend."""
-    line = ax.axvline if vertical else ax.axhline
+    line = ax.axvline if vertical else ax.axhline  # dotted, labelled in the legend
     line(LECTURE_VAL_LOSS, color="tab:green", ls=":", lw=1.5, label=LECTURE_LABEL, gid="lecture")
 
 
@@ -72,15 +64,9 @@ def _fit_texts(ax, texts) -> None:
 
 
 def plot_ladder(ladder: dict, ax=None, names=None, lecture: bool = True, xlim=None):
-    """The final validation loss of each rung, bottom rung first; ``names`` picks and orders rungs.
-
-    A hollow dot is a rung's mean over its seeds, the thick capped bar through it ± one standard
-    deviation (it shows wherever it reaches beyond the dot), the small marks each seed's own result;
-    a counterfactual rung (``kind``) is drawn in another colour; each value is written beside its dot,
-    and the x range is widened until every one of those labels fits. ``lecture`` draws the lecture's
-    1.48 (`LECTURE_VAL_LOSS`) as a dotted line; ``xlim`` zooms in (say on a few close rungs, where the
-    spreads become visible). The loss axis does not start at 0, so a dot plot, not bars (whose
-    lengths would mislead)."""
+    """Each rung's final val loss, bottom rung first (``names`` picks and orders them): a dot for the
+    mean over seeds with a bar of ± one standard deviation, a mark per seed, the value beside it; a
+    dot plot, not bars, as the axis does not start at 0. ``lecture`` draws `LECTURE_VAL_LOSS`."""
     rungs = _rungs(ladder, names)
     ax = _axes(ax, figsize=(7, 0.45 * len(rungs) + 1.2))
     labels = [r.get("label", r["name"]) for r in rungs]
@@ -103,10 +89,9 @@ def plot_ladder(ladder: dict, ax=None, names=None, lecture: bool = True, xlim=No
     if xlim is not None:
         ax.set_xlim(*xlim)
     elif rungs:  # an empty ladder draws empty axes
-        lows = [r["val_loss"] - (r.get("val_std") or 0.0) for r in rungs]
-        highs = [r["val_loss"] + (r.get("val_std") or 0.0) for r in rungs]
-        lo = min(lows + ([LECTURE_VAL_LOSS] if lecture else []))
-        hi = max(highs)
+        stds = [r.get("val_std") or 0.0 for r in rungs]
+        lo = min([r["val_loss"] - d for r, d in zip(rungs, stds)] + ([LECTURE_VAL_LOSS] if lecture else []))
+        hi = max(r["val_loss"] + d for r, d in zip(rungs, stds))
         pad = 0.05 * (hi - lo) or 0.01
         ax.set_xlim(lo - pad, hi + pad)
     ax.set_xlabel("validation loss (lower is better)")
@@ -117,9 +102,8 @@ def plot_ladder(ladder: dict, ax=None, names=None, lecture: bool = True, xlim=No
 
 
 def tokens_per_step(rung: dict, ladder: dict | None = None) -> int:
-    """How many tokens one training step of ``rung`` reads: batch size x context (its model's
-    ``block_size``). The batch size is the rung's own (``batch_size``) if it has one, else its
-    budget's: the ladder's (``ladder["budget"]``) or a preset of that name."""
+    """Tokens one training step of ``rung`` reads: its batch size (its own, else its budget's: the
+    ladder's or a preset's) x its model's ``block_size``."""
     batch = rung.get("batch_size")
     if batch is None:
         budget = (ladder or {}).get("budget") or {}
@@ -133,9 +117,8 @@ def tokens_per_step(rung: dict, ladder: dict | None = None) -> int:
 
 
 def plot_ladder_histories(ladder: dict, ax=None, names=None, lecture: bool = True):
-    """Each rung's validation loss curve (its first seed's estimates during training) against the
-    tokens it had read by then (steps x `tokens_per_step`), so that budgets with different batches
-    or contexts share one axis; ``lecture`` draws the lecture's 1.48 as a dotted line."""
+    """Each rung's val loss curve (its first seed's) against the tokens read by then, so budgets with
+    different batches or contexts share one axis; ``lecture`` draws `LECTURE_VAL_LOSS`."""
     ax = _axes(ax, figsize=(7, 4))
     for r in _rungs(ladder, names):
         h = _as_dict(r["history"])
@@ -150,8 +133,6 @@ def plot_ladder_histories(ladder: dict, ax=None, names=None, lecture: bool = Tru
     ax.legend(fontsize=7.5)
     return ax
 
-
-# --- chapter 7: live loss curves during training, attention maps ---
 
 def token_labels(tokens) -> list[str]:
     """Characters as tick labels: a newline shows as '⏎' and a space as '␣', so neither is invisible."""
@@ -174,10 +155,7 @@ def plot_loss_curves(history, ax=None, title: str | None = None):
 
 
 class LiveLossPlot:
-    """A `train` callback that redraws the loss curves in place after every evaluation (in Jupyter).
-
-    It reads only ``state.history``; the figure is drawn by `plot_loss_curves`.
-    """
+    """A `train` callback that redraws `plot_loss_curves` in place after every evaluation (Jupyter)."""
 
     def __init__(self, title: str | None = None, figsize=(6, 3.5)):
         self.title = title
@@ -198,17 +176,14 @@ class LiveLossPlot:
 
 def plot_attention(weights, tokens, ax=None, title: str | None = None, labels: bool = True,
                    colorbar: bool = True):
-    """One head's (T,T) attention matrix as a heatmap: row = the token reading, column = the token
-    read; the colour bar gives the weight (0 to 1, each row sums to 1)."""
-    T = len(tokens)
+    """One head's (T,T) attention weights as a heatmap: row = the token reading, column = the token read."""
     ax = _axes(ax, figsize=(5.6, 5))
     if hasattr(weights, "detach"):  # a torch tensor: matplotlib wants a NumPy array
         weights = weights.detach().cpu().numpy()
     image = ax.imshow(weights, cmap="viridis", vmin=0.0, vmax=1.0)
     if labels:
-        names = token_labels(tokens)
-        ax.set_xticks(range(T), names, fontsize=8, fontfamily="monospace")
-        ax.set_yticks(range(T), names, fontsize=8, fontfamily="monospace")
+        for set_ticks in (ax.set_xticks, ax.set_yticks):
+            _thinned_ticks(set_ticks, token_labels(tokens), fontsize=8, every=1)
         ax.tick_params(length=0, pad=1)
         ax.set_xlabel("token read", fontsize=8)
         ax.set_ylabel("token reading", fontsize=8)
@@ -222,45 +197,37 @@ def plot_attention(weights, tokens, ax=None, title: str | None = None, labels: b
     return ax
 
 
-def _thinned_ticks(ax, axis: str, names: list[str], fontsize: float, every: int) -> None:
+def _thinned_ticks(set_ticks, names: list[str], fontsize: float, every: int) -> None:
     """Tick labels for every ``every``-th token (all of them if 1), so that each stays readable."""
     positions = list(range(0, len(names), every))
-    labels = [names[i] for i in positions]
-    if axis == "x":
-        ax.set_xticks(positions, labels, fontsize=fontsize, fontfamily="monospace")
-    else:
-        ax.set_yticks(positions, labels, fontsize=fontsize, fontfamily="monospace")
+    set_ticks(positions, [names[i] for i in positions], fontsize=fontsize, fontfamily="monospace")
 
 
 def plot_attention_grid(maps, tokens, cell_size: float = 2.5, title: str | None = None):
-    """Every layer (rows) x head (columns) of ``maps`` (L,nh,T,T) as heatmaps with one shared colour
-    bar, under ``title``; tokens label the left column's rows and the bottom row's columns, every one
-    of them where they fit at a readable size, else every second or third (the figure says which).
-    Returns the figure."""
+    """Every layer (rows) x head (columns) of ``maps`` (L,nh,T,T) as heatmaps with one colour bar;
+    tokens label the outer rows and columns, thinned to stay readable. Returns the figure."""
     L, nh = maps.shape[:2]
     fig, axes = plt.subplots(L, nh, figsize=(cell_size * nh + 1.2, cell_size * L + 0.9), squeeze=False,
                              layout="constrained")
     names = token_labels(tokens)
     fontsize = 6.5
     every = max(1, math.ceil(len(tokens) * fontsize * 1.1 / (72 * cell_size * 0.85)))
-    image = None
     for layer in range(L):
         for head in range(nh):
             ax = axes[layer][head]
             plot_attention(maps[layer, head], tokens, ax=ax, labels=False, colorbar=False)
-            image = ax.images[0]
             if layer == 0:
                 ax.set_title(f"head {head}", fontsize=9)
             if head == 0:
                 ax.set_ylabel(f"layer {layer}", fontsize=9)
-                _thinned_ticks(ax, "y", names, fontsize, every)
+                _thinned_ticks(ax.set_yticks, names, fontsize, every)
             if layer == L - 1:
-                _thinned_ticks(ax, "x", names, fontsize, every)
+                _thinned_ticks(ax.set_xticks, names, fontsize, every)
             ax.tick_params(length=0, pad=1)
     if title:  # a suptitle, which the constrained layout places above the heads' titles
         fig.suptitle(title, fontsize=11)
     ordinal = {2: "second", 3: "third"}.get(every, f"{every}th")
     labelled = "every token labelled" if every == 1 else f"every {ordinal} token labelled"
     fig.supxlabel(f"rows: the token reading; columns: the token read ({labelled})", fontsize=9)
-    fig.colorbar(image, ax=axes, shrink=0.6, label="attention weight")
+    fig.colorbar(axes[-1][-1].images[0], ax=axes, shrink=0.6, label="attention weight")
     return fig
