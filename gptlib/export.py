@@ -158,7 +158,7 @@ def export_for_browser(model: nn.Module, tokenizer: CharTokenizer, path: str | o
     if dtype not in DTYPES:
         raise ConfigError(f"dtype must be one of {', '.join(DTYPES)}, got {dtype!r}")
     if not isinstance(tokenizer, CharTokenizer):
-        raise ConfigError(f"the page reads characters: export a CharTokenizer, not {type(tokenizer).__name__}")
+        raise ConfigError(f"the page reads characters: pass a CharTokenizer, not {type(tokenizer).__name__}")
     model = _readable_copy(model)
     if tokenizer.vocab_size != model.config.vocab_size:
         raise ConfigError(f"the tokenizer has {tokenizer.vocab_size} characters but the model's "
@@ -171,7 +171,7 @@ def export_for_browser(model: nn.Module, tokenizer: CharTokenizer, path: str | o
     rebuilt.load_state_dict(state)
     info = {"file": Path(path).name, "sha256": hashlib.sha256(data).hexdigest(), "bytes": len(data),
             "dtype": dtype, "parameters": sum(p.numel() for p in model.parameters()),
-            "config": header["config"], "max_abs_logit_error": export_error(model, rebuilt.eval()),  # CPU fp32
+            "config": header["config"], "max_abs_logit_error": export_error(model, rebuilt.eval()),
             "error_measured_on": f"{ERROR_PROMPTS} random sequences of {model.config.block_size} tokens "
                                  f"(seed 0): the float32 model vs the model rebuilt from the file", **source}
     with atomic_write(path) as f:

@@ -1,9 +1,7 @@
 """The sampler of chapter 7: `sampler_widget`, a panel around `gptlib.sampling.sample_text`.
 
-`sample_text` does all the work and all the checking (the command line's ``sample`` uses it too), so
-the tests call it directly; the panel only reads its controls, calls it, and shows the text (as it
-is made) or the error message. ipywidgets is imported only when a panel is built, so the rest of
-gptlib does not need it.
+`sample_text` does the work and the checking; the panel reads its controls, calls it, and shows the text
+as it is made, or the error. ipywidgets is imported only when a panel is built.
 """
 
 import html
@@ -18,8 +16,7 @@ __all__ = ["SamplerWidget", "sample_text", "sampler_widget"]
 
 
 class SamplerWidget:
-    """The panel: prompt, temperature, top-k, number of characters, seed, a Generate button and an
-    output area. Its controls are attributes, so code (and the tests) can set them and click."""
+    """The panel: prompt, temperature, top-k, length, seed, a Generate button, the output (attributes)."""
 
     refresh_s = 0.05  # redraw the output at most this often while sampling (each redraw is a message)
 
@@ -27,8 +24,7 @@ class SamplerWidget:
                  max_new_tokens: int = 300, temperature: float = 0.8, top_k: int = 0, seed: int = 1337):
         import ipywidgets as widgets
 
-        self.model = model
-        self.tokenizer = tokenizer
+        self.model, self.tokenizer = model, tokenizer
         wide = widgets.Layout(width="95%")
         style = {"description_width": "130px"}
         self.prompt = widgets.Textarea(value=prompt, description="prompt", rows=2, layout=wide, style=style)
@@ -46,8 +42,7 @@ class SamplerWidget:
                                    self.seed, self.button, self.output])
 
     def generate(self, _button=None) -> None:
-        """The button's click handler: sample with the controls' values and show the text as it grows,
-        or the error message (never a traceback) when the input is bad."""
+        """The button's click handler: the text as it grows, or what is wrong with the input."""
         self.button.disabled = True
         text = [self.prompt.value]
         last_redraw = time.monotonic()
@@ -83,12 +78,10 @@ class SamplerWidget:
 
 def _pre(text: str, color: str | None = None) -> str:
     style = "white-space: pre-wrap; font-family: monospace; margin: 0"
-    if color:
-        style += f"; color: {color}"
+    style += f"; color: {color}" if color else ""
     return f'<pre style="{style}">{html.escape(text)}</pre>'
 
 
 def sampler_widget(model: nn.Module, tokenizer: CharTokenizer, **defaults) -> SamplerWidget:
-    """A `SamplerWidget` for ``model``; ``defaults`` set the controls' first values (prompt,
-    max_new_tokens, temperature, top_k, seed)."""
+    """A `SamplerWidget` for ``model``; ``defaults`` (prompt, top_k, seed...) set its controls."""
     return SamplerWidget(model, tokenizer, **defaults)
