@@ -5,7 +5,7 @@ between them (the order flipped every round), reported as the median with its sp
 ratio and the load average at start and end. MFU is the model's FLOP/s (nanoGPT's count, 6 N + 12 L T C
 per token) over this machine's matmul peak in the path's precision, measured by the same command.
 ``--time-to-loss`` trains a preset through `gptlib.run.train_run` until the whole val split's loss
-reaches a target. ``--json`` writes the nested results (``train.speedup`` is ``data["train"]["speedup"]``).
+reaches a target. ``--json`` writes the results, nested: ``{"train": {"speedup": ...}, "sample": ...}``.
 """
 
 import argparse
@@ -197,10 +197,10 @@ def full_split_loss(model: nn.Module, data: torch.Tensor, block_size: int,
 
 
 def time_to_loss(preset_name: str, target: float, device: torch.device, plan: SpeedConfig,
-                 corpus: Corpus, progress: bool = False) -> dict:
+                 corpus: Corpus, progress: bool = False, score=full_split_loss) -> dict:
     """Train ``preset_name`` with ``plan`` until the loss on the whole val split is <= ``target``.
 
-    An estimate within `CHECK_MARGIN` of the target pauses the clock for `full_split_loss`.
+    An estimate within `CHECK_MARGIN` of the target pauses the clock for ``score`` (the whole split).
     ``seconds``: training wall time up to the check that succeeded (the checks not counted);
     ``seconds_with_checks``: with them."""
     preset = get_preset(preset_name)
@@ -214,7 +214,7 @@ def time_to_loss(preset_name: str, target: float, device: torch.device, plan: Sp
         if hit or h.val_loss[-1] > target + CHECK_MARGIN:
             return
         t0 = time.perf_counter()
-        full = full_split_loss(state.model, corpus.val_data, block_size, device)
+        full = score(state.model, corpus.val_data, block_size, device)
         spent = time.perf_counter() - t0
         seconds = h.elapsed[-1] - paused[0]
         checks.append({"step": h.step[-1], "val_loss_estimate": h.val_loss[-1], "val_loss_full": full,
@@ -239,7 +239,7 @@ def time_to_loss(preset_name: str, target: float, device: torch.device, plan: Sp
     if not hit:  # say how far it got, on the whole split too
         checked = checks and checks[-1]["step"] == h.step[-1]
         out["final_val_loss_full"] = (checks[-1]["val_loss_full"] if checked
-                                      else full_split_loss(result.model, corpus.val_data, block_size, device))
+                                      else score(result.model, corpus.val_data, block_size, device))
     return out
 
 
@@ -264,13 +264,6 @@ def _cpu_name() -> str:
     except OSError:
         pass
     return platform.processor() or platform.machine()
-
-
-def get_path(data: dict, dotted: str):
-    """``get_path(results, "train.speedup")`` is ``results["train"]["speedup"]``."""
-    for key in dotted.split("."):
-        data = data[key]
-    return data
 
 
 def _row(*cells) -> str:
