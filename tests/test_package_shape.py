@@ -1,4 +1,5 @@
-"""The shape issue 25 gave gptlib, kept: public torch only, short functions, no import cycles, lean modules.
+"""The shape issue 25 gave gptlib, kept: public torch only, short functions, no import cycles, lean modules,
+and docs/layout.md naming every module.
 
 Run: pytest tests/test_package_shape.py
 """
@@ -10,6 +11,7 @@ from pathlib import Path
 import pytest
 
 PACKAGE = Path(__file__).resolve().parent.parent / "gptlib"
+LAYOUT = PACKAGE.parent / "docs" / "layout.md"
 SOURCES = sorted(PACKAGE.rglob("*.py"))
 
 # the 30 modules gptlib had when issue 25 was filed, and their budget together (wc -l) from 5,801 then
@@ -105,6 +107,16 @@ def test_the_original_modules_keep_to_their_line_budget():
     total = sum(lines.values())
     biggest = ", ".join(f"{n}.py {c}" for n, c in sorted(lines.items(), key=lambda x: -x[1])[:5])
     assert total <= ORIGINAL_BUDGET, f"the original modules total {total} lines (> {ORIGINAL_BUDGET}): {biggest}"
+
+
+def test_docs_layout_names_every_module_and_no_other():
+    text = LAYOUT.read_text()
+    block = text[text.index("\ngptlib/ "):text.index("\ndata/ ")]  # the package's part of the tree
+    named = set(re.findall(r"\b(\w+)\.py\b", block))
+    modules = {p.stem for p in PACKAGE.glob("*.py")} - {"__init__", "__main__"}
+    assert named == modules, f"not in docs/layout.md: {sorted(modules - named)}; gone: {sorted(named - modules)}"
+    subpackages = {p.parent.name for p in PACKAGE.glob("*/__init__.py")}
+    assert all(f"{name}/" in block for name in subpackages)
 
 
 @pytest.mark.parametrize("line, private", [
