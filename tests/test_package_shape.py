@@ -22,7 +22,7 @@ ORIGINAL = {
 }
 ORIGINAL_BUDGET = 4200
 # modules added since (counted on their own; the rules on functions, torch and imports hold for them too)
-ADDED = {"pace", "lora"}
+ADDED = {"pace", "lora", "finetune"}
 MAX_LINES, MAX_PARAMETERS = 60, 8
 
 # torch's private API: `torch._x`, `torch.cpu._x`... (a dunder such as `torch.__version__` is public),
