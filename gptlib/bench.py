@@ -132,8 +132,9 @@ def bench_training(config: GPTConfig, train_data: torch.Tensor, batch_size: int,
     desc = f"train {batch_size}x{config.block_size}: readable vs fast"
     times = {k: [t / steps for t in ts] for k, ts in _alternate(jobs, rounds, device, desc, progress).items()}
     tokens = batch_size * config.block_size
-    out = {"batch_size": batch_size, "block_size": config.block_size, "rounds": rounds, "steps_per_round": steps,
-           "flops_per_token": flops_per_token(config), "fast_dtype": plan.autocast_dtype or "float32"}
+    out = {"batch_size": batch_size, "block_size": config.block_size, "rounds": rounds,
+           "steps_per_round": steps, "flops_per_token": flops_per_token(config),
+           "fast_dtype": plan.autocast_dtype or "float32"}
     for name, ts in times.items():
         out[f"{name}_ms_per_iter"] = 1000 * statistics.median(ts)
         out[f"{name}_ms_spread"] = {k: (1000 * v if k != "n" else v) for k, v in spread(ts).items()}
@@ -157,11 +158,15 @@ def bench_sampling(config: GPTConfig, device: torch.device, new_tokens: int, rou
     convert_seconds = time.perf_counter() - t0
     idx = torch.zeros((1, 1), dtype=torch.long, device=device)  # the lecture's prompt: token 0
     contenders = {"naive": (generate, model), "cached": (generate_cached, fast)}
-    if dtype is not None:  # weights and cache in 16 bits
-        contenders[f"cached_{dtype}"] = (generate_cached, fast_from_readable(model).eval().to(getattr(torch, dtype)))
-    jobs = {name: lambda r, fn=fn, m=m: fn(m, idx, min(new_tokens, 20) if r == 0 else new_tokens,  # 0: warm-up
-                                           generator=torch.Generator(device=device).manual_seed(r))
-            for name, (fn, m) in contenders.items()}
+    if dtype is not None:
+        low = fast_from_readable(model).eval().to(getattr(torch, dtype))  # weights and cache in 16 bits
+        contenders[f"cached_{dtype}"] = (generate_cached, low)
+
+    def job(fn, m):  # round 0 (the warm-up) is short
+        return lambda r: fn(m, idx, min(new_tokens, 20) if r == 0 else new_tokens,
+                            generator=torch.Generator(device=device).manual_seed(r))
+
+    jobs = {name: job(fn, m) for name, (fn, m) in contenders.items()}
     times = _alternate(jobs, rounds, device, f"sample {new_tokens} tokens: naive vs KV cache", progress)
     out = {"new_tokens": new_tokens, "rounds": rounds, "convert_seconds": convert_seconds}
     for name, ts in times.items():
@@ -268,8 +273,8 @@ def _cpu_name() -> str:
 
 def _row(*cells) -> str:
     """A table row: the label left-aligned, the numbers right-aligned."""
-    widths = (26, 11, 13, 11, 7)
-    return "  ".join(str(c).ljust(w) if i == 0 else str(c).rjust(w) for i, (c, w) in enumerate(zip(cells, widths)))
+    label, *numbers = cells
+    return "  ".join([label.ljust(26)] + [str(c).rjust(w) for c, w in zip(numbers, (11, 13, 11, 7))])
 
 
 def _speedup_row(label: str, value: float, rounds: dict, digits: int) -> str:
@@ -308,7 +313,8 @@ def _time_to_loss_lines(r: dict) -> list[str]:
     where = f"on the whole val split ({r['val_split_tokens']:,} tokens)"
     if r["reached"]:
         line = (f"reached val {r['val_loss_full']:.4f} <= {r['target']} {where} at step {r['step']}, after "
-                f"{r['seconds']:.1f} s of training ({r['seconds_with_checks']:.1f} s with the full-split checks)")
+                f"{r['seconds']:.1f} s of training ({r['seconds_with_checks']:.1f} s with the full-split "
+                f"checks)")
     else:
         line = (f"did NOT reach val <= {r['target']} {where}: {r['final_val_loss_full']:.4f} after "
                 f"{r['final_step']} steps, {r['final_seconds']:.1f} s")
@@ -340,7 +346,8 @@ def format_report(results: dict) -> str:
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The ``bench`` subcommand's options."""
     add = parser.add_argument
-    add("--preset", default="lecture", help=f"model size to time; one of: {', '.join(PRESETS)} (default: lecture)")
+    add("--preset", default="lecture", help=f"model size to time; one of: {', '.join(PRESETS)} "
+                                            f"(default: lecture)")
     add("--device", default="auto", help="auto (cuda, then mps, then cpu), cpu, cuda or mps")
     add("--batch-size", type=int, default=None, help="default: the preset's")
     add("--rounds", type=int, default=5, help="timed training rounds (default 5)")
@@ -371,7 +378,8 @@ def check_args(args: argparse.Namespace) -> None:
     get_preset(args.preset)
     get_preset(args.ttl_preset)
     if args.json is not None:
-        check_writable_file(args.json, "--json", "give a file name such as bench.json in a folder you can write to")
+        check_writable_file(args.json, "--json",
+                            "give a file name such as bench.json in a folder you can write to")
 
 
 def run_bench(args: argparse.Namespace) -> dict:
@@ -398,8 +406,9 @@ def run_bench(args: argparse.Namespace) -> dict:
     if not args.no_train:
         dtypes = ["float32"] + ([plan.autocast_dtype] if plan.autocast_dtype else [])
         results["peaks"] = peaks = {dtype: matmul_peak(device, getattr(torch, dtype)) for dtype in dtypes}
-        results["train"] = t = bench_training(config, corpus.train_data, args.batch_size or preset.train.batch_size,
-                                              device, plan, args.rounds, args.steps, progress)
+        batch = args.batch_size or preset.train.batch_size
+        results["train"] = t = bench_training(config, corpus.train_data, batch, device, plan, args.rounds,
+                                              args.steps, progress)
         for name, dtype in (("readable", "float32"), ("fast", t["fast_dtype"])):  # the MFU
             t[f"{name}_mfu"] = t[f"{name}_tok_s"] * t["flops_per_token"] / peaks[dtype]
     if not args.no_sample:
@@ -408,8 +417,8 @@ def run_bench(args: argparse.Namespace) -> dict:
     if args.time_to_loss:
         ttl_preset = get_preset(args.ttl_preset)
         ttl_plan = plan_for(ttl_preset.model)
-        results["time_to_loss"] = time_to_loss(ttl_preset.name, args.target, device, ttl_plan, corpus, progress)
-        results["time_to_loss"]["ttl_plan"] = asdict(ttl_plan)
+        ttl = time_to_loss(ttl_preset.name, args.target, device, ttl_plan, corpus, progress)
+        results["time_to_loss"] = {**ttl, "ttl_plan": asdict(ttl_plan)}
     _record_load(results["machine"], "end")
     return results
 
