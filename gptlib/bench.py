@@ -210,9 +210,7 @@ def time_to_loss(preset_name: str, target: float, device: torch.device, plan: Sp
     ``seconds_with_checks``: with them."""
     preset = get_preset(preset_name)
     block_size = preset.model.block_size
-    checks = []
-    hit = {}
-    paused = [0.0]  # seconds spent in checks so far; the training clock ran on through them
+    checks, hit, paused = [], {}, [0.0]  # paused: seconds spent in checks so far (the clock ran on)
 
     def check_full_split(state) -> None:
         h = state.history

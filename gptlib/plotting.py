@@ -69,7 +69,6 @@ def plot_ladder(ladder: dict, ax=None, names=None, lecture: bool = True, xlim=No
     dot plot, not bars, as the axis does not start at 0. ``lecture`` draws `LECTURE_VAL_LOSS`."""
     rungs = _rungs(ladder, names)
     ax = _axes(ax, figsize=(7, 0.45 * len(rungs) + 1.2))
-    labels = [r.get("label", r["name"]) for r in rungs]
     texts = []
     for y, r in enumerate(rungs):
         color = "tab:orange" if r.get("kind") == "counterfactual" else "tab:blue"
@@ -81,7 +80,7 @@ def plot_ladder(ladder: dict, ax=None, names=None, lecture: bool = True, xlim=No
         spread = f" ± {r['val_std']:.4f}" if r.get("val_std") else ""
         texts.append(ax.annotate(f"{r['val_loss']:.4f}{spread}", (r["val_loss"], y), xytext=(8, 5),
                                  textcoords="offset points", fontsize=7.5))
-    ax.set_yticks(range(len(rungs)), labels, fontsize=8)
+    ax.set_yticks(range(len(rungs)), [r.get("label", r["name"]) for r in rungs], fontsize=8)
     ax.set_ylim(len(rungs) - 0.5, -0.7)  # the bottom rung of the ladder at the top, as in the table
     if lecture:
         _lecture_line(ax, vertical=True)
@@ -158,8 +157,7 @@ class LiveLossPlot:
     """A `train` callback that redraws `plot_loss_curves` in place after every evaluation (Jupyter)."""
 
     def __init__(self, title: str | None = None, figsize=(6, 3.5)):
-        self.title = title
-        self.figsize = figsize
+        self.title, self.figsize = title, figsize
         self.handle = None  # an IPython display handle, made at the first evaluation
 
     def __call__(self, state) -> None:

@@ -81,7 +81,8 @@ def _imports(path: Path, modules: set[str]) -> set[str]:
 def test_the_imports_between_gptlib_modules_have_no_cycle():
     modules = {_name(p): p for p in SOURCES}
     graph = {name: _imports(path, set(modules)) - {name} for name, path in modules.items()}
-    assert graph["gptlib.cli"] >= {"gptlib.bench", "gptlib.run"}  # the parser sees both kinds of import
+    assert "gptlib.bench" in graph["gptlib.cli"]  # `from gptlib import bench`: the module, not the package
+    assert "gptlib.presets" in graph["gptlib.plotting"]  # an import inside a function counts
     state, cycles = {}, []
 
     def visit(node: str, trail: list[str]) -> None:
