@@ -107,14 +107,13 @@ def _alternate(jobs: dict, rounds: int, device: torch.device, desc: str, progres
     return times
 
 
-def _train_steps(model: nn.Module, optimizer, speed: SpeedConfig | None, x, y, steps: int) -> None:
-    for _ in range(steps):
-        with backend_flags(speed):  # TF32 (process-wide) on for the step if the plan says so, as it was after
-            with autocast(speed, x.device):
-                _, loss = model(x, y)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
+def _train_step(model: nn.Module, optimizer, x, y, speed: SpeedConfig | None, device: torch.device) -> None:
+    with backend_flags(speed):  # TF32 (process-wide) on for the step if the plan says so, as it was after
+        with autocast(speed, device):
+            _, loss = model(x, y)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
 
 
 def bench_training(config: GPTConfig, train_data: torch.Tensor, batch_size: int, device: torch.device,
@@ -127,8 +126,14 @@ def bench_training(config: GPTConfig, train_data: torch.Tensor, batch_size: int,
     fast_step_model = torch.compile(fast) if plan.compile else fast
     opts = make_optimizer(readable, _TRAIN), make_optimizer(fast, _TRAIN, fused=plan.fused_adamw)
     x, y = get_batch(train_data, batch_size, config.block_size, torch.Generator().manual_seed(0), device)
-    jobs = {"readable": lambda r: _train_steps(readable, opts[0], None, x, y, steps),
-            "fast": lambda r: _train_steps(fast_step_model, opts[1], plan, x, y, steps)}
+
+    def job(model: nn.Module, optimizer, speed: SpeedConfig | None):  # a round: ``steps`` steps on one batch
+        def run(_round: int) -> None:
+            for _ in range(steps):
+                _train_step(model, optimizer, x, y, speed, device)
+        return run
+
+    jobs = {"readable": job(readable, opts[0], None), "fast": job(fast_step_model, opts[1], plan)}
     desc = f"train {batch_size}x{config.block_size}: readable vs fast"
     times = {k: [t / steps for t in ts] for k, ts in _alternate(jobs, rounds, device, desc, progress).items()}
     tokens = batch_size * config.block_size
