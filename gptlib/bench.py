@@ -1,19 +1,12 @@
-"""``python -m gptlib bench``: how fast the readable model and the fast path train and sample here.
-
-Made for a shared machine: one process; a warm-up for each contender, then rounds that alternate
-between them (the order flipped every round), reported as the median with its spread, the per-round
-ratio and the load average at start and end. MFU is the model's FLOP/s (nanoGPT's count, 6 N + 12 L T C
-per token) over this machine's matmul peak in the path's precision, measured by the same command.
-``--time-to-loss`` trains a preset through `gptlib.run.train_run` until the whole val split's loss
-reaches a target. ``--json`` writes the results, nested: ``{"train": {"speedup": ...}, "sample": ...}``.
-"""
+"""``python -m gptlib bench``: how fast the readable model and the fast path train and sample here, in
+alternating rounds after a warm-up (a shared machine slows both alike); MFU against this machine's matmul
+peak; ``--time-to-loss``: the seconds `gptlib.run.train_run` takes to reach a val loss."""
 
 import argparse
-import datetime
 import json
-import math
 import os
 import platform
+import re
 import statistics
 import sys
 import time
@@ -56,10 +49,14 @@ def _record_load(machine: dict, when: str) -> None:
         machine[f"load_average_{when}"], machine[f"load_averages_{when}"] = load[0], load
 
 
-def _sync(device: torch.device) -> None:
-    """Wait for queued GPU work, so a timer measures the work and not just its launch."""
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
+def _seconds(device: torch.device, fn, *args) -> float:
+    """Seconds ``fn(*args)`` takes, its queued GPU work included (not just the launch)."""
+    sync = torch.cuda.synchronize if device.type == "cuda" else lambda _: None
+    sync(device)
+    t0 = time.perf_counter()
+    fn(*args)
+    sync(device)
+    return time.perf_counter() - t0
 
 
 def flops_per_token(config: GPTConfig) -> float:
@@ -74,17 +71,9 @@ def flops_per_token(config: GPTConfig) -> float:
 def matmul_peak(device: torch.device, dtype: torch.dtype, size: int | None = None, reps: int = 5) -> float:
     """The best FLOP/s of a square ``size`` matmul in ``dtype`` on ``device`` (this machine's peak)."""
     size = size or (8192 if device.type == "cuda" else 2048)
-    a = torch.randn(size, size, device=device).to(dtype)
-    b = torch.randn(size, size, device=device).to(dtype)
+    a, b = (torch.randn(size, size, device=device).to(dtype) for _ in range(2))
     a @ b  # warm-up: library init, and the clock ramps up
-    best = float("inf")
-    for _ in range(reps):
-        _sync(device)
-        t0 = time.perf_counter()
-        a @ b
-        _sync(device)
-        best = min(best, time.perf_counter() - t0)
-    return 2 * size ** 3 / best
+    return 2 * size ** 3 / min(_seconds(device, torch.matmul, a, b) for _ in range(reps))
 
 
 def _alternate(jobs: dict, rounds: int, device: torch.device, desc: str, progress: bool) -> dict[str, list]:
@@ -97,14 +86,9 @@ def _alternate(jobs: dict, rounds: int, device: torch.device, desc: str, progres
               dynamic_ncols=True) as bar:  # on stderr: the results go to stdout
         for r in range(rounds + 1):
             for name in list(jobs) if r % 2 == 0 else list(jobs)[::-1]:
-                _sync(device)
-                t0 = time.perf_counter()
-                jobs[name](r)
-                _sync(device)
-                if r > 0:
-                    times[name].append(time.perf_counter() - t0)
+                times[name].append(_seconds(device, jobs[name], r))
                 bar.update(1)
-    return times
+    return {name: ts[1:] for name, ts in times.items()}  # round 0 was the warm-up
 
 
 def _train_step(model: nn.Module, optimizer, x, y, speed: SpeedConfig | None, device: torch.device) -> None:
@@ -134,16 +118,15 @@ def bench_training(config: GPTConfig, train_data: torch.Tensor, batch_size: int,
         return run
 
     jobs = {"readable": job(readable, opts[0], None), "fast": job(fast_step_model, opts[1], plan)}
-    desc = f"train {batch_size}x{config.block_size}: readable vs fast"
-    times = {k: [t / steps for t in ts] for k, ts in _alternate(jobs, rounds, device, desc, progress).items()}
-    tokens = batch_size * config.block_size
+    times = _alternate(jobs, rounds, device, f"train {batch_size}x{config.block_size}: readable vs fast",
+                       progress)
     out = {"batch_size": batch_size, "block_size": config.block_size, "rounds": rounds,
            "steps_per_round": steps, "flops_per_token": flops_per_token(config),
            "fast_dtype": plan.autocast_dtype or "float32"}
     for name, ts in times.items():
-        out[f"{name}_ms_per_iter"] = 1000 * statistics.median(ts)
-        out[f"{name}_ms_spread"] = {k: (1000 * v if k != "n" else v) for k, v in spread(ts).items()}
-        out[f"{name}_tok_s"] = tokens / statistics.median(ts)
+        ms = spread([1000 * t / steps for t in ts])  # per step
+        out[f"{name}_ms_per_iter"], out[f"{name}_ms_spread"] = ms["median"], ms
+        out[f"{name}_tok_s"] = 1000 * batch_size * config.block_size / ms["median"]
     out["speedup"] = out["fast_tok_s"] / out["readable_tok_s"]
     # each round's two measurements ran back to back: their ratio is the least disturbed by load
     out["speedup_rounds"] = spread([r / f for r, f in zip(times["readable"], times["fast"])])
@@ -152,33 +135,30 @@ def bench_training(config: GPTConfig, train_data: torch.Tensor, batch_size: int,
 
 def bench_sampling(config: GPTConfig, device: torch.device, new_tokens: int, rounds: int,
                    progress: bool = False, dtype: str | None = None) -> dict:
-    """Tokens/s of the naive `generate` (readable `GPT`) and of `generate_cached` (KV cache, on a
-    `FastGPT` converted once, timed as ``convert_seconds``), ``new_tokens`` from a one-token prompt.
-    With ``dtype`` (the plan's 16-bit precision) a third contender samples from a copy cast to it;
-    ``speedup`` is the plan's sampler's, ``cache_speedup`` the fp32 cache's."""
+    """Tokens/s of the naive `generate` (readable `GPT`), of `generate_cached` (a `FastGPT`, converted in
+    ``convert_seconds``) and, with ``dtype`` (the plan's), of the cache on a copy cast to it."""
     torch.manual_seed(1337)
     model = GPT(config).to(device).eval()
     t0 = time.perf_counter()
     fast = fast_from_readable(model).eval()
     convert_seconds = time.perf_counter() - t0
     idx = torch.zeros((1, 1), dtype=torch.long, device=device)  # the lecture's prompt: token 0
-    contenders = {"naive": (generate, model), "cached": (generate_cached, fast)}
-    if dtype is not None:
-        low = fast_from_readable(model).eval().to(getattr(torch, dtype))  # weights and cache in 16 bits
-        contenders[f"cached_{dtype}"] = (generate_cached, low)
 
     def job(fn, m):  # round 0 (the warm-up) is short
         return lambda r: fn(m, idx, min(new_tokens, 20) if r == 0 else new_tokens,
                             generator=torch.Generator(device=device).manual_seed(r))
 
-    jobs = {name: job(fn, m) for name, (fn, m) in contenders.items()}
+    jobs = {"naive": job(generate, model), "cached": job(generate_cached, fast)}
+    if dtype is not None:  # weights and cache in 16 bits
+        low = fast_from_readable(model).eval().to(getattr(torch, dtype))
+        jobs[f"cached_{dtype}"] = job(generate_cached, low)
     times = _alternate(jobs, rounds, device, f"sample {new_tokens} tokens: naive vs KV cache", progress)
     out = {"new_tokens": new_tokens, "rounds": rounds, "convert_seconds": convert_seconds}
     for name, ts in times.items():
         out[f"{name}_seconds"] = statistics.median(ts)
         out[f"{name}_seconds_spread"] = spread(ts)
         out[f"{name}_tok_s"] = new_tokens / statistics.median(ts)
-    out["plan_sampler"] = best = f"cached_{dtype}" if dtype is not None else "cached"  # the speed plan's
+    out["plan_sampler"] = best = f"cached_{dtype}" if dtype is not None else "cached"
     out["speedup"] = out[f"{best}_tok_s"] / out["naive_tok_s"]
     out["speedup_rounds"] = spread([n / c for n, c in zip(times["naive"], times[best])])
     out["cache_speedup"] = out["cached_tok_s"] / out["naive_tok_s"]
@@ -188,18 +168,16 @@ def bench_sampling(config: GPTConfig, device: torch.device, new_tokens: int, rou
 @torch.no_grad()
 def full_split_loss(model: nn.Module, data: torch.Tensor, block_size: int,
                     device: torch.device | str | None = None, batch_size: int = 64) -> float:
-    """The mean loss over *every* token of ``data`` (e.g. the whole val split), in eval mode: consecutive
-    chunks of ``block_size`` (the last one shorter), so each token after the first is predicted once.
-    The batches go to ``device``, by default the model's own."""
+    """The mean loss over *every* token of ``data`` in eval mode, on ``device`` (default: the model's):
+    consecutive chunks of ``block_size`` (the last one shorter), so each token is predicted once."""
     device = next(model.parameters()).device if device is None else device
     was_training = model.training
     model.eval()
     n = len(data) - 1  # targets: data[1:]
     full = n // block_size * block_size  # the tokens in chunks of exactly block_size
-    rows = torch.arange(full).view(-1, block_size)  # (chunks,T) positions
-    batches = [rows[i:i + batch_size] for i in range(0, len(rows), batch_size)]
+    chunks = list(torch.arange(full).view(-1, block_size).split(batch_size))  # (b,T) positions each
     total = 0.0
-    for pos in batches + ([torch.arange(full, n)[None]] if full < n else []):  # then the shorter chunk
+    for pos in chunks + ([torch.arange(full, n)[None]] if full < n else []):  # then the shorter chunk
         _, loss = model(data[pos].to(device), data[pos + 1].to(device))  # the mean over b*T tokens
         total += loss.item() * pos.numel()
     model.train(was_training)
@@ -208,42 +186,37 @@ def full_split_loss(model: nn.Module, data: torch.Tensor, block_size: int,
 
 def time_to_loss(preset_name: str, target: float, device: torch.device, plan: SpeedConfig,
                  corpus: Corpus, progress: bool = False, score=full_split_loss) -> dict:
-    """Train ``preset_name`` with ``plan`` until the loss on the whole val split is <= ``target``.
-
-    An estimate within `CHECK_MARGIN` of the target pauses the clock for ``score`` (the whole split).
-    ``seconds``: training wall time up to the check that succeeded (the checks not counted);
-    ``seconds_with_checks``: with them."""
+    """Train ``preset_name`` with ``plan`` until ``score`` (the whole val split's loss) is <= ``target``,
+    checked whenever the estimate is within `CHECK_MARGIN`. ``seconds``: training time up to the check
+    that succeeded, the checks not counted; ``seconds_with_checks``: with them."""
     preset = get_preset(preset_name)
-    block_size = preset.model.block_size
-    checks, hit, paused = [], {}, [0.0]  # paused: seconds spent in checks so far (the clock ran on)
+    block_size, checks = preset.model.block_size, []
 
     def check_full_split(state) -> None:
         h = state.history
-        if hit or h.val_loss[-1] > target + CHECK_MARGIN:
+        if h.val_loss[-1] > target + CHECK_MARGIN:
             return
         t0 = time.perf_counter()
         full = score(state.model, corpus.val_data, block_size, device)
-        spent = time.perf_counter() - t0
-        seconds = h.elapsed[-1] - paused[0]
         checks.append({"step": h.step[-1], "val_loss_estimate": h.val_loss[-1], "val_loss_full": full,
-                       "seconds": seconds, "check_seconds": spent})
-        paused[0] += spent
-        if full <= target:
-            hit.update(step=h.step[-1], seconds=seconds, seconds_with_checks=h.elapsed[-1] + spent,
-                       val_loss=h.val_loss[-1], val_loss_full=full)
+                       "seconds": h.elapsed[-1] - sum(c["check_seconds"] for c in checks),  # clock ran on
+                       "check_seconds": time.perf_counter() - t0})
+        if full <= target:  # the run ends after this evaluation
             state.stop = True
 
     log = (lambda line: print(line, file=sys.stderr)) if progress else (lambda _: None)
     run = Run.from_preset(preset, speed=plan, device=str(device))
     result = train_run(run, callbacks=[check_full_split], progress=progress, corpus=corpus, log=log)
-    h = result.history
+    h, paused = result.history, sum(c["check_seconds"] for c in checks)
+    hit = checks[-1] if checks and checks[-1]["val_loss_full"] <= target else {}
     out = {"preset": preset_name, "target": target, "reached": bool(hit), "seconds": hit.get("seconds"),
-           "seconds_with_checks": hit.get("seconds_with_checks"), "step": hit.get("step"),
-           "val_loss": hit.get("val_loss"), "val_loss_full": hit.get("val_loss_full"),
-           "val_split_tokens": len(corpus.val_data), "eval_iters": preset.train.eval_iters,
-           "eval_interval": preset.train.eval_interval, "check_margin": CHECK_MARGIN, "checks": checks,
-           "final_step": h.step[-1], "final_val_loss": h.val_loss[-1],
-           "final_seconds": h.elapsed[-1] - paused[0], "max_iters": preset.train.max_iters}
+           "seconds_with_checks": h.elapsed[-1] + hit["check_seconds"] if hit else None,
+           "step": hit.get("step"), "val_loss": hit.get("val_loss_estimate"),
+           "val_loss_full": hit.get("val_loss_full"), "val_split_tokens": len(corpus.val_data),
+           "eval_iters": preset.train.eval_iters, "eval_interval": preset.train.eval_interval,
+           "check_margin": CHECK_MARGIN, "checks": checks, "final_step": h.step[-1],
+           "final_val_loss": h.val_loss[-1], "final_seconds": h.elapsed[-1] - paused,
+           "max_iters": preset.train.max_iters}
     if not hit:  # say how far it got, on the whole split too
         checked = checks and checks[-1]["step"] == h.step[-1]
         out["final_val_loss_full"] = (checks[-1]["val_loss_full"] if checked
@@ -253,30 +226,21 @@ def time_to_loss(preset_name: str, target: float, device: torch.device, plan: Sp
 
 def machine_info(device: torch.device) -> dict:
     """What the numbers were measured on: date, device, threads, torch version, load average."""
-    info = {"date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
-            "device": str(device), "torch": torch.__version__, "threads": torch.get_num_threads(),
-            "cpu": _cpu_name(), "cpu_count": os.cpu_count()}
+    cpuinfo = Path("/proc/cpuinfo")
+    found = re.search(r"^model name[^:]*:(.*)$", cpuinfo.read_text(), re.M) if cpuinfo.exists() else None
+    info = {"date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "device": str(device),
+            "torch": torch.__version__, "threads": torch.get_num_threads(), "cpu_count": os.cpu_count(),
+            "cpu": found[1].strip() if found else platform.processor() or platform.machine()}
     if device.type == "cuda":
         info["gpu"] = torch.cuda.get_device_name(device)
-    if device.type == "cpu":
-        info["cpu_bf16"] = cpu_bf16_instructions() or "none"
+    if device.type == "cpu":  # freed memory kept, as every CPU training run does: both paths alike
+        info["cpu_bf16"], info["keep_freed_memory"] = cpu_bf16_instructions() or "none", keep_freed_memory()
     _record_load(info, "start")
     return info
 
 
-def _cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
-def _row(*cells) -> str:
+def _row(label: str, *numbers) -> str:
     """A table row: the label left-aligned, the numbers right-aligned."""
-    label, *numbers = cells
     return "  ".join([label.ljust(26)] + [str(c).rjust(w) for c, w in zip(numbers, (11, 13, 11, 7))])
 
 
@@ -298,12 +262,11 @@ def _train_lines(t: dict) -> list[str]:
 
 def _sample_lines(s: dict) -> list[str]:
     best = s["plan_sampler"]
-    names = [("naive", "naive generate"), ("cached", "KV cache, fp32")]
-    if best != "cached":
-        names.append((best, f"KV cache, {best.removeprefix('cached_')}"))
+    labels = {"naive": "naive generate", "cached": "KV cache, fp32"}
+    labels.setdefault(best, f"KV cache, {best.removeprefix('cached_')}")
     lines = ["", f"sampling {s['new_tokens']} new tokens, median of {s['rounds']} alternating rounds",
              _row("", "seconds", "min-max s", "tokens/s", "")]
-    for name, label in names:
+    for name, label in labels.items():
         sp = s[f"{name}_seconds_spread"]
         lines.append(_row(label, f"{s[name + '_seconds']:.2f}", f"{sp['min']:.2f}-{sp['max']:.2f}",
                           f"{s[name + '_tok_s']:,.0f}", ""))
@@ -312,15 +275,13 @@ def _sample_lines(s: dict) -> list[str]:
     return lines + [_speedup_row("speed-up, plan's", s["speedup"], s["speedup_rounds"], 1)]
 
 
-def _time_to_loss_lines(r: dict) -> list[str]:
+def _ttl_lines(r: dict) -> list[str]:
     where = f"on the whole val split ({r['val_split_tokens']:,} tokens)"
-    if r["reached"]:
-        line = (f"reached val {r['val_loss_full']:.4f} <= {r['target']} {where} at step {r['step']}, after "
-                f"{r['seconds']:.1f} s of training ({r['seconds_with_checks']:.1f} s with the full-split "
-                f"checks)")
-    else:
-        line = (f"did NOT reach val <= {r['target']} {where}: {r['final_val_loss_full']:.4f} after "
-                f"{r['final_step']} steps, {r['final_seconds']:.1f} s")
+    line = (f"reached val {r['val_loss_full']:.4f} <= {r['target']} {where} at step {r['step']}, after "
+            f"{r['seconds']:.1f} s of training ({r['seconds_with_checks']:.1f} s with the full-split checks)"
+            if r["reached"] else
+            f"did NOT reach val <= {r['target']} {where}: {r['final_val_loss_full']:.4f} after "
+            f"{r['final_step']} steps, {r['final_seconds']:.1f} s")
     return ["", f"time to loss: preset {r['preset']} {line}",
             f"  plan: {describe_plan(SpeedConfig(**r['ttl_plan']))}"]
 
@@ -339,8 +300,7 @@ def format_report(results: dict) -> str:
     if "peaks" in results:
         lines.append("matmul peak: " + ", ".join(f"{dtype} {flops / 1e9:,.0f} GFLOP/s"
                                                  for dtype, flops in results["peaks"].items()))
-    parts = (("train", _train_lines), ("sample", _sample_lines), ("time_to_loss", _time_to_loss_lines))
-    for key, part in parts:
+    for key, part in ("train", _train_lines), ("sample", _sample_lines), ("time_to_loss", _ttl_lines):
         if key in results:
             lines += part(results[key])
     return "\n".join(lines)
@@ -369,60 +329,44 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add("--json", type=path_arg, default=None, metavar="FILE", help="also write the results as JSON")
 
 
-def check_args(args: argparse.Namespace) -> None:
-    """What ``bench`` checks before it measures: the numbers, the presets, where ``--json`` goes."""
-    for name in ("rounds", "steps", "new_tokens", "sample_rounds"):
-        if getattr(args, name) < 1:
-            raise ConfigError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}")
-    if args.batch_size is not None and args.batch_size < 1:
-        raise ConfigError(f"--batch-size must be >= 1, got {args.batch_size}")
-    if not math.isfinite(args.target) or args.target <= 0:
+def run_bench(args: argparse.Namespace) -> dict:
+    """Check ``args`` before anything is measured, run what they ask for, and return the results."""
+    for name in ("rounds", "steps", "new_tokens", "sample_rounds", "batch_size"):
+        value = getattr(args, name)
+        if value is not None and value < 1:  # no --batch-size: the preset's
+            raise ConfigError(f"--{name.replace('_', '-')} must be >= 1, got {value}")
+    if not 0 < args.target < float("inf"):  # nan too
         raise ConfigError(f"--target must be a finite val loss > 0, got {args.target}")
-    get_preset(args.preset)
-    get_preset(args.ttl_preset)
+    preset, ttl_preset = get_preset(args.preset), get_preset(args.ttl_preset)
     if args.json is not None:
         check_writable_file(args.json, "--json",
                             "give a file name such as bench.json in a folder you can write to")
-
-
-def run_bench(args: argparse.Namespace) -> dict:
-    """Run the measurements that ``args`` asks for and return the results (nested dicts)."""
-    check_args(args)
     device = pick_device(args.device)
-    preset = get_preset(args.preset)
-    progress = getattr(args, "progress", False)
     machine = machine_info(device)  # the load average before anything runs
-    if device.type == "cpu":  # as every CPU training run does; the readable and the fast path alike
-        machine["keep_freed_memory"] = keep_freed_memory()
     corpus = load_corpus()
     config = replace(preset.model, vocab_size=corpus.tokenizer.vocab_size)
-
-    def plan_for(model_config: GPTConfig) -> SpeedConfig:
-        plan = speed_plan(device, model_config)
-        return plan if args.compile is None else replace(plan, compile=args.compile)
-
-    plan = plan_for(config)
-    if progress:
+    override = {} if args.compile is None else {"compile": args.compile}  # over the plan's own choice
+    plan = replace(speed_plan(device, config), **override)
+    if args.progress:
         print(f"speed plan for the {preset.name} preset: {plan.why}", file=sys.stderr)
     results = {"preset": preset.name, "machine": machine, "plan": asdict(plan),
                "model": asdict(config), "parameters": count_parameters(GPT(config))}
     if not args.no_train:
-        dtypes = ["float32"] + ([plan.autocast_dtype] if plan.autocast_dtype else [])
-        results["peaks"] = peaks = {dtype: matmul_peak(device, getattr(torch, dtype)) for dtype in dtypes}
+        results["peaks"] = peaks = {dtype: matmul_peak(device, getattr(torch, dtype))
+                                    for dtype in ("float32", plan.autocast_dtype) if dtype}
         batch = args.batch_size or preset.train.batch_size
         results["train"] = t = bench_training(config, corpus.train_data, batch, device, plan, args.rounds,
-                                              args.steps, progress)
+                                              args.steps, args.progress)
         for name, dtype in (("readable", "float32"), ("fast", t["fast_dtype"])):  # the MFU
             t[f"{name}_mfu"] = t[f"{name}_tok_s"] * t["flops_per_token"] / peaks[dtype]
     if not args.no_sample:
-        results["sample"] = bench_sampling(config, device, args.new_tokens, args.sample_rounds, progress,
+        results["sample"] = bench_sampling(config, device, args.new_tokens, args.sample_rounds, args.progress,
                                            dtype=plan.autocast_dtype)
     if args.time_to_loss:
-        ttl_preset = get_preset(args.ttl_preset)
-        ttl_plan = plan_for(ttl_preset.model)
-        ttl = time_to_loss(ttl_preset.name, args.target, device, ttl_plan, corpus, progress)
+        ttl_plan = replace(speed_plan(device, ttl_preset.model), **override)
+        ttl = time_to_loss(ttl_preset.name, args.target, device, ttl_plan, corpus, args.progress)
         results["time_to_loss"] = {**ttl, "ttl_plan": asdict(ttl_plan)}
-    _record_load(results["machine"], "end")
+    _record_load(machine, "end")
     return results
 
 
