@@ -49,12 +49,13 @@ def _record_load(machine: dict, when: str) -> None:
         machine[f"load_average_{when}"], machine[f"load_averages_{when}"] = load[0], load
 
 
-def _seconds(device: torch.device, fn, *args) -> float:
-    """Seconds ``fn(*args)`` takes, its queued GPU work included (not just the launch)."""
+def _seconds(device: torch.device, fn, *args, repeat: int = 1) -> float:
+    """Seconds of ``repeat`` calls of ``fn(*args)``, their queued GPU work included (not just launches)."""
     sync = torch.cuda.synchronize if device.type == "cuda" else lambda _: None
     sync(device)
     t0 = time.perf_counter()
-    fn(*args)
+    for _ in range(repeat):
+        fn(*args)
     sync(device)
     return time.perf_counter() - t0
 
@@ -76,17 +77,17 @@ def matmul_peak(device: torch.device, dtype: torch.dtype, size: int | None = Non
     return 2 * size ** 3 / min(_seconds(device, torch.matmul, a, b) for _ in range(reps))
 
 
-def _alternate(jobs: dict, rounds: int, device: torch.device, desc: str, progress: bool) -> dict[str, list]:
-    """Seconds of each ``jobs[name](round)`` per round: round 0 warms up (and compiles), then
-    ``rounds`` rounds in an order flipped every round, so a neighbour's load slows all alike."""
+def _alternate(jobs: dict, rounds: int, device: torch.device, desc: str, progress: bool,
+               repeat: int = 1) -> dict[str, list]:
+    """Seconds of ``repeat`` calls of each ``jobs[name](round)``: a warm-up round, then ``rounds`` rounds."""
     from tqdm.auto import tqdm
 
     times = {name: [] for name in jobs}
     with tqdm(total=len(jobs) * (rounds + 1), desc=desc, disable=not progress, file=sys.stderr,
               dynamic_ncols=True) as bar:  # on stderr: the results go to stdout
         for r in range(rounds + 1):
-            for name in list(jobs) if r % 2 == 0 else list(jobs)[::-1]:
-                times[name].append(_seconds(device, jobs[name], r))
+            for name in list(jobs) if r % 2 == 0 else list(jobs)[::-1]:  # a neighbour's load slows all alike
+                times[name].append(_seconds(device, jobs[name], r, repeat=repeat))
                 bar.update(1)
     return {name: ts[1:] for name, ts in times.items()}  # round 0 was the warm-up
 
@@ -102,24 +103,17 @@ def _train_step(model: nn.Module, optimizer, x, y, speed: SpeedConfig | None, de
 
 def bench_training(config: GPTConfig, train_data: torch.Tensor, batch_size: int, device: torch.device,
                    plan: SpeedConfig, rounds: int, steps: int, progress: bool = False) -> dict:
-    """ms per training step of the readable `GPT` (fp32, plain AdamW) and of the fast path (`FastGPT`
-    with ``plan``), ``rounds`` alternating rounds of ``steps`` steps; medians, spreads, speed-ups."""
+    """ms per training step of the readable `GPT` (fp32) and `FastGPT` with ``plan``, ``rounds`` rounds."""
     torch.manual_seed(1337)
     readable = GPT(config).to(device).train()
     fast = fast_from_readable(readable, plan.attention).train()
     fast_step_model = torch.compile(fast) if plan.compile else fast
     opts = make_optimizer(readable, _TRAIN), make_optimizer(fast, _TRAIN, fused=plan.fused_adamw)
     x, y = get_batch(train_data, batch_size, config.block_size, torch.Generator().manual_seed(0), device)
-
-    def job(model: nn.Module, optimizer, speed: SpeedConfig | None):  # a round: ``steps`` steps on one batch
-        def run(_round: int) -> None:
-            for _ in range(steps):
-                _train_step(model, optimizer, x, y, speed, device)
-        return run
-
-    jobs = {"readable": job(readable, opts[0], None), "fast": job(fast_step_model, opts[1], plan)}
+    jobs = {"readable": lambda _: _train_step(readable, opts[0], x, y, None, device),  # a step on one batch
+            "fast": lambda _: _train_step(fast_step_model, opts[1], x, y, plan, device)}
     times = _alternate(jobs, rounds, device, f"train {batch_size}x{config.block_size}: readable vs fast",
-                       progress)
+                       progress, repeat=steps)
     out = {"batch_size": batch_size, "block_size": config.block_size, "rounds": rounds,
            "steps_per_round": steps, "flops_per_token": flops_per_token(config),
            "fast_dtype": plan.autocast_dtype or "float32"}
@@ -176,19 +170,16 @@ def full_split_loss(model: nn.Module, data: torch.Tensor, block_size: int,
     n = len(data) - 1  # targets: data[1:]
     full = n // block_size * block_size  # the tokens in chunks of exactly block_size
     chunks = list(torch.arange(full).view(-1, block_size).split(batch_size))  # (b,T) positions each
-    total = 0.0
-    for pos in chunks + ([torch.arange(full, n)[None]] if full < n else []):  # then the shorter chunk
-        _, loss = model(data[pos].to(device), data[pos + 1].to(device))  # the mean over b*T tokens
-        total += loss.item() * pos.numel()
+    chunks += [torch.arange(full, n)[None]] if full < n else []  # then the shorter one
+    total = sum(model(data[p].to(device), data[p + 1].to(device))[1].item() * p.numel() for p in chunks)
     model.train(was_training)
     return total / n
 
 
 def time_to_loss(preset_name: str, target: float, device: torch.device, plan: SpeedConfig,
                  corpus: Corpus, progress: bool = False, score=full_split_loss) -> dict:
-    """Train ``preset_name`` with ``plan`` until ``score`` (the whole val split's loss) is <= ``target``,
-    checked whenever the estimate is within `CHECK_MARGIN`. ``seconds``: training time up to the check
-    that succeeded, the checks not counted; ``seconds_with_checks``: with them."""
+    """Train ``preset_name`` with ``plan`` until ``score`` (the whole val split's loss, checked once the
+    estimate is within `CHECK_MARGIN`) is <= ``target``; ``seconds`` leaves out the checks' time."""
     preset = get_preset(preset_name)
     block_size, checks = preset.model.block_size, []
 
@@ -240,7 +231,6 @@ def machine_info(device: torch.device) -> dict:
 
 
 def _row(label: str, *numbers) -> str:
-    """A table row: the label left-aligned, the numbers right-aligned."""
     return "  ".join([label.ljust(26)] + [str(c).rjust(w) for c, w in zip(numbers, (11, 13, 11, 7))])
 
 
@@ -383,8 +373,7 @@ def cmd_bench(args: argparse.Namespace) -> None:
                                               args.batch_size or preset.train.batch_size) +
                                "; bench sets them with --batch-size and --preset") from None
     results["machine"]["bench_seconds"] = round(time.perf_counter() - started, 1)
-    print(format_report(results))
-    print(f"\n(bench took {results['machine']['bench_seconds']:.0f} s)")
+    print(format_report(results) + f"\n\n(bench took {results['machine']['bench_seconds']:.0f} s)")
     if args.json is not None:
         with atomic_write(args.json) as f:
             f.write((json.dumps(results, indent=2) + "\n").encode("utf-8"))
