@@ -1,8 +1,6 @@
 """The book's plots: loss curves (static, and live during training), the ablation ladder, attention maps.
-
-Each takes data (a `gptlib.training.History` or its ``to_dict()``, a ladder dict, attention weights),
-never a trainer, and draws on ``ax`` (a new figure if None). Only this module imports matplotlib.
-"""
+Each takes data (a `History` or its ``to_dict()``, a ladder dict, attention weights), never a trainer, and
+draws on ``ax`` (a new figure if None). Only this module imports matplotlib."""
 
 import math
 
@@ -14,21 +12,17 @@ def _as_dict(history) -> dict:
 
 
 def _axes(ax, figsize=(6, 3.5)):
-    if ax is None:
-        _, ax = plt.subplots(figsize=figsize)
-    return ax
+    return plt.subplots(figsize=figsize)[1] if ax is None else ax
 
 
 def plot_history(history, ax=None, label: str | None = None, color=None, show_train: bool = True):
     """Train (dashed) and val (solid) loss against the step, one point per evaluation."""
-    h = _as_dict(history)
-    ax = _axes(ax)
+    h, ax = _as_dict(history), _axes(ax)
     prefix = f"{label}: " if label else ""
     (line,) = ax.plot(h["step"], h["val_loss"], "-", color=color, label=f"{prefix}val")
     if show_train:
         ax.plot(h["step"], h["train_loss"], "--", color=line.get_color(), alpha=0.7, label=f"{prefix}train")
-    ax.set_xlabel("step")
-    ax.set_ylabel("loss")
+    ax.set(xlabel="step", ylabel="loss")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
     return ax
@@ -37,36 +31,16 @@ def plot_history(history, ax=None, label: str | None = None, color=None, show_tr
 # The val loss of the lecture's final model (Karpathy, "Let's build GPT", 2023: 10.8M parameters,
 # context 256, 5,000 steps on an A100): the ladder plots draw it to measure the rungs against.
 LECTURE_VAL_LOSS = 1.48
-LECTURE_LABEL = "the lecture's GPT on a GPU: 1.48"
+_LECTURE = dict(color="tab:green", ls=":", lw=1.5, gid="lecture", label="the lecture's GPT on a GPU: 1.48")
 
 
 def _rungs(ladder: dict, names=None) -> list[dict]:
-    by_name = {r["name"]: r for r in ladder["rungs"]}
-    return ladder["rungs"] if names is None else [by_name[n] for n in names if n in by_name]
-
-
-def _lecture_line(ax, vertical: bool) -> None:
-    line = ax.axvline if vertical else ax.axhline  # dotted, labelled in the legend
-    line(LECTURE_VAL_LOSS, color="tab:green", ls=":", lw=1.5, label=LECTURE_LABEL, gid="lecture")
-
-
-def _fit_texts(ax, texts) -> None:
-    """Widen the x range until every text lies inside the axes (no label clipped on the right)."""
-    fig = ax.figure
-    for _ in range(10):
-        renderer = fig.canvas.get_renderer()
-        right = max((t.get_window_extent(renderer).x1 for t in texts), default=0.0)
-        box = ax.get_window_extent(renderer)
-        if right <= box.x1 - 2:
-            return
-        lo, hi = ax.get_xlim()
-        ax.set_xlim(lo, hi + (hi - lo) * (right - box.x1 + 6) / box.width)
+    return ladder["rungs"] if names is None else [r for n in names for r in ladder["rungs"] if r["name"] == n]
 
 
 def plot_ladder(ladder: dict, ax=None, names=None, lecture: bool = True, xlim=None):
-    """Each rung's final val loss, bottom rung first (``names`` picks and orders them): a dot for the
-    mean over seeds with a bar of ± one standard deviation, a mark per seed, the value beside it; a
-    dot plot, not bars, as the axis does not start at 0. ``lecture`` draws `LECTURE_VAL_LOSS`."""
+    """Each rung's final val loss, bottom rung first (``names`` picks and orders them): the mean over
+    seeds ± one std (dots: the axis does not start at 0), a mark per seed; ``lecture``: the lecture's."""
     rungs = _rungs(ladder, names)
     ax = _axes(ax, figsize=(7, 0.45 * len(rungs) + 1.2))
     texts = []
@@ -83,8 +57,10 @@ def plot_ladder(ladder: dict, ax=None, names=None, lecture: bool = True, xlim=No
     ax.set_yticks(range(len(rungs)), [r.get("label", r["name"]) for r in rungs], fontsize=8)
     ax.set_ylim(len(rungs) - 0.5, -0.7)  # the bottom rung of the ladder at the top, as in the table
     if lecture:
-        _lecture_line(ax, vertical=True)
+        ax.axvline(LECTURE_VAL_LOSS, **_LECTURE)
         ax.legend(fontsize=7.5, loc="upper left")
+    ax.set_xlabel("validation loss (lower is better)")
+    ax.grid(axis="x", alpha=0.3)
     if xlim is not None:
         ax.set_xlim(*xlim)
     elif rungs:  # an empty ladder draws empty axes
@@ -93,16 +69,19 @@ def plot_ladder(ladder: dict, ax=None, names=None, lecture: bool = True, xlim=No
         hi = max(r["val_loss"] + d for r, d in zip(rungs, stds))
         pad = 0.05 * (hi - lo) or 0.01
         ax.set_xlim(lo - pad, hi + pad)
-    ax.set_xlabel("validation loss (lower is better)")
-    ax.grid(axis="x", alpha=0.3)
-    if xlim is None:
-        _fit_texts(ax, texts)
+        renderer = ax.figure.canvas.get_renderer()
+        for _ in range(10):  # widen the x range until no value's text is clipped on the right
+            right = max(t.get_window_extent(renderer).x1 for t in texts)
+            box = ax.get_window_extent(renderer)
+            if right <= box.x1 - 2:
+                break
+            lo, hi = ax.get_xlim()
+            ax.set_xlim(lo, hi + (hi - lo) * (right - box.x1 + 6) / box.width)
     return ax
 
 
 def tokens_per_step(rung: dict, ladder: dict | None = None) -> int:
-    """Tokens one training step of ``rung`` reads: its batch size (its own, else its budget's: the
-    ladder's or a preset's) x its model's ``block_size``."""
+    """Tokens a step of ``rung`` reads: its batch (its own, else its budget's) x its ``block_size``."""
     batch = rung.get("batch_size")
     if batch is None:
         budget = (ladder or {}).get("budget") or {}
@@ -120,14 +99,12 @@ def plot_ladder_histories(ladder: dict, ax=None, names=None, lecture: bool = Tru
     different batches or contexts share one axis; ``lecture`` draws `LECTURE_VAL_LOSS`."""
     ax = _axes(ax, figsize=(7, 4))
     for r in _rungs(ladder, names):
-        h = _as_dict(r["history"])
-        per_step = tokens_per_step(r, ladder)
+        h, per_step = _as_dict(r["history"]), tokens_per_step(r, ladder)
         tokens = [step * per_step / 1e6 for step in h["step"]]
         ax.plot(tokens, h["val_loss"], "-", label=r.get("label", r["name"]))
     if lecture:
-        _lecture_line(ax, vertical=False)
-    ax.set_xlabel("tokens seen in training (millions)")
-    ax.set_ylabel("validation loss")
+        ax.axhline(LECTURE_VAL_LOSS, **_LECTURE)
+    ax.set(xlabel="tokens seen in training (millions)", ylabel="validation loss")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7.5)
     return ax
@@ -157,14 +134,12 @@ class LiveLossPlot:
     """A `train` callback that redraws `plot_loss_curves` in place after every evaluation (Jupyter)."""
 
     def __init__(self, title: str | None = None, figsize=(6, 3.5)):
-        self.title, self.figsize = title, figsize
-        self.handle = None  # an IPython display handle, made at the first evaluation
+        self.title, self.figsize, self.handle = title, figsize, None  # handle: made at the first evaluation
 
     def __call__(self, state) -> None:
         from IPython.display import display
 
-        fig, ax = plt.subplots(figsize=self.figsize)
-        plot_loss_curves(state.history, ax=ax, title=self.title)
+        fig = plot_loss_curves(state.history, ax=_axes(None, self.figsize), title=self.title).figure
         plt.close(fig)  # shown through the handle only, not again when the cell ends
         if self.handle is None:
             self.handle = display(fig, display_id=True)
@@ -179,15 +154,13 @@ def plot_attention(weights, tokens, ax=None, title: str | None = None, labels: b
     if hasattr(weights, "detach"):  # a torch tensor: matplotlib wants a NumPy array
         weights = weights.detach().cpu().numpy()
     image = ax.imshow(weights, cmap="viridis", vmin=0.0, vmax=1.0)
+    ax.tick_params(length=0, pad=1)
+    ax.set(xticks=[], yticks=[])  # unless labelled
     if labels:
         for set_ticks in (ax.set_xticks, ax.set_yticks):
             _thinned_ticks(set_ticks, token_labels(tokens), fontsize=8, every=1)
-        ax.tick_params(length=0, pad=1)
         ax.set_xlabel("token read", fontsize=8)
         ax.set_ylabel("token reading", fontsize=8)
-    else:
-        ax.set_xticks([])
-        ax.set_yticks([])
     if colorbar:
         ax.figure.colorbar(image, ax=ax, fraction=0.046, pad=0.03, label="attention weight")
     if title:
@@ -197,8 +170,7 @@ def plot_attention(weights, tokens, ax=None, title: str | None = None, labels: b
 
 def _thinned_ticks(set_ticks, names: list[str], fontsize: float, every: int) -> None:
     """Tick labels for every ``every``-th token (all of them if 1), so that each stays readable."""
-    positions = list(range(0, len(names), every))
-    set_ticks(positions, [names[i] for i in positions], fontsize=fontsize, fontfamily="monospace")
+    set_ticks(range(0, len(names), every), names[::every], fontsize=fontsize, fontfamily="monospace")
 
 
 def plot_attention_grid(maps, tokens, cell_size: float = 2.5, title: str | None = None):
@@ -207,13 +179,11 @@ def plot_attention_grid(maps, tokens, cell_size: float = 2.5, title: str | None 
     L, nh = maps.shape[:2]
     fig, axes = plt.subplots(L, nh, figsize=(cell_size * nh + 1.2, cell_size * L + 0.9), squeeze=False,
                              layout="constrained")
-    names = token_labels(tokens)
-    fontsize = 6.5
+    names, fontsize = token_labels(tokens), 6.5
     every = max(1, math.ceil(len(tokens) * fontsize * 1.1 / (72 * cell_size * 0.85)))
     for layer in range(L):
         for head in range(nh):
-            ax = axes[layer][head]
-            plot_attention(maps[layer, head], tokens, ax=ax, labels=False, colorbar=False)
+            ax = plot_attention(maps[layer, head], tokens, ax=axes[layer][head], labels=False, colorbar=False)
             if layer == 0:
                 ax.set_title(f"head {head}", fontsize=9)
             if head == 0:
@@ -221,7 +191,6 @@ def plot_attention_grid(maps, tokens, cell_size: float = 2.5, title: str | None 
                 _thinned_ticks(ax.set_yticks, names, fontsize, every)
             if layer == L - 1:
                 _thinned_ticks(ax.set_xticks, names, fontsize, every)
-            ax.tick_params(length=0, pad=1)
     if title:  # a suptitle, which the constrained layout places above the heads' titles
         fig.suptitle(title, fontsize=11)
     ordinal = {2: "second", 3: "third"}.get(every, f"{every}th")
