@@ -1,12 +1,9 @@
 """The model for the browser: a readable `GPT`'s weights in one small file that ``gpt.js`` reads.
 
-The file: b"GPTB", then version (1) and header length N as little-endian uint32; N bytes of UTF-8 JSON
-(config, vocab in id order, dtype, source, and each tensor's name, shape, dtype, offset and scale),
-padded with spaces to 8 bytes; then the tensors, each 8-byte aligned, named as in ``GPT.state_dict()``.
-Matrices are float16 or int8 (``round(w / scale)``, one float32 scale per tensor, read back as
-``q * scale`` in Python and JavaScript alike); vectors stay float32. A JSON sidecar (same name,
-``.json``) gives the file's sha256, size, measured export error and origin.
-"""
+b"GPTB", version (1) and header length N (little-endian uint32); N bytes of JSON (config, vocab, dtype,
+source, each tensor's name, shape, dtype, offset, scale) padded to 8 bytes; the tensors of ``state_dict()``,
+8-byte aligned. Matrices in float16 or int8 (``q * scale``, a float32 scale per tensor), vectors in float32.
+A JSON sidecar (``.json``) gives the file's sha256, size, measured export error and origin."""
 
 import hashlib
 import json
@@ -33,7 +30,7 @@ VERSION = 1
 DTYPES = ("float16", "int8")
 ERROR_PROMPTS = 4  # random sequences of block_size tokens (seed 0) on which the export error is measured
 _PREFIX = struct.Struct("<4sII")  # magic, version, header length
-_NUMPY = {"float16": np.float16, "int8": np.int8, "float32": np.float32}
+_NUMPY = {"float16": np.dtype("<f2"), "int8": np.dtype("i1"), "float32": np.dtype("<f4")}  # little-endian
 
 
 def sidecar_path(path: str | os.PathLike) -> Path:
@@ -44,34 +41,13 @@ def sidecar_path(path: str | os.PathLike) -> Path:
 def _encode(w: torch.Tensor, dtype: str) -> tuple[bytes, str, float]:
     """One tensor -> (raw bytes, stored dtype, scale). Vectors stay float32; matrices go to ``dtype``."""
     w = w.detach().to("cpu", torch.float32).contiguous()
-    if w.dim() < 2:
-        return w.numpy().astype("<f4").tobytes(), "float32", 1.0
-    if dtype == "float16":
-        return w.numpy().astype("<f2").tobytes(), "float16", 1.0
+    if w.dim() < 2 or dtype == "float16":
+        stored = "float16" if w.dim() > 1 else "float32"
+        return w.numpy().astype(_NUMPY[stored]).tobytes(), stored, 1.0
     # int8: one symmetric scale per tensor; float32 so that q * scale rounds the same in JS and torch
     scale = float(np.float32(w.abs().max().item() / 127.0)) or 1.0
     q = torch.round(w / scale).clamp_(-127, 127).to(torch.int8)
     return q.numpy().tobytes(), "int8", scale
-
-
-def _decode(raw: bytes, entry: dict) -> torch.Tensor:
-    """Raw bytes of one table entry -> the float32 tensor the JavaScript computes with."""
-    values = np.frombuffer(raw, dtype=np.dtype(_NUMPY[entry["dtype"]]).newbyteorder("<"))
-    w = torch.from_numpy(values.astype(np.float32)).reshape(entry["shape"])
-    if entry["dtype"] == "int8":
-        w = w * torch.tensor(entry["scale"], dtype=torch.float32)  # float32 * float32, as in JS
-    return w
-
-
-def _readable_copy(model: nn.Module) -> GPT:
-    """A CPU copy of ``model`` as the readable `GPT` in eval mode (a `FastGPT`'s weights mapped back)."""
-    if isinstance(model, FastGPT):
-        model = readable_from_fast(model)
-    if not isinstance(model, GPT):
-        raise ConfigError(f"export_for_browser needs a gptlib GPT (or FastGPT), got {type(model).__name__}")
-    copy = GPT(model.config)
-    copy.load_state_dict({k: v.detach().to("cpu", torch.float32) for k, v in model.state_dict().items()})
-    return copy.eval()
 
 
 def _export_bytes(model: GPT, tokenizer: CharTokenizer, dtype: str, source: dict) -> bytes:
@@ -81,9 +57,8 @@ def _export_bytes(model: GPT, tokenizer: CharTokenizer, dtype: str, source: dict
         raw, stored, scale = _encode(w, dtype)
         entries.append({"name": name, "shape": list(w.shape), "dtype": stored, "offset": offset,
                         "scale": scale})
-        pad = -len(raw) % 8  # the next tensor starts 8-byte aligned
-        blobs.append(raw + b"\0" * pad)
-        offset += len(raw) + pad
+        blobs.append(raw + b"\0" * (-len(raw) % 8))  # the next tensor starts 8-byte aligned
+        offset += len(blobs[-1])
     header = {"format": FORMAT, "version": VERSION, "config": asdict(model.config),
               "vocab": list(tokenizer.chars), "dtype": dtype, "tensors": entries, "source": source}
     text = json.dumps(header, separators=(",", ":")).encode("utf-8")
@@ -103,11 +78,13 @@ def _parse(data: bytes, where: str = "the file") -> tuple[dict, dict[str, torch.
         start = _PREFIX.size + n
         header, state = json.loads(data[_PREFIX.size:start].decode("utf-8")), {}
         for e in header["tensors"]:
-            size = int(np.prod(e["shape"], dtype=np.int64)) * np.dtype(_NUMPY[e["dtype"]]).itemsize
+            dtype = _NUMPY[e["dtype"]]
+            size = int(np.prod(e["shape"], dtype=np.int64)) * dtype.itemsize
             raw = data[start + e["offset"]:start + e["offset"] + size]
             if len(raw) != size:
                 raise CheckpointError(f"{where} is truncated: tensor {e['name']} needs {size} bytes")
-            state[e["name"]] = _decode(raw, e)
+            w = torch.from_numpy(np.frombuffer(raw, dtype=dtype).astype(np.float32)).reshape(e["shape"])
+            state[e["name"]] = w * torch.tensor(e["scale"], dtype=torch.float32)  # float32 x float32 as in JS
         return header, state
     except CheckpointError:
         raise
@@ -128,12 +105,9 @@ def load_browser_export(path: str | os.PathLike) -> tuple[GPT, CharTokenizer]:
 def export_error(model: GPT, rebuilt: GPT, n_prompts: int = ERROR_PROMPTS) -> float:
     """Max |logit difference| of ``model`` and ``rebuilt`` (CPU, eval mode) on ``n_prompts`` random
     sequences of ``block_size`` tokens (seed 0)."""
-    config = model.config
-    idx = torch.randint(config.vocab_size, (n_prompts, config.block_size),
+    idx = torch.randint(model.config.vocab_size, (n_prompts, model.config.block_size),
                         generator=torch.Generator().manual_seed(0))  # (n,T)
-    reference, _ = model(idx)  # (n,T,V)
-    logits, _ = rebuilt(idx)  # (n,T,V)
-    return (logits - reference).abs().max().item()
+    return (rebuilt(idx)[0] - model(idx)[0]).abs().max().item()  # (n,T,V) logits
 
 
 BOOK_PRESET = "cpu"  # the preset the book's page is made for: its model fits the page in float16
@@ -159,23 +133,27 @@ def export_for_browser(model: nn.Module, tokenizer: CharTokenizer, path: str | o
         raise ConfigError(f"dtype must be one of {', '.join(DTYPES)}, got {dtype!r}")
     if not isinstance(tokenizer, CharTokenizer):
         raise ConfigError(f"the page reads characters: pass a CharTokenizer, not {type(tokenizer).__name__}")
-    model = _readable_copy(model)
+    if isinstance(model, FastGPT):
+        model = readable_from_fast(model)
+    if not isinstance(model, GPT):
+        raise ConfigError(f"export_for_browser needs a gptlib GPT (or FastGPT), got {type(model).__name__}")
+    copy = GPT(model.config)  # on the CPU, in float32
+    copy.load_state_dict({k: v.detach().to("cpu", torch.float32) for k, v in model.state_dict().items()})
+    model = copy.eval()
     if tokenizer.vocab_size != model.config.vocab_size:
         raise ConfigError(f"the tokenizer has {tokenizer.vocab_size} characters but the model's "
                           f"vocab_size is {model.config.vocab_size}; export the model's own tokenizer")
     source = {k: cast(v) for k, v, cast in (("step", step, int), ("val_loss", val_loss, float),
                                             ("origin", origin, str)) if v is not None}
     data = _export_bytes(model, tokenizer, dtype, source)
-    header, state = _parse(data)
     rebuilt = GPT(model.config)
-    rebuilt.load_state_dict(state)
+    rebuilt.load_state_dict(_parse(data)[1])
     info = {"file": Path(path).name, "sha256": hashlib.sha256(data).hexdigest(), "bytes": len(data),
             "dtype": dtype, "parameters": sum(p.numel() for p in model.parameters()),
-            "config": header["config"], "max_abs_logit_error": export_error(model, rebuilt.eval()),
+            "config": asdict(model.config), "max_abs_logit_error": export_error(model, rebuilt.eval()),
             "error_measured_on": f"{ERROR_PROMPTS} random sequences of {model.config.block_size} tokens "
                                  f"(seed 0): the float32 model vs the model rebuilt from the file", **source}
-    with atomic_write(path) as f:
-        f.write(data)
-    with atomic_write(sidecar_path(path)) as f:
-        f.write((json.dumps(info, indent=1) + "\n").encode("utf-8"))
+    for target, content in (path, data), (sidecar_path(path), (json.dumps(info, indent=1) + "\n").encode()):
+        with atomic_write(target) as f:
+            f.write(content)
     return info
