@@ -1,8 +1,4 @@
-"""The sampler of chapter 7: `sampler_widget`, a panel around `gptlib.sampling.sample_text`.
-
-`sample_text` does the work and the checking; the panel reads its controls, calls it, and shows the text
-as it is made, or the error. ipywidgets is imported only when a panel is built.
-"""
+"""Chapter 7's sampler: a panel that shows `gptlib.sampling.sample_text`'s text as it grows, or its error."""
 
 import html
 import time
@@ -22,11 +18,10 @@ class SamplerWidget:
 
     def __init__(self, model: nn.Module, tokenizer: CharTokenizer, prompt: str = "ROMEO:\n",
                  max_new_tokens: int = 300, temperature: float = 0.8, top_k: int = 0, seed: int = 1337):
-        import ipywidgets as widgets
+        import ipywidgets as widgets  # only when a panel is built
 
         self.model, self.tokenizer = model, tokenizer
-        wide = widgets.Layout(width="95%")
-        style = {"description_width": "130px"}
+        wide, style = widgets.Layout(width="95%"), {"description_width": "130px"}
         self.prompt = widgets.Textarea(value=prompt, description="prompt", rows=2, layout=wide, style=style)
         self.temperature = widgets.FloatSlider(value=temperature, min=0.0, max=2.0, step=0.05,
                                                description="temperature", style=style)
@@ -44,8 +39,7 @@ class SamplerWidget:
     def generate(self, _button=None) -> None:
         """The button's click handler: the text as it grows, or what is wrong with the input."""
         self.button.disabled = True
-        text = [self.prompt.value]
-        last_redraw = time.monotonic()
+        text, last_redraw = [self.prompt.value], time.monotonic()
 
         def on_token(ch: str) -> None:
             nonlocal last_redraw
@@ -82,6 +76,4 @@ def _pre(text: str, color: str | None = None) -> str:
     return f'<pre style="{style}">{html.escape(text)}</pre>'
 
 
-def sampler_widget(model: nn.Module, tokenizer: CharTokenizer, **defaults) -> SamplerWidget:
-    """A `SamplerWidget` for ``model``; ``defaults`` (prompt, top_k, seed...) set its controls."""
-    return SamplerWidget(model, tokenizer, **defaults)
+sampler_widget = SamplerWidget  # the name chapter 7 calls it by: sampler_widget(model, tokenizer, prompt=...)
