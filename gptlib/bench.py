@@ -220,7 +220,7 @@ def machine_info(device: torch.device) -> dict:
     cpuinfo = Path("/proc/cpuinfo")
     found = re.search(r"^model name[^:]*:(.*)$", cpuinfo.read_text(), re.M) if cpuinfo.exists() else None
     info = {"date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "device": str(device),
-            "torch": torch.__version__, "threads": torch.get_num_threads(), "cpu_count": os.cpu_count(),
+            "torch": torch.version.__version__, "threads": torch.get_num_threads(), "cpu_count": os.cpu_count(),
             "cpu": found[1].strip() if found else platform.processor() or platform.machine()}
     if device.type == "cuda":
         info["gpu"] = torch.cuda.get_device_name(device)
