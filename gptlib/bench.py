@@ -1,37 +1,12 @@
-"""``python -m gptlib bench``: how fast is the readable model, how fast is the fast path, on this machine.
-
-    python -m gptlib bench                          # lecture preset: training and sampling
-    python -m gptlib bench --json out.json          # the same, and the numbers as JSON
-    python -m gptlib bench --time-to-loss           # also: seconds for the cpu preset to reach val 1.88
-
-Method, made for a shared machine: one process; a warm-up for each contender, then rounds that
-alternate between them (the order flips every round, so a neighbour that starts or stops working
-slows both alike); the median of the rounds, with the spread (quartiles, min and max) and the load
-average at start and end beside it. A bar per phase shows the progress on stderr. MFU (model FLOPs
-utilisation) is the model's FLOPs per second over this machine's matmul peak in the precision the
-path computes in (fp32 for the readable model, the plan's for the fast path), measured here by the
-same command. FLOPs per token follow nanoGPT's ``estimate_mfu``: 6 N (N = parameters in matmuls) plus
-12 L T C for the attention scores and the weighted sum, forward and backward.
-
-``--time-to-loss`` trains the ``cpu`` preset through `gptlib.run.train_run` (the one run path) with
-the speed plan. Whenever the recipe's own evaluation (a few batches) comes within
-``CHECK_MARGIN`` of the target, the clock is paused and the model is evaluated on the *whole*
-validation split (`full_split_loss`); the target counts as reached only when that full-split loss is
-<= the target. ``seconds`` is the training wall time up to that evaluation (the recipe's steps and
-its own evaluations; not start-up, not the paused full-split checks), ``seconds_with_checks`` the
-same with the checks.
-
-The JSON file is nested: ``{"train": {"readable_tok_s": ...}, "sample": {...}, "time_to_loss": {...},
-"machine": {...}}``, so the dotted key ``train.speedup`` is ``data["train"]["speedup"]``
-(`get_path` reads one).
-"""
+"""``python -m gptlib bench``: how fast the readable model and the fast path train and sample here, in
+alternating rounds after a warm-up (a shared machine slows both alike); MFU against this machine's matmul
+peak; ``--time-to-loss``: the seconds `gptlib.run.train_run` takes to reach a val loss."""
 
 import argparse
-import datetime
 import json
-import math
 import os
 import platform
+import re
 import statistics
 import sys
 import time
@@ -50,22 +25,14 @@ from gptlib.files import atomic_write, check_writable_file, path_arg
 from gptlib.kvcache import generate_cached
 from gptlib.model import GPT, count_parameters
 from gptlib.presets import PRESETS, get_preset
+from gptlib.run import Corpus, Run, describe_plan, load_corpus, memory_message, train_run
 from gptlib.sampling import generate
-from gptlib.run import Corpus, Run, load_corpus, memory_message, train_run
-from gptlib.speed import SpeedConfig, autocast, backend_flags, keep_freed_memory, speed_plan
+from gptlib.speed import (SpeedConfig, autocast, backend_flags, cpu_bf16_instructions, keep_freed_memory,
+                          speed_plan)
 from gptlib.training import make_optimizer
 
-# the optimiser settings for the timed steps (their values do not change the speed)
-_TRAIN = TrainConfig(learning_rate=1e-4)
-# `time_to_loss` checks the whole val split once the recipe's estimate is within this of the target
-CHECK_MARGIN = 0.03
-
-
-def _bar(total: int, desc: str, progress: bool):
-    """A progress bar on stderr (the results go to stdout)."""
-    from tqdm.auto import tqdm
-
-    return tqdm(total=total, desc=desc, disable=not progress, file=sys.stderr, dynamic_ncols=True)
+_TRAIN = TrainConfig(learning_rate=1e-4)  # the timed steps' optimiser (its values do not change the speed)
+CHECK_MARGIN = 0.03  # `time_to_loss` checks the whole val split once the estimate is this near the target
 
 
 def spread(values: list[float]) -> dict:
@@ -75,15 +42,22 @@ def spread(values: list[float]) -> dict:
             "max": max(values), "n": len(values)}
 
 
-def _load() -> list[float] | None:
-    """The 1, 5 and 15 minute load averages (None where the OS does not say)."""
-    return [round(x, 2) for x in os.getloadavg()] if hasattr(os, "getloadavg") else None
+def _record_load(machine: dict, when: str) -> None:
+    """The 1-minute load average, and the 1, 5 and 15 minute ones, where the OS says them."""
+    if hasattr(os, "getloadavg"):
+        load = [round(x, 2) for x in os.getloadavg()]
+        machine[f"load_average_{when}"], machine[f"load_averages_{when}"] = load[0], load
 
 
-def _sync(device: torch.device) -> None:
-    """Wait for queued GPU work, so a timer measures the work and not just its launch."""
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
+def _seconds(device: torch.device, fn, *args, repeat: int = 1) -> float:
+    """Seconds of ``repeat`` calls of ``fn(*args)``, their queued GPU work included (not just launches)."""
+    sync = torch.cuda.synchronize if device.type == "cuda" else lambda _: None
+    sync(device)
+    t0 = time.perf_counter()
+    for _ in range(repeat):
+        fn(*args)
+    sync(device)
+    return time.perf_counter() - t0
 
 
 def flops_per_token(config: GPTConfig) -> float:
@@ -98,22 +72,28 @@ def flops_per_token(config: GPTConfig) -> float:
 def matmul_peak(device: torch.device, dtype: torch.dtype, size: int | None = None, reps: int = 5) -> float:
     """The best FLOP/s of a square ``size`` matmul in ``dtype`` on ``device`` (this machine's peak)."""
     size = size or (8192 if device.type == "cuda" else 2048)
-    a = torch.randn(size, size, device=device).to(dtype)
-    b = torch.randn(size, size, device=device).to(dtype)
+    a, b = (torch.randn(size, size, device=device).to(dtype) for _ in range(2))
     a @ b  # warm-up: library init, and the clock ramps up
-    best = float("inf")
-    for _ in range(reps):
-        _sync(device)
-        t0 = time.perf_counter()
-        a @ b
-        _sync(device)
-        best = min(best, time.perf_counter() - t0)
-    return 2 * size ** 3 / best
+    return 2 * size ** 3 / min(_seconds(device, torch.matmul, a, b) for _ in range(reps))
+
+
+def _alternate(jobs: dict, rounds: int, device: torch.device, desc: str, progress: bool,
+               repeat: int = 1) -> dict[str, list]:
+    """Seconds of ``repeat`` calls of each ``jobs[name](round)``: a warm-up round, then ``rounds`` rounds."""
+    from tqdm.auto import tqdm
+
+    times = {name: [] for name in jobs}
+    with tqdm(total=len(jobs) * (rounds + 1), desc=desc, disable=not progress, file=sys.stderr,
+              dynamic_ncols=True) as bar:  # on stderr: the results go to stdout
+        for r in range(rounds + 1):
+            for name in list(jobs) if r % 2 == 0 else list(jobs)[::-1]:  # a neighbour's load slows all alike
+                times[name].append(_seconds(device, jobs[name], r, repeat=repeat))
+                bar.update(1)
+    return {name: ts[1:] for name, ts in times.items()}  # round 0 was the warm-up
 
 
 def _train_step(model: nn.Module, optimizer, x, y, speed: SpeedConfig | None, device: torch.device) -> None:
-    # TF32 (a process-wide switch) on for this step if its plan says so, as it was after it
-    with backend_flags(speed):
+    with backend_flags(speed):  # TF32 (process-wide) on for the step if the plan says so, as it was after
         with autocast(speed, device):
             _, loss = model(x, y)
         optimizer.zero_grad(set_to_none=True)
@@ -122,47 +102,25 @@ def _train_step(model: nn.Module, optimizer, x, y, speed: SpeedConfig | None, de
 
 
 def bench_training(config: GPTConfig, train_data: torch.Tensor, batch_size: int, device: torch.device,
-                   plan: SpeedConfig, rounds: int, steps: int, peaks: dict, progress: bool = False) -> dict:
-    """ms per training step of the readable `GPT` (fp32, plain AdamW) and of the fast path (`FastGPT`
-    with ``plan``): a warm-up step each, then ``rounds`` rounds of ``steps`` steps that alternate
-    between the two (order flipped every round); medians, spreads and per-round speed-ups.
-    ``peaks`` maps a dtype name to this machine's matmul FLOP/s, for the MFU."""
+                   plan: SpeedConfig, rounds: int, steps: int, progress: bool = False) -> dict:
+    """ms per training step of the readable `GPT` (fp32) and `FastGPT` with ``plan``, ``rounds`` rounds."""
     torch.manual_seed(1337)
     readable = GPT(config).to(device).train()
     fast = fast_from_readable(readable, plan.attention).train()
     fast_step_model = torch.compile(fast) if plan.compile else fast
-    contenders = {
-        "readable": (readable, make_optimizer(readable, _TRAIN), None),
-        "fast": (fast_step_model, make_optimizer(fast, _TRAIN, fused=plan.fused_adamw), plan),
-    }
-    gen = torch.Generator().manual_seed(0)
-    times = {name: [] for name in contenders}
-    bar = _bar(2 * (rounds + 1), f"train {batch_size}x{config.block_size}: readable vs fast", progress)
-    with bar:
-        for r in range(rounds + 1):  # round 0 is the warm-up (and, with compile, the compilation)
-            order = list(contenders) if r % 2 == 0 else list(reversed(contenders))
-            for name in order:
-                model, opt, speed = contenders[name]
-                x, y = get_batch(train_data, batch_size, config.block_size, gen, device)
-                _sync(device)
-                t0 = time.perf_counter()
-                for _ in range(steps):
-                    _train_step(model, opt, x, y, speed, device)
-                _sync(device)
-                if r > 0:
-                    times[name].append((time.perf_counter() - t0) / steps)
-                bar.update(1)
-    tokens = batch_size * config.block_size
-    fpt = flops_per_token(config)
-    fast_dtype = plan.autocast_dtype or "float32"
+    opts = make_optimizer(readable, _TRAIN), make_optimizer(fast, _TRAIN, fused=plan.fused_adamw)
+    x, y = get_batch(train_data, batch_size, config.block_size, torch.Generator().manual_seed(0), device)
+    jobs = {"readable": lambda _: _train_step(readable, opts[0], x, y, None, device),  # a step on one batch
+            "fast": lambda _: _train_step(fast_step_model, opts[1], x, y, plan, device)}
+    times = _alternate(jobs, rounds, device, f"train {batch_size}x{config.block_size}: readable vs fast",
+                       progress, repeat=steps)
     out = {"batch_size": batch_size, "block_size": config.block_size, "rounds": rounds,
-           "steps_per_round": steps, "flops_per_token": fpt, "fast_dtype": fast_dtype}
+           "steps_per_round": steps, "flops_per_token": flops_per_token(config),
+           "fast_dtype": plan.autocast_dtype or "float32"}
     for name, ts in times.items():
-        sec = statistics.median(ts)
-        out[f"{name}_ms_per_iter"] = 1000 * sec
-        out[f"{name}_ms_spread"] = {k: (1000 * v if k != "n" else v) for k, v in spread(ts).items()}
-        out[f"{name}_tok_s"] = tokens / sec
-        out[f"{name}_mfu"] = tokens / sec * fpt / peaks["float32" if name == "readable" else fast_dtype]
+        ms = spread([1000 * t / steps for t in ts])  # per step
+        out[f"{name}_ms_per_iter"], out[f"{name}_ms_spread"] = ms["median"], ms
+        out[f"{name}_tok_s"] = 1000 * batch_size * config.block_size / ms["median"]
     out["speedup"] = out["fast_tok_s"] / out["readable_tok_s"]
     # each round's two measurements ran back to back: their ratio is the least disturbed by load
     out["speedup_rounds"] = spread([r / f for r, f in zip(times["readable"], times["fast"])])
@@ -171,47 +129,30 @@ def bench_training(config: GPTConfig, train_data: torch.Tensor, batch_size: int,
 
 def bench_sampling(config: GPTConfig, device: torch.device, new_tokens: int, rounds: int,
                    progress: bool = False, dtype: str | None = None) -> dict:
-    """Tokens/s of the naive `generate` (readable `GPT`) and of `generate_cached` (KV cache), sampling
-    ``new_tokens`` from a one-token prompt: a short warm-up, then ``rounds`` alternating rounds.
-
-    The KV cache runs on a `FastGPT` made once from the readable model's weights (as loading a
-    checkpoint for sampling does); that conversion is a one-time cost, timed on its own
-    (``convert_seconds``), not part of the tokens/s. With ``dtype`` (the speed plan's 16-bit
-    precision) a third contender samples with the KV cache from a copy of that model cast to it
-    (``cached_<dtype>``; see `gptlib.kvcache`), and ``speedup`` is that one's, the speed plan's
-    sampler; ``cache_speedup`` is always the fp32 cache's alone."""
+    """Tokens/s of the naive `generate` (readable `GPT`), of `generate_cached` (a `FastGPT`, converted in
+    ``convert_seconds``) and, with ``dtype`` (the plan's), of the cache on a copy cast to it."""
     torch.manual_seed(1337)
     model = GPT(config).to(device).eval()
     t0 = time.perf_counter()
     fast = fast_from_readable(model).eval()
     convert_seconds = time.perf_counter() - t0
     idx = torch.zeros((1, 1), dtype=torch.long, device=device)  # the lecture's prompt: token 0
-    contenders = {"naive": (generate, model), "cached": (generate_cached, fast)}
-    if dtype is not None:
-        low = fast_from_readable(model).eval().to(getattr(torch, dtype))  # weights and cache in 16 bits
-        contenders[f"cached_{dtype}"] = (generate_cached, low)
-    times = {name: [] for name in contenders}
-    with _bar(len(contenders) * (rounds + 1), f"sample {new_tokens} tokens: naive vs KV cache", progress) as bar:
-        for r in range(rounds + 1):
-            n = min(new_tokens, 20) if r == 0 else new_tokens  # round 0: a short warm-up
-            order = list(contenders) if r % 2 == 0 else list(reversed(contenders))
-            for name in order:
-                fn, m = contenders[name]
-                gen = torch.Generator(device=device).manual_seed(r)
-                _sync(device)
-                t0 = time.perf_counter()
-                fn(m, idx, n, generator=gen)
-                _sync(device)
-                if r > 0:
-                    times[name].append(time.perf_counter() - t0)
-                bar.update(1)
+
+    def job(fn, m):  # round 0 (the warm-up) is short
+        return lambda r: fn(m, idx, min(new_tokens, 20) if r == 0 else new_tokens,
+                            generator=torch.Generator(device=device).manual_seed(r))
+
+    jobs = {"naive": job(generate, model), "cached": job(generate_cached, fast)}
+    if dtype is not None:  # weights and cache in 16 bits
+        low = fast_from_readable(model).eval().to(getattr(torch, dtype))
+        jobs[f"cached_{dtype}"] = job(generate_cached, low)
+    times = _alternate(jobs, rounds, device, f"sample {new_tokens} tokens: naive vs KV cache", progress)
     out = {"new_tokens": new_tokens, "rounds": rounds, "convert_seconds": convert_seconds}
     for name, ts in times.items():
         out[f"{name}_seconds"] = statistics.median(ts)
         out[f"{name}_seconds_spread"] = spread(ts)
         out[f"{name}_tok_s"] = new_tokens / statistics.median(ts)
-    best = f"cached_{dtype}" if dtype is not None else "cached"  # the speed plan's sampler
-    out["plan_sampler"] = best
+    out["plan_sampler"] = best = f"cached_{dtype}" if dtype is not None else "cached"
     out["speedup"] = out[f"{best}_tok_s"] / out["naive_tok_s"]
     out["speedup_rounds"] = spread([n / c for n, c in zip(times["naive"], times[best])])
     out["cache_speedup"] = out["cached_tok_s"] / out["naive_tok_s"]
@@ -221,276 +162,201 @@ def bench_sampling(config: GPTConfig, device: torch.device, new_tokens: int, rou
 @torch.no_grad()
 def full_split_loss(model: nn.Module, data: torch.Tensor, block_size: int,
                     device: torch.device | str | None = None, batch_size: int = 64) -> float:
-    """The mean loss over *every* token of ``data`` (e.g. the whole val split), in eval mode and fp32.
-
-    The split is cut into consecutive chunks of ``block_size`` (the last one shorter), so each token
-    after the first is predicted exactly once, from the tokens before it in its chunk: the quantity
-    `gptlib.training.estimate_loss` estimates from a few random chunks, without the sampling noise.
-    The batches go to ``device``, by default the model's own.
-    """
+    """The mean loss over *every* token of ``data`` in eval mode, on ``device`` (default: the model's):
+    consecutive chunks of ``block_size`` (the last one shorter), so each token is predicted once."""
     device = next(model.parameters()).device if device is None else device
     was_training = model.training
     model.eval()
     n = len(data) - 1  # targets: data[1:]
-    total = 0.0
-    full = n // block_size  # chunks of exactly block_size tokens
-    starts = torch.arange(full) * block_size
-    offsets = torch.arange(block_size)
-    for i in range(0, full, batch_size):
-        rows = starts[i:i + batch_size, None] + offsets  # (b,T) positions
-        x, y = data[rows].to(device), data[rows + 1].to(device)
-        _, loss = model(x, y)  # the mean over b*T tokens
-        total += loss.item() * rows.numel()
-    rest = n - full * block_size
-    if rest:
-        x = data[None, full * block_size:n].to(device)
-        y = data[None, full * block_size + 1:n + 1].to(device)
-        total += model(x, y)[1].item() * rest
+    full = n // block_size * block_size  # the tokens in chunks of exactly block_size
+    chunks = list(torch.arange(full).view(-1, block_size).split(batch_size))  # (b,T) positions each
+    chunks += [torch.arange(full, n)[None]] if full < n else []  # then the shorter one
+    total = sum(model(data[p].to(device), data[p + 1].to(device))[1].item() * p.numel() for p in chunks)
     model.train(was_training)
     return total / n
 
 
 def time_to_loss(preset_name: str, target: float, device: torch.device, plan: SpeedConfig,
-                 corpus: Corpus, progress: bool = False) -> dict:
-    """Train ``preset_name`` with ``plan`` until the loss on the whole val split is <= ``target``.
-
-    The recipe's evaluations (a few batches) decide when to look: an estimate within `CHECK_MARGIN`
-    of the target pauses the clock for `full_split_loss`. ``seconds``: training wall time until the
-    check that succeeded (steps and the recipe's evaluations; start-up and the checks not counted).
-    """
+                 corpus: Corpus, progress: bool = False, score=full_split_loss) -> dict:
+    """Train ``preset_name`` with ``plan`` until ``score`` (the whole val split's loss, checked once the
+    estimate is within `CHECK_MARGIN`) is <= ``target``; ``seconds`` leaves out the checks' time."""
     preset = get_preset(preset_name)
-    block_size = preset.model.block_size
-    checks = []
-    hit = {}
-    paused = [0.0]  # seconds spent in checks so far; the training clock ran on through them
+    block_size, checks = preset.model.block_size, []
 
     def check_full_split(state) -> None:
         h = state.history
-        if hit or h.val_loss[-1] > target + CHECK_MARGIN:
+        if h.val_loss[-1] > target + CHECK_MARGIN:
             return
         t0 = time.perf_counter()
-        full = full_split_loss(state.model, corpus.val_data, block_size, device)
-        spent = time.perf_counter() - t0
-        seconds = h.elapsed[-1] - paused[0]
+        full = score(state.model, corpus.val_data, block_size, device)
         checks.append({"step": h.step[-1], "val_loss_estimate": h.val_loss[-1], "val_loss_full": full,
-                       "seconds": seconds, "check_seconds": spent})
-        paused[0] += spent
-        if full <= target:
-            hit.update(step=h.step[-1], seconds=seconds, seconds_with_checks=h.elapsed[-1] + spent,
-                       val_loss=h.val_loss[-1], val_loss_full=full)
+                       "seconds": h.elapsed[-1] - sum(c["check_seconds"] for c in checks),  # clock ran on
+                       "check_seconds": time.perf_counter() - t0})
+        if full <= target:  # the run ends after this evaluation
             state.stop = True
 
     log = (lambda line: print(line, file=sys.stderr)) if progress else (lambda _: None)
     run = Run.from_preset(preset, speed=plan, device=str(device))
     result = train_run(run, callbacks=[check_full_split], progress=progress, corpus=corpus, log=log)
-    h = result.history
+    h, paused = result.history, sum(c["check_seconds"] for c in checks)
+    hit = checks[-1] if checks and checks[-1]["val_loss_full"] <= target else {}
     out = {"preset": preset_name, "target": target, "reached": bool(hit), "seconds": hit.get("seconds"),
-           "seconds_with_checks": hit.get("seconds_with_checks"), "step": hit.get("step"),
-           "val_loss": hit.get("val_loss"), "val_loss_full": hit.get("val_loss_full"),
-           "val_split_tokens": len(corpus.val_data), "eval_iters": preset.train.eval_iters,
-           "eval_interval": preset.train.eval_interval, "check_margin": CHECK_MARGIN, "checks": checks,
-           "final_step": h.step[-1], "final_val_loss": h.val_loss[-1],
-           "final_seconds": h.elapsed[-1] - paused[0], "max_iters": preset.train.max_iters}
+           "seconds_with_checks": h.elapsed[-1] + hit["check_seconds"] if hit else None,
+           "step": hit.get("step"), "val_loss": hit.get("val_loss_estimate"),
+           "val_loss_full": hit.get("val_loss_full"), "val_split_tokens": len(corpus.val_data),
+           "eval_iters": preset.train.eval_iters, "eval_interval": preset.train.eval_interval,
+           "check_margin": CHECK_MARGIN, "checks": checks, "final_step": h.step[-1],
+           "final_val_loss": h.val_loss[-1], "final_seconds": h.elapsed[-1] - paused,
+           "max_iters": preset.train.max_iters}
     if not hit:  # say how far it got, on the whole split too
-        out["final_val_loss_full"] = (checks[-1]["val_loss_full"] if checks and checks[-1]["step"] == h.step[-1]
-                                      else full_split_loss(result.model, corpus.val_data, block_size, device))
+        checked = checks and checks[-1]["step"] == h.step[-1]
+        out["final_val_loss_full"] = (checks[-1]["val_loss_full"] if checked
+                                      else score(result.model, corpus.val_data, block_size, device))
     return out
 
 
 def machine_info(device: torch.device) -> dict:
     """What the numbers were measured on: date, device, threads, torch version, load average."""
-    info = {"date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
-            "device": str(device), "torch": torch.__version__, "threads": torch.get_num_threads(),
-            "cpu": _cpu_name(), "cpu_count": os.cpu_count()}
+    cpuinfo = Path("/proc/cpuinfo")
+    found = re.search(r"^model name[^:]*:(.*)$", cpuinfo.read_text(), re.M) if cpuinfo.exists() else None
+    info = {"date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "device": str(device),
+            "torch": torch.version.__version__, "threads": torch.get_num_threads(), "cpu_count": os.cpu_count(),
+            "cpu": found[1].strip() if found else platform.processor() or platform.machine()}
     if device.type == "cuda":
         info["gpu"] = torch.cuda.get_device_name(device)
-    if device.type == "cpu":
-        from gptlib.speed import cpu_bf16_instructions
-
-        info["cpu_bf16"] = cpu_bf16_instructions() or "none"
-    load = _load()
-    if load is not None:
-        info["load_average_start"] = load[0]  # the 1-minute load average
-        info["load_averages_start"] = load  # 1, 5 and 15 minutes
+    if device.type == "cpu":  # freed memory kept, as every CPU training run does: both paths alike
+        info["cpu_bf16"], info["keep_freed_memory"] = cpu_bf16_instructions() or "none", keep_freed_memory()
+    _record_load(info, "start")
     return info
 
 
-def _cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
+def _row(label: str, *numbers) -> str:
+    return "  ".join([label.ljust(26)] + [str(c).rjust(w) for c, w in zip(numbers, (11, 13, 11, 7))])
 
 
-def get_path(data: dict, dotted: str):
-    """``get_path(results, "train.speedup")`` is ``results["train"]["speedup"]``."""
-    for key in dotted.split("."):
-        data = data[key]
-    return data
+def _speedup_row(label: str, value: float, rounds: dict, digits: int) -> str:
+    return (_row(label, "", "", f"{value:.{digits}f}x", "")
+            + f"   (per round: {rounds['min']:.{digits}f}-{rounds['max']:.{digits}f}x)")
 
 
-def _row(cells, widths) -> str:
-    return "  ".join(str(c).ljust(w) if i == 0 else str(c).rjust(w) for i, (c, w) in enumerate(zip(cells, widths)))
+def _train_lines(t: dict) -> list[str]:
+    lines = ["", f"training: batch {t['batch_size']} x {t['block_size']} tokens, {t['steps_per_round']} "
+                 f"step(s) per round, median of {t['rounds']} alternating rounds after a warm-up",
+             _row("", "ms/iter", "q1-q3 ms", "tokens/s", "MFU")]
+    for name, label in (("readable", "readable GPT, fp32"), ("fast", f"fast path, {t['fast_dtype']}")):
+        q = t[f"{name}_ms_spread"]
+        lines.append(_row(label, f"{t[name + '_ms_per_iter']:,.1f}", f"{q['q1']:,.0f}-{q['q3']:,.0f}",
+                          f"{t[name + '_tok_s']:,.0f}", f"{100 * t[name + '_mfu']:.0f}%"))
+    return lines + [_speedup_row("speed-up", t["speedup"], t["speedup_rounds"], 2)]
 
 
-def _ms(spread_ms: dict | None) -> str:
-    return "" if spread_ms is None else f"{spread_ms['q1']:,.0f}-{spread_ms['q3']:,.0f}"
+def _sample_lines(s: dict) -> list[str]:
+    best = s["plan_sampler"]
+    labels = {"naive": "naive generate", "cached": "KV cache, fp32"}
+    labels.setdefault(best, f"KV cache, {best.removeprefix('cached_')}")
+    lines = ["", f"sampling {s['new_tokens']} new tokens, median of {s['rounds']} alternating rounds",
+             _row("", "seconds", "min-max s", "tokens/s", "")]
+    for name, label in labels.items():
+        sp = s[f"{name}_seconds_spread"]
+        lines.append(_row(label, f"{s[name + '_seconds']:.2f}", f"{sp['min']:.2f}-{sp['max']:.2f}",
+                          f"{s[name + '_tok_s']:,.0f}", ""))
+    if best != "cached":
+        lines.append(_row("speed-up, fp32 KV cache", "", "", f"{s['cache_speedup']:.1f}x", ""))
+    return lines + [_speedup_row("speed-up, plan's", s["speedup"], s["speedup_rounds"], 1)]
 
 
-def _per_round(r: dict | None, digits: int) -> str:
-    # results written before the spread was recorded (an older bench) have none: print none
-    return "" if r is None else f"   (per round: {r['min']:.{digits}f}-{r['max']:.{digits}f}x)"
+def _ttl_lines(r: dict) -> list[str]:
+    where = f"on the whole val split ({r['val_split_tokens']:,} tokens)"
+    line = (f"reached val {r['val_loss_full']:.4f} <= {r['target']} {where} at step {r['step']}, after "
+            f"{r['seconds']:.1f} s of training ({r['seconds_with_checks']:.1f} s with the full-split checks)"
+            if r["reached"] else
+            f"did NOT reach val <= {r['target']} {where}: {r['final_val_loss_full']:.4f} after "
+            f"{r['final_step']} steps, {r['final_seconds']:.1f} s")
+    return ["", f"time to loss: preset {r['preset']} {line}",
+            f"  plan: {describe_plan(SpeedConfig(**r['ttl_plan']))}"]
 
 
 def format_report(results: dict) -> str:
     """The benchmark's results as a plain-text table with the speed-up ratios."""
-    m = results["machine"]
+    m, plan = results["machine"], results["plan"]
     lines = [f"gptlib bench, {m['date']}: preset {results['preset']} on {m['device']}"
              + (f" ({m['gpu']})" if "gpu" in m else f" ({m['cpu']}, {m['threads']} threads)")
              + f", torch {m['torch']}, load average {m.get('load_average_start', '?')} at start"
              + (f", {m['load_average_end']} at end" if "load_average_end" in m else "")
-             + (", freed memory kept for reuse" if m.get("keep_freed_memory") else "")]
-    plan = results["plan"]
-    lines.append(f"speed plan: {_describe(plan)}")
+             + (", freed memory kept for reuse" if m.get("keep_freed_memory") else ""),
+             f"speed plan: {describe_plan(SpeedConfig(**plan))}"]
     if plan.get("why"):
         lines.append(f"  why: {plan['why']}")
     if "peaks" in results:
         lines.append("matmul peak: " + ", ".join(f"{dtype} {flops / 1e9:,.0f} GFLOP/s"
                                                  for dtype, flops in results["peaks"].items()))
-    w = (26, 11, 13, 11, 7)
-    if "train" in results:
-        t = results["train"]
-        lines += ["", f"training: batch {t['batch_size']} x {t['block_size']} tokens, {t['steps_per_round']} "
-                      f"step(s) per round, median of {t['rounds']} alternating rounds after a warm-up",
-                  _row(("", "ms/iter", "q1-q3 ms", "tokens/s", "MFU"), w)]
-        for name, label in (("readable", "readable GPT, fp32"), ("fast", f"fast path, {t.get('fast_dtype', 'its plan')}")):
-            lines.append(_row((label, f"{t[name + '_ms_per_iter']:,.1f}", _ms(t.get(name + '_ms_spread')),
-                               f"{t[name + '_tok_s']:,.0f}", f"{100 * t[name + '_mfu']:.0f}%"), w))
-        lines.append(_row(("speed-up", "", "", f"{t['speedup']:.2f}x", ""), w)
-                     + _per_round(t.get("speedup_rounds"), 2))
-    if "sample" in results:
-        s = results["sample"]
-        lines += ["", f"sampling {s['new_tokens']} new tokens, median of {s['rounds']} alternating rounds",
-                  _row(("", "seconds", "min-max s", "tokens/s", ""), w)]
-        best = s.get("plan_sampler", "cached")  # results from before the 16-bit sampler have none
-        names = [("naive", "naive generate"), ("cached", "KV cache, fp32")]
-        if best != "cached":
-            names.append((best, f"KV cache, {best.removeprefix('cached_')}"))
-        for name, label in names:
-            sp = s.get(name + "_seconds_spread")
-            spread = "" if sp is None else f"{sp['min']:.2f}-{sp['max']:.2f}"
-            lines.append(_row((label, f"{s[name + '_seconds']:.2f}", spread,
-                               f"{s[name + '_tok_s']:,.0f}", ""), w))
-        if best != "cached":
-            lines.append(_row(("speed-up, fp32 KV cache", "", "", f"{s['cache_speedup']:.1f}x", ""), w))
-        lines.append(_row(("speed-up" + (", plan's" if "plan_sampler" in s else ""), "", "",
-                           f"{s['speedup']:.1f}x", ""), w) + _per_round(s.get("speedup_rounds"), 1))
-    if "time_to_loss" in results:
-        r = results["time_to_loss"]
-        lines.append("")
-        full = "val_split_tokens" in r  # older results: judged on the recipe's own estimate
-        where = (f"on the whole val split ({r['val_split_tokens']:,} tokens)" if full
-                 else "on the recipe's estimate (a few batches)")
-        if r["reached"]:
-            checks = f" ({r['seconds_with_checks']:.1f} s with the full-split checks)" if full else ""
-            lines.append(f"time to loss: preset {r['preset']} reached val "
-                         f"{r['val_loss_full' if full else 'val_loss']:.4f} <= {r['target']} {where} at step "
-                         f"{r['step']}, after {r['seconds']:.1f} s of training{checks}")
-        else:
-            lines.append(f"time to loss: preset {r['preset']} did NOT reach val <= {r['target']} {where}: "
-                         f"{r['final_val_loss_full' if full else 'final_val_loss']:.4f} after "
-                         f"{r['final_step']} steps, {r['final_seconds']:.1f} s")
-        if r.get("ttl_plan"):
-            lines.append(f"  plan: {_describe(r['ttl_plan'])}")
+    for key, part in ("train", _train_lines), ("sample", _sample_lines), ("time_to_loss", _ttl_lines):
+        if key in results:
+            lines += part(results[key])
     return "\n".join(lines)
-
-
-def _describe(plan: dict) -> str:
-    from gptlib.run import describe_plan
-
-    return describe_plan(SpeedConfig(**plan))
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The ``bench`` subcommand's options."""
-    parser.add_argument("--preset", default="lecture", help=f"model size to time; one of: {', '.join(PRESETS)} "
-                        f"(default: lecture)")
-    parser.add_argument("--device", default="auto", help="auto (cuda, then mps, then cpu), cpu, cuda or mps")
-    parser.add_argument("--batch-size", type=int, default=None, help="default: the preset's")
-    parser.add_argument("--rounds", type=int, default=5, help="timed training rounds (default 5)")
-    parser.add_argument("--steps", type=int, default=1, help="training steps per round (default 1)")
-    parser.add_argument("--new-tokens", type=int, default=500, help="tokens to sample (default 500)")
-    parser.add_argument("--sample-rounds", type=int, default=3, help="timed sampling rounds (default 3)")
-    parser.add_argument("--no-train", action="store_true", help="skip the training benchmark")
-    parser.add_argument("--no-sample", action="store_true", help="skip the sampling benchmark")
-    parser.add_argument("--time-to-loss", action="store_true",
-                        help="also train --ttl-preset until val loss <= --target and report the seconds")
-    parser.add_argument("--ttl-preset", default="cpu", help="preset for --time-to-loss (default: cpu)")
-    parser.add_argument("--target", type=float, default=1.88, help="val loss for --time-to-loss (default 1.88)")
-    parser.add_argument("--compile", action=argparse.BooleanOptionalAction, default=None,
-                        help="override the speed plan's torch.compile choice")
-    parser.add_argument("--no-progress", dest="progress", action="store_false",
-                        help="no progress bars on stderr")
-    parser.add_argument("--json", type=path_arg, default=None, metavar="FILE", help="also write the results as JSON")
-
-
-def check_args(args: argparse.Namespace) -> None:
-    """Everything ``bench`` can check before it measures: numbers, preset names and where ``--json``
-    goes (a folder, or a folder that cannot be written, fails now, not after the measurements)."""
-    for name in ("rounds", "steps", "new_tokens", "sample_rounds"):
-        if getattr(args, name) < 1:
-            raise ConfigError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}")
-    if args.batch_size is not None and args.batch_size < 1:
-        raise ConfigError(f"--batch-size must be >= 1, got {args.batch_size}")
-    if not math.isfinite(args.target) or args.target <= 0:
-        raise ConfigError(f"--target must be a finite val loss > 0, got {args.target}")
-    get_preset(args.preset)
-    get_preset(args.ttl_preset)
-    if args.json is not None:
-        check_writable_file(args.json, "--json", "give a file name such as bench.json in a folder you can write to")
+    add = parser.add_argument
+    add("--preset", default="lecture", help=f"model size to time; one of: {', '.join(PRESETS)} "
+                                            f"(default: lecture)")
+    add("--device", default="auto", help="auto (cuda, then mps, then cpu), cpu, cuda or mps")
+    add("--batch-size", type=int, default=None, help="default: the preset's")
+    add("--rounds", type=int, default=5, help="timed training rounds (default 5)")
+    add("--steps", type=int, default=1, help="training steps per round (default 1)")
+    add("--new-tokens", type=int, default=500, help="tokens to sample (default 500)")
+    add("--sample-rounds", type=int, default=3, help="timed sampling rounds (default 3)")
+    add("--no-train", action="store_true", help="skip the training benchmark")
+    add("--no-sample", action="store_true", help="skip the sampling benchmark")
+    add("--time-to-loss", action="store_true",
+        help="also train --ttl-preset until val loss <= --target and report the seconds")
+    add("--ttl-preset", default="cpu", help="preset for --time-to-loss (default: cpu)")
+    add("--target", type=float, default=1.88, help="val loss for --time-to-loss (default 1.88)")
+    add("--compile", action=argparse.BooleanOptionalAction, default=None,
+        help="override the speed plan's torch.compile choice")
+    add("--no-progress", dest="progress", action="store_false", help="no progress bars on stderr")
+    add("--json", type=path_arg, default=None, metavar="FILE", help="also write the results as JSON")
 
 
 def run_bench(args: argparse.Namespace) -> dict:
-    """Run the measurements that ``args`` asks for and return the results (nested dicts)."""
-    check_args(args)
+    """Check ``args`` before anything is measured, run what they ask for, and return the results."""
+    for name in ("rounds", "steps", "new_tokens", "sample_rounds", "batch_size"):
+        value = getattr(args, name)
+        if value is not None and value < 1:  # no --batch-size: the preset's
+            raise ConfigError(f"--{name.replace('_', '-')} must be >= 1, got {value}")
+    if not 0 < args.target < float("inf"):  # nan too
+        raise ConfigError(f"--target must be a finite val loss > 0, got {args.target}")
+    preset, ttl_preset = get_preset(args.preset), get_preset(args.ttl_preset)
+    if args.json is not None:
+        check_writable_file(args.json, "--json",
+                            "give a file name such as bench.json in a folder you can write to")
     device = pick_device(args.device)
-    preset = get_preset(args.preset)
-    ttl_preset = get_preset(args.ttl_preset) if args.time_to_loss else None
-    progress = getattr(args, "progress", False)
     machine = machine_info(device)  # the load average before anything runs
-    if device.type == "cpu":  # as every CPU training run does; the readable and the fast path alike
-        machine["keep_freed_memory"] = keep_freed_memory()
     corpus = load_corpus()
     config = replace(preset.model, vocab_size=corpus.tokenizer.vocab_size)
-
-    def plan_for(model_config: GPTConfig) -> SpeedConfig:
-        plan = speed_plan(device, model_config)
-        return plan if args.compile is None else replace(plan, compile=args.compile)
-
-    plan = plan_for(config)
-    if progress:
+    override = {} if args.compile is None else {"compile": args.compile}  # over the plan's own choice
+    plan = replace(speed_plan(device, config), **override)
+    if args.progress:
         print(f"speed plan for the {preset.name} preset: {plan.why}", file=sys.stderr)
     results = {"preset": preset.name, "machine": machine, "plan": asdict(plan),
                "model": asdict(config), "parameters": count_parameters(GPT(config))}
     if not args.no_train:
-        dtypes = ["float32"] + ([plan.autocast_dtype] if plan.autocast_dtype else [])
-        results["peaks"] = {dtype: matmul_peak(device, getattr(torch, dtype)) for dtype in dtypes}
-        results["train"] = bench_training(config, corpus.train_data, args.batch_size or preset.train.batch_size,
-                                          device, plan, args.rounds, args.steps, results["peaks"], progress)
+        results["peaks"] = peaks = {dtype: matmul_peak(device, getattr(torch, dtype))
+                                    for dtype in ("float32", plan.autocast_dtype) if dtype}
+        batch = args.batch_size or preset.train.batch_size
+        results["train"] = t = bench_training(config, corpus.train_data, batch, device, plan, args.rounds,
+                                              args.steps, args.progress)
+        for name, dtype in (("readable", "float32"), ("fast", t["fast_dtype"])):  # the MFU
+            t[f"{name}_mfu"] = t[f"{name}_tok_s"] * t["flops_per_token"] / peaks[dtype]
     if not args.no_sample:
-        results["sample"] = bench_sampling(config, device, args.new_tokens, args.sample_rounds, progress,
+        results["sample"] = bench_sampling(config, device, args.new_tokens, args.sample_rounds, args.progress,
                                            dtype=plan.autocast_dtype)
-    if ttl_preset is not None:
-        ttl_plan = plan_for(ttl_preset.model)
-        results["time_to_loss"] = time_to_loss(ttl_preset.name, args.target, device, ttl_plan, corpus, progress)
-        results["time_to_loss"]["ttl_plan"] = asdict(ttl_plan)
-    load = _load()
-    if load is not None:
-        results["machine"]["load_average_end"] = load[0]
-        results["machine"]["load_averages_end"] = load
+    if args.time_to_loss:
+        ttl_plan = replace(speed_plan(device, ttl_preset.model), **override)
+        ttl = time_to_loss(ttl_preset.name, args.target, device, ttl_plan, corpus, args.progress)
+        results["time_to_loss"] = {**ttl, "ttl_plan": asdict(ttl_plan)}
+    _record_load(machine, "end")
     return results
 
 
@@ -507,8 +373,7 @@ def cmd_bench(args: argparse.Namespace) -> None:
                                               args.batch_size or preset.train.batch_size) +
                                "; bench sets them with --batch-size and --preset") from None
     results["machine"]["bench_seconds"] = round(time.perf_counter() - started, 1)
-    print(format_report(results))
-    print(f"\n(bench took {results['machine']['bench_seconds']:.0f} s)")
+    print(format_report(results) + f"\n\n(bench took {results['machine']['bench_seconds']:.0f} s)")
     if args.json is not None:
         with atomic_write(args.json) as f:
             f.write((json.dumps(results, indent=2) + "\n").encode("utf-8"))

@@ -1,10 +1,6 @@
-"""Plots the book draws again and again: a training run's loss curves and the ablation ladder, and
-chapter 7's live loss plot (a `train` callback that reads only the history) and attention maps.
-
-Every function takes data (a `gptlib.training.History` or its ``to_dict()``, a ladder dict as
-`gptlib.ladder.load_ladder` returns it), never a trainer or a model, draws on ``ax`` (a new figure
-if ``ax`` is None) and returns the axes. The model modules never import matplotlib; only this one does.
-"""
+"""The book's plots: loss curves (static, and live during training), the ablation ladder, attention maps.
+Each takes data (a `History` or its ``to_dict()``, a ladder dict, attention weights), never a trainer, and
+draws on ``ax`` (a new figure if None). Only this module imports matplotlib."""
 
 import math
 
@@ -12,78 +8,41 @@ import matplotlib.pyplot as plt
 
 
 def _as_dict(history) -> dict:
-    """A `History` or a plain dict of lists -> a plain dict of lists."""
     return history.to_dict() if hasattr(history, "to_dict") else dict(history)
 
 
 def _axes(ax, figsize=(6, 3.5)):
-    if ax is None:
-        _, ax = plt.subplots(figsize=figsize)
-    return ax
+    return plt.subplots(figsize=figsize)[1] if ax is None else ax
 
 
 def plot_history(history, ax=None, label: str | None = None, color=None, show_train: bool = True):
     """Train (dashed) and val (solid) loss against the step, one point per evaluation."""
-    h = _as_dict(history)
-    ax = _axes(ax)
+    h, ax = _as_dict(history), _axes(ax)
     prefix = f"{label}: " if label else ""
     (line,) = ax.plot(h["step"], h["val_loss"], "-", color=color, label=f"{prefix}val")
     if show_train:
         ax.plot(h["step"], h["train_loss"], "--", color=line.get_color(), alpha=0.7, label=f"{prefix}train")
-    ax.set_xlabel("step")
-    ax.set_ylabel("loss")
+    ax.set(xlabel="step", ylabel="loss")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
     return ax
 
 
-# The lecture's final model (Karpathy, "Let's build GPT: from scratch, in code, spelled out", 2023:
-# 10.8M parameters, context 256, 5,000 steps on an A100) reached a validation loss of 1.48: the
-# ladder plots draw it as a line to measure the rungs against.
+# The val loss of the lecture's final model (Karpathy, "Let's build GPT", 2023: 10.8M parameters,
+# context 256, 5,000 steps on an A100): the ladder plots draw it to measure the rungs against.
 LECTURE_VAL_LOSS = 1.48
-LECTURE_LABEL = "the lecture's GPT on a GPU: 1.48"
+_LECTURE = dict(color="tab:green", ls=":", lw=1.5, gid="lecture", label="the lecture's GPT on a GPU: 1.48")
 
 
 def _rungs(ladder: dict, names=None) -> list[dict]:
-    rungs = ladder["rungs"]
-    if names is not None:
-        by_name = {r["name"]: r for r in rungs}
-        rungs = [by_name[n] for n in names if n in by_name]
-    return rungs
-
-
-def _lecture_line(ax, vertical: bool) -> None:
-    """The lecture's 1.48, dotted, labelled in the legend."""
-    line = ax.axvline if vertical else ax.axhline
-    line(LECTURE_VAL_LOSS, color="tab:green", ls=":", lw=1.5, label=LECTURE_LABEL, gid="lecture")
-
-
-def _fit_texts(ax, texts) -> None:
-    """Widen the x range until every text lies inside the axes (no label clipped on the right)."""
-    fig = ax.figure
-    for _ in range(10):
-        renderer = fig.canvas.get_renderer()
-        right = max((t.get_window_extent(renderer).x1 for t in texts), default=0.0)
-        box = ax.get_window_extent(renderer)
-        if right <= box.x1 - 2:
-            return
-        lo, hi = ax.get_xlim()
-        ax.set_xlim(lo, hi + (hi - lo) * (right - box.x1 + 6) / box.width)
+    return ladder["rungs"] if names is None else [r for n in names for r in ladder["rungs"] if r["name"] == n]
 
 
 def plot_ladder(ladder: dict, ax=None, names=None, lecture: bool = True, xlim=None):
-    """The final validation loss of each rung, bottom rung first; ``names`` picks and orders rungs.
-
-    A hollow dot is a rung's mean over its seeds, the thick capped bar through it ± one standard
-    deviation (it shows wherever it reaches beyond the dot), the small marks each seed's own result;
-    a counterfactual rung (``kind``) is drawn in another colour; each value is written beside its dot,
-    and the x range is widened until every one of those labels fits. ``lecture`` draws the lecture's
-    1.48 (`LECTURE_VAL_LOSS`) as a dotted line; ``xlim`` zooms in (say on a few close rungs, where the
-    spreads become visible). The loss axis does not start at 0, so a dot plot, not bars (whose
-    lengths would mislead)."""
+    """Each rung's final val loss, bottom rung first (``names`` picks and orders them): the mean over
+    seeds ± one std (dots: the axis does not start at 0), a mark per seed; ``lecture``: the lecture's."""
     rungs = _rungs(ladder, names)
     ax = _axes(ax, figsize=(7, 0.45 * len(rungs) + 1.2))
-    labels = [r.get("label", r["name"]) for r in rungs]
     texts = []
     for y, r in enumerate(rungs):
         color = "tab:orange" if r.get("kind") == "counterfactual" else "tab:blue"
@@ -95,31 +54,34 @@ def plot_ladder(ladder: dict, ax=None, names=None, lecture: bool = True, xlim=No
         spread = f" ± {r['val_std']:.4f}" if r.get("val_std") else ""
         texts.append(ax.annotate(f"{r['val_loss']:.4f}{spread}", (r["val_loss"], y), xytext=(8, 5),
                                  textcoords="offset points", fontsize=7.5))
-    ax.set_yticks(range(len(rungs)), labels, fontsize=8)
+    ax.set_yticks(range(len(rungs)), [r.get("label", r["name"]) for r in rungs], fontsize=8)
     ax.set_ylim(len(rungs) - 0.5, -0.7)  # the bottom rung of the ladder at the top, as in the table
     if lecture:
-        _lecture_line(ax, vertical=True)
+        ax.axvline(LECTURE_VAL_LOSS, **_LECTURE)
         ax.legend(fontsize=7.5, loc="upper left")
+    ax.set_xlabel("validation loss (lower is better)")
+    ax.grid(axis="x", alpha=0.3)
     if xlim is not None:
         ax.set_xlim(*xlim)
     elif rungs:  # an empty ladder draws empty axes
-        lows = [r["val_loss"] - (r.get("val_std") or 0.0) for r in rungs]
-        highs = [r["val_loss"] + (r.get("val_std") or 0.0) for r in rungs]
-        lo = min(lows + ([LECTURE_VAL_LOSS] if lecture else []))
-        hi = max(highs)
+        stds = [r.get("val_std") or 0.0 for r in rungs]
+        lo = min([r["val_loss"] - d for r, d in zip(rungs, stds)] + ([LECTURE_VAL_LOSS] if lecture else []))
+        hi = max(r["val_loss"] + d for r, d in zip(rungs, stds))
         pad = 0.05 * (hi - lo) or 0.01
         ax.set_xlim(lo - pad, hi + pad)
-    ax.set_xlabel("validation loss (lower is better)")
-    ax.grid(axis="x", alpha=0.3)
-    if xlim is None:
-        _fit_texts(ax, texts)
+        renderer = ax.figure.canvas.get_renderer()
+        for _ in range(10):  # widen the x range until no value's text is clipped on the right
+            right = max(t.get_window_extent(renderer).x1 for t in texts)
+            box = ax.get_window_extent(renderer)
+            if right <= box.x1 - 2:
+                break
+            lo, hi = ax.get_xlim()
+            ax.set_xlim(lo, hi + (hi - lo) * (right - box.x1 + 6) / box.width)
     return ax
 
 
 def tokens_per_step(rung: dict, ladder: dict | None = None) -> int:
-    """How many tokens one training step of ``rung`` reads: batch size x context (its model's
-    ``block_size``). The batch size is the rung's own (``batch_size``) if it has one, else its
-    budget's: the ladder's (``ladder["budget"]``) or a preset of that name."""
+    """Tokens a step of ``rung`` reads: its batch (its own, else its budget's) x its ``block_size``."""
     batch = rung.get("batch_size")
     if batch is None:
         budget = (ladder or {}).get("budget") or {}
@@ -133,25 +95,20 @@ def tokens_per_step(rung: dict, ladder: dict | None = None) -> int:
 
 
 def plot_ladder_histories(ladder: dict, ax=None, names=None, lecture: bool = True):
-    """Each rung's validation loss curve (its first seed's estimates during training) against the
-    tokens it had read by then (steps x `tokens_per_step`), so that budgets with different batches
-    or contexts share one axis; ``lecture`` draws the lecture's 1.48 as a dotted line."""
+    """Each rung's val loss curve (its first seed's) against the tokens read by then, so budgets with
+    different batches or contexts share one axis; ``lecture`` draws `LECTURE_VAL_LOSS`."""
     ax = _axes(ax, figsize=(7, 4))
     for r in _rungs(ladder, names):
-        h = _as_dict(r["history"])
-        per_step = tokens_per_step(r, ladder)
+        h, per_step = _as_dict(r["history"]), tokens_per_step(r, ladder)
         tokens = [step * per_step / 1e6 for step in h["step"]]
         ax.plot(tokens, h["val_loss"], "-", label=r.get("label", r["name"]))
     if lecture:
-        _lecture_line(ax, vertical=False)
-    ax.set_xlabel("tokens seen in training (millions)")
-    ax.set_ylabel("validation loss")
+        ax.axhline(LECTURE_VAL_LOSS, **_LECTURE)
+    ax.set(xlabel="tokens seen in training (millions)", ylabel="validation loss")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7.5)
     return ax
 
-
-# --- chapter 7: live loss curves during training, attention maps ---
 
 def token_labels(tokens) -> list[str]:
     """Characters as tick labels: a newline shows as '⏎' and a space as '␣', so neither is invisible."""
@@ -174,21 +131,15 @@ def plot_loss_curves(history, ax=None, title: str | None = None):
 
 
 class LiveLossPlot:
-    """A `train` callback that redraws the loss curves in place after every evaluation (in Jupyter).
-
-    It reads only ``state.history``; the figure is drawn by `plot_loss_curves`.
-    """
+    """A `train` callback that redraws `plot_loss_curves` in place after every evaluation (Jupyter)."""
 
     def __init__(self, title: str | None = None, figsize=(6, 3.5)):
-        self.title = title
-        self.figsize = figsize
-        self.handle = None  # an IPython display handle, made at the first evaluation
+        self.title, self.figsize, self.handle = title, figsize, None  # handle: made at the first evaluation
 
     def __call__(self, state) -> None:
         from IPython.display import display
 
-        fig, ax = plt.subplots(figsize=self.figsize)
-        plot_loss_curves(state.history, ax=ax, title=self.title)
+        fig = plot_loss_curves(state.history, ax=_axes(None, self.figsize), title=self.title).figure
         plt.close(fig)  # shown through the handle only, not again when the cell ends
         if self.handle is None:
             self.handle = display(fig, display_id=True)
@@ -198,23 +149,18 @@ class LiveLossPlot:
 
 def plot_attention(weights, tokens, ax=None, title: str | None = None, labels: bool = True,
                    colorbar: bool = True):
-    """One head's (T,T) attention matrix as a heatmap: row = the token reading, column = the token
-    read; the colour bar gives the weight (0 to 1, each row sums to 1)."""
-    T = len(tokens)
+    """One head's (T,T) attention weights as a heatmap: row = the token reading, column = the token read."""
     ax = _axes(ax, figsize=(5.6, 5))
     if hasattr(weights, "detach"):  # a torch tensor: matplotlib wants a NumPy array
         weights = weights.detach().cpu().numpy()
     image = ax.imshow(weights, cmap="viridis", vmin=0.0, vmax=1.0)
+    ax.tick_params(length=0, pad=1)
+    ax.set(xticks=[], yticks=[])  # unless labelled
     if labels:
-        names = token_labels(tokens)
-        ax.set_xticks(range(T), names, fontsize=8, fontfamily="monospace")
-        ax.set_yticks(range(T), names, fontsize=8, fontfamily="monospace")
-        ax.tick_params(length=0, pad=1)
+        for set_ticks in (ax.set_xticks, ax.set_yticks):
+            _thinned_ticks(set_ticks, token_labels(tokens), fontsize=8, every=1)
         ax.set_xlabel("token read", fontsize=8)
         ax.set_ylabel("token reading", fontsize=8)
-    else:
-        ax.set_xticks([])
-        ax.set_yticks([])
     if colorbar:
         ax.figure.colorbar(image, ax=ax, fraction=0.046, pad=0.03, label="attention weight")
     if title:
@@ -222,45 +168,33 @@ def plot_attention(weights, tokens, ax=None, title: str | None = None, labels: b
     return ax
 
 
-def _thinned_ticks(ax, axis: str, names: list[str], fontsize: float, every: int) -> None:
+def _thinned_ticks(set_ticks, names: list[str], fontsize: float, every: int) -> None:
     """Tick labels for every ``every``-th token (all of them if 1), so that each stays readable."""
-    positions = list(range(0, len(names), every))
-    labels = [names[i] for i in positions]
-    if axis == "x":
-        ax.set_xticks(positions, labels, fontsize=fontsize, fontfamily="monospace")
-    else:
-        ax.set_yticks(positions, labels, fontsize=fontsize, fontfamily="monospace")
+    set_ticks(range(0, len(names), every), names[::every], fontsize=fontsize, fontfamily="monospace")
 
 
 def plot_attention_grid(maps, tokens, cell_size: float = 2.5, title: str | None = None):
-    """Every layer (rows) x head (columns) of ``maps`` (L,nh,T,T) as heatmaps with one shared colour
-    bar, under ``title``; tokens label the left column's rows and the bottom row's columns, every one
-    of them where they fit at a readable size, else every second or third (the figure says which).
-    Returns the figure."""
+    """Every layer (rows) x head (columns) of ``maps`` (L,nh,T,T) as heatmaps with one colour bar;
+    tokens label the outer rows and columns, thinned to stay readable. Returns the figure."""
     L, nh = maps.shape[:2]
     fig, axes = plt.subplots(L, nh, figsize=(cell_size * nh + 1.2, cell_size * L + 0.9), squeeze=False,
                              layout="constrained")
-    names = token_labels(tokens)
-    fontsize = 6.5
+    names, fontsize = token_labels(tokens), 6.5
     every = max(1, math.ceil(len(tokens) * fontsize * 1.1 / (72 * cell_size * 0.85)))
-    image = None
     for layer in range(L):
         for head in range(nh):
-            ax = axes[layer][head]
-            plot_attention(maps[layer, head], tokens, ax=ax, labels=False, colorbar=False)
-            image = ax.images[0]
+            ax = plot_attention(maps[layer, head], tokens, ax=axes[layer][head], labels=False, colorbar=False)
             if layer == 0:
                 ax.set_title(f"head {head}", fontsize=9)
             if head == 0:
                 ax.set_ylabel(f"layer {layer}", fontsize=9)
-                _thinned_ticks(ax, "y", names, fontsize, every)
+                _thinned_ticks(ax.set_yticks, names, fontsize, every)
             if layer == L - 1:
-                _thinned_ticks(ax, "x", names, fontsize, every)
-            ax.tick_params(length=0, pad=1)
+                _thinned_ticks(ax.set_xticks, names, fontsize, every)
     if title:  # a suptitle, which the constrained layout places above the heads' titles
         fig.suptitle(title, fontsize=11)
     ordinal = {2: "second", 3: "third"}.get(every, f"{every}th")
     labelled = "every token labelled" if every == 1 else f"every {ordinal} token labelled"
     fig.supxlabel(f"rows: the token reading; columns: the token read ({labelled})", fontsize=9)
-    fig.colorbar(image, ax=axes, shrink=0.6, label="attention weight")
+    fig.colorbar(axes[-1][-1].images[0], ax=axes, shrink=0.6, label="attention weight")
     return fig

@@ -1,10 +1,4 @@
-"""The sampler of chapter 7: `sampler_widget`, a panel around `gptlib.sampling.sample_text`.
-
-`sample_text` does all the work and all the checking (the command line's ``sample`` uses it too), so
-the tests call it directly; the panel only reads its controls, calls it, and shows the text (as it
-is made) or the error message. ipywidgets is imported only when a panel is built, so the rest of
-gptlib does not need it.
-"""
+"""Chapter 7's sampler: a panel that shows `gptlib.sampling.sample_text`'s text as it grows, or its error."""
 
 import html
 import time
@@ -18,19 +12,16 @@ __all__ = ["SamplerWidget", "sample_text", "sampler_widget"]
 
 
 class SamplerWidget:
-    """The panel: prompt, temperature, top-k, number of characters, seed, a Generate button and an
-    output area. Its controls are attributes, so code (and the tests) can set them and click."""
+    """The panel: prompt, temperature, top-k, length, seed, a Generate button, the output (attributes)."""
 
     refresh_s = 0.05  # redraw the output at most this often while sampling (each redraw is a message)
 
     def __init__(self, model: nn.Module, tokenizer: CharTokenizer, prompt: str = "ROMEO:\n",
                  max_new_tokens: int = 300, temperature: float = 0.8, top_k: int = 0, seed: int = 1337):
-        import ipywidgets as widgets
+        import ipywidgets as widgets  # only when a panel is built
 
-        self.model = model
-        self.tokenizer = tokenizer
-        wide = widgets.Layout(width="95%")
-        style = {"description_width": "130px"}
+        self.model, self.tokenizer = model, tokenizer
+        wide, style = widgets.Layout(width="95%"), {"description_width": "130px"}
         self.prompt = widgets.Textarea(value=prompt, description="prompt", rows=2, layout=wide, style=style)
         self.temperature = widgets.FloatSlider(value=temperature, min=0.0, max=2.0, step=0.05,
                                                description="temperature", style=style)
@@ -46,11 +37,9 @@ class SamplerWidget:
                                    self.seed, self.button, self.output])
 
     def generate(self, _button=None) -> None:
-        """The button's click handler: sample with the controls' values and show the text as it grows,
-        or the error message (never a traceback) when the input is bad."""
+        """The button's click handler: the text as it grows, or what is wrong with the input."""
         self.button.disabled = True
-        text = [self.prompt.value]
-        last_redraw = time.monotonic()
+        text, last_redraw = [self.prompt.value], time.monotonic()
 
         def on_token(ch: str) -> None:
             nonlocal last_redraw
@@ -83,12 +72,8 @@ class SamplerWidget:
 
 def _pre(text: str, color: str | None = None) -> str:
     style = "white-space: pre-wrap; font-family: monospace; margin: 0"
-    if color:
-        style += f"; color: {color}"
+    style += f"; color: {color}" if color else ""
     return f'<pre style="{style}">{html.escape(text)}</pre>'
 
 
-def sampler_widget(model: nn.Module, tokenizer: CharTokenizer, **defaults) -> SamplerWidget:
-    """A `SamplerWidget` for ``model``; ``defaults`` set the controls' first values (prompt,
-    max_new_tokens, temperature, top_k, seed)."""
-    return SamplerWidget(model, tokenizer, **defaults)
+sampler_widget = SamplerWidget  # the name chapter 7 calls it by: sampler_widget(model, tokenizer, prompt=...)
