@@ -295,11 +295,3 @@ def test_bf16_autocast_attention_stays_close_to_fp32(attention):
         got = attn(x)
     assert got.dtype == torch.bfloat16
     torch.testing.assert_close(got.float(), want, rtol=0.05, atol=0.05)
-
-
-def test_the_attention_name_is_checked_once_by_the_speed_config():
-    from gptlib.errors import ConfigError
-    from gptlib.speed import SpeedConfig
-
-    with pytest.raises(ConfigError, match="attention must be one of sdpa, explicit, got 'flash'"):
-        SpeedConfig(attention="flash")
