@@ -1,4 +1,4 @@
-"""The errors gptlib raises: each says what went wrong and what to do about it.
+"""The errors gptlib raises: each says what went wrong, and carries the facts (step, path, sizes).
 
 Every class is also a standard exception (``ValueError``, ``FileNotFoundError``...), so code that
 catches the standard one keeps working. The CLI turns any ``GPTLibError`` into one line and exit code 2.
@@ -6,7 +6,11 @@ catches the standard one keeps working. The CLI turns any ``GPTLibError`` into o
 
 
 class GPTLibError(Exception):
-    """Base class of every error that gptlib raises on purpose."""
+    """Base class of every error that gptlib raises on purpose; keyword arguments become attributes."""
+
+    def __init__(self, message: str = "", **facts):
+        super().__init__(message)
+        self.__dict__.update(facts)
 
 
 class ConfigError(GPTLibError, ValueError):
@@ -30,12 +34,11 @@ class DeviceError(GPTLibError, ValueError):
 
 
 class TrainingDivergedError(GPTLibError, RuntimeError):
-    """The loss became NaN or infinite during training."""
+    """The loss became NaN or infinite at ``step``."""
 
 
 class OutputPathError(GPTLibError, OSError):
-    """An output path cannot be used: a file where a folder belongs, a folder that cannot be created or
-    written, or a run folder that another run is writing to."""
+    """An output folder cannot be used: not a folder, not writable, or in use by another run."""
 
 
 class OutOfMemoryError(GPTLibError, MemoryError):
@@ -43,8 +46,11 @@ class OutOfMemoryError(GPTLibError, MemoryError):
 
 
 class TrainingInterrupted(KeyboardInterrupt):
-    """Ctrl-C stopped a run that keeps checkpoints; the message says where the last one is and how to
-    resume it. A `KeyboardInterrupt`, so it still stops a script or a notebook cell."""
+    """Ctrl-C stopped a run that keeps checkpoints: ``path`` and ``step`` of its last one (None: none yet)."""
+
+    def __init__(self, message: str, path=None, step: int | None = None):
+        super().__init__(message)
+        self.path, self.step = path, step
 
 
 class DistributedError(GPTLibError, RuntimeError):

@@ -1,14 +1,8 @@
-"""Training: `estimate_loss`, the learning-rate schedule and a `train` loop that knows nothing about GPT.
+"""Training: `estimate_loss`, the learning-rate schedule and `train`, a loop that knows nothing about GPT.
 
-The loop works with any model that follows the book's contract, ``forward(idx, targets) -> (logits,
-loss)``. Callbacks see a `TrainState` after every evaluation: that is where live plots, checkpoints
-and early stopping plug in, without the loop knowing about any of them.
-
-On a GPU the loop never waits for the device between evaluations. Reading a GPU number on the CPU
-(``loss.item()``, printing it) waits until the GPU has done all the work queued before it, and the
-GPU then sits idle while Python prepares the next step: once per step, that is a large share of a
-small model's step. `DivergenceGuard` watches the loss on the device instead, and the progress bar
-shows the loss at each evaluation.
+Any model with ``forward(idx, targets) -> (logits, loss)`` trains. Callbacks see a `TrainState` after
+every evaluation: live plots, checkpoints and early stopping plug in there. Nothing in a step waits for
+the device: the loss is checked for NaN or inf at each evaluation (`DivergenceGuard`).
 """
 
 import math
@@ -21,8 +15,8 @@ import torch.nn as nn
 
 from gptlib.batches import get_batch
 from gptlib.config import TrainConfig
-from gptlib.distributed import SINGLE, Distributed, process_group, split_batch
-from gptlib.errors import DataError, TrainingDivergedError
+from gptlib.distributed import SINGLE, Distributed, process_group
+from gptlib.errors import TrainingDivergedError
 from gptlib.speed import SpeedConfig, autocast, backend_flags, keep_freed_memory, make_grad_scaler
 
 
@@ -139,40 +133,24 @@ def _where_drawn(data: torch.Tensor, generator: torch.Generator) -> torch.Tensor
     return data if generator.device.type == "cpu" else data.to(generator.device)
 
 
-def _check_split(name: str, data: torch.Tensor, batch_size: int, block_size: int) -> None:
-    # Checked before the first step, so a too-small val split fails now, not at the first evaluation.
-    if block_size >= len(data):
-        raise DataError(f"the {name} split has {len(data):,} tokens, too few for block_size {block_size}: "
-                        f"use a smaller block_size or more text")
-    if batch_size > len(data) - block_size:
-        raise DataError(f"batch_size ({batch_size}) is larger than the {len(data) - block_size:,} distinct "
-                        f"chunks of {block_size} tokens in the {name} split; use a smaller batch_size")
-
-
 class DivergenceGuard:
-    """Watches each step's loss for NaN or inf on the device, without waiting for the device.
+    """Notes on the device the first step whose loss is NaN or inf, and skips that step and every later one.
 
-    It keeps, on the device, the first step whose loss was not finite and that loss, and from that
-    step on has the optimiser skip every step, so the weights stay those from before it: the fused
-    AdamW kernel takes a ``found_inf`` flag (the one `torch.amp.GradScaler` uses to skip a step whose
-    gradients overflowed), and with a GradScaler the loss is made NaN so the scaler skips the step.
-    `check`, at each evaluation, reads it (one wait) and raises `TrainingDivergedError` naming the
-    step. The plain AdamW loop (the readable path) cannot skip a step on the device, so with it the
-    guard checks before every step.
+    From the first bad step on the loss is made NaN, so a `torch.amp.GradScaler` (fp16's, else one that
+    keeps a scale of 1, which changes no number) finds non-finite gradients and skips the optimiser step:
+    the weights stay those from before it. `check`, at each evaluation, reads the device once.
     """
 
-    def __init__(self, optimizer: torch.optim.Optimizer, device: torch.device, advice: str = ""):
-        # fused AdamW (the speed plans) can skip a step on the device; the plain loop cannot
-        self.on_device = bool(getattr(optimizer, "_step_supports_amp_scaling", False))
+    def __init__(self, scaler: torch.amp.GradScaler | None, device: torch.device, advice: str = ""):
+        self.scaler = scaler or torch.amp.GradScaler(device.type, init_scale=1.0, growth_interval=2**30)
         self.first_bad_step = torch.full((), -1, dtype=torch.long, device=device)
         self.bad_loss = torch.zeros((), device=device)  # the first non-finite loss: nan or inf
         self.last_loss = torch.zeros((), device=device)
         self.advice = advice
 
-    @property
-    def diverged(self) -> torch.Tensor:
-        """A flag on the device: whether any loss so far was not finite."""
-        return self.first_bad_step >= 0
+    def scale(self, loss: torch.Tensor) -> torch.Tensor:
+        """``loss`` for the backward pass: scaled (fp16), and NaN once a step has diverged."""
+        return self.scaler.scale(loss * torch.where(self.first_bad_step >= 0, math.nan, 1.0))
 
     def watch(self, loss: torch.Tensor, step: int) -> None:
         """Note ``loss`` of optimiser step ``step``, on the device."""
@@ -182,162 +160,146 @@ class DivergenceGuard:
         self.bad_loss = torch.where(first, loss, self.bad_loss)
         self.last_loss = loss
 
-    def nan_once_diverged(self, loss: torch.Tensor) -> torch.Tensor:
-        """``loss``, or NaN from the first bad step on: a GradScaler then finds NaN gradients and
-        skips the step."""
-        return loss * torch.where(self.diverged, math.nan, 1.0)
-
-    def step(self, optimizer: torch.optim.Optimizer, scaler: torch.amp.GradScaler | None) -> None:
-        """The optimiser step, skipped once the loss has diverged."""
-        if not self.on_device:
-            self.check()  # waits for this step's loss: the plain loop cannot skip a step on the device
-        if scaler is not None:
-            scaler.step(optimizer)  # skipped if the gradients are not finite
-            scaler.update()
-        elif self.on_device:
-            optimizer.found_inf, optimizer.grad_scale = self.diverged.float(), None
-            try:
-                optimizer.step()
-            finally:
-                del optimizer.found_inf, optimizer.grad_scale
-        else:
-            optimizer.step()
-
     def check(self) -> float:
-        """Raise `TrainingDivergedError` if a loss was not finite; else return the last step's loss.
-        Waits for the device (once: one transfer of three numbers)."""
+        """The last step's loss; `TrainingDivergedError` (with its ``step``) if a loss was not finite."""
         step, bad, last = torch.stack([self.first_bad_step.double(), self.bad_loss.double(),
                                        self.last_loss.double()]).tolist()
         if step >= 0:
             raise TrainingDivergedError(f"the loss became {bad} at step {int(step)}; training stopped. "
-                                        f"{self.advice}")
+                                        f"{self.advice}", step=int(step), loss=bad)
         return last
 
 
-def forward_backward(step_model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, grad_accum: int = 1,
-                     dist: Distributed = SINGLE, replica: nn.Module | None = None,
-                     speed: SpeedConfig | None = None, device: torch.device | str = "cpu",
-                     scale: Callable[[torch.Tensor], torch.Tensor] | None = None) -> torch.Tensor:
-    """Add the gradient of the mean loss over the global batch (x, y) to the parameters' ``.grad``
-    and return that loss (the same on every process). ``scale`` (fp16's GradScaler) scales each
-    loss before its backward pass.
+@dataclass
+class TrainOptions:
+    """`train`'s keyword arguments; only ``block_size`` must be given."""
 
-    This process takes its rows of the batch (all of them in one process) in ``grad_accum``
-    micro-batches and backpropagates each micro-batch's loss / grad_accum: equal micro-batches, so
-    the sum is the whole share's mean. Under DDP (``replica``) the last backward also averages the
-    gradients over the processes (equal shares again), so every process ends with the whole batch's.
-    """
-    loss = 0.0
-    micro_xs, micro_ys = dist.my_rows(x).chunk(grad_accum), dist.my_rows(y).chunk(grad_accum)  # (b,T) each
-    for i, (xm, ym) in enumerate(zip(micro_xs, micro_ys)):
-        with dist.no_sync(replica, skip=i < grad_accum - 1):  # all-reduce once, after the last one
-            with autocast(speed, device):
-                _, micro_loss = step_model(xm, ym)
-            part = micro_loss / grad_accum
-            (part if scale is None else scale(part)).backward()
-        loss = loss + micro_loss.detach() / grad_accum
-    return dist.mean(loss)
+    block_size: int
+    device: torch.device | str = "cpu"
+    callbacks: Iterable[Callback] = ()  # called with the `TrainState` after every evaluation
+    state: TrainState | None = None  # a previous call's state: continue where it stopped
+    progress: bool = True  # a tqdm progress bar
+    speed: SpeedConfig | None = None  # `gptlib.speed.speed_plan`: autocast, TF32, fused AdamW, compile
+    dist: Distributed = SINGLE  # under torchrun: train this process's rows of each batch, as a DDP replica
+    grad_accum: int = 1  # micro-batches per step: the same result in less memory
+    after_step: Callable[[int], None] | None = None  # called with the step after every step (PaceWatch)
 
 
-def train(model: nn.Module, train_data: torch.Tensor, val_data: torch.Tensor, config: TrainConfig, *,
-          block_size: int, device: torch.device | str = "cpu", callbacks: Iterable[Callback] = (),
-          state: TrainState | None = None, progress: bool = True,
-          speed: SpeedConfig | None = None, dist: Distributed = SINGLE, grad_accum: int = 1,
-          after_step: Callable[[int], None] | None = None) -> TrainState:
+def train(model: nn.Module, train_data: torch.Tensor, val_data: torch.Tensor, config: TrainConfig,
+          **options) -> TrainState:
     """Train ``model`` for ``config.max_iters`` steps and return the final `TrainState`.
 
-    Evaluates every ``eval_interval`` steps and at the last step, appends to ``state.history`` and
-    calls each callback with the state. Pass a previous ``state`` to continue where it stopped.
-    A loss that turns NaN or infinite stops training with `TrainingDivergedError` at the next
-    evaluation, naming its step; no optimiser step is applied from that step on (`DivergenceGuard`).
-    ``speed`` (see `gptlib.speed.speed_plan`) switches on autocast (fp16 with a GradScaler), TF32,
-    fused AdamW and torch.compile. ``grad_accum`` splits each batch into that many micro-batches
-    (same result, less memory). ``dist`` (`gptlib.distributed.from_env`, under torchrun) trains this
-    process's share of each batch as a DDP replica; only rank 0 evaluates and calls the callbacks.
-    ``after_step`` is called with the step number after every step (`gptlib.pace.PaceWatch`).
+    ``options`` are `TrainOptions`' fields. Evaluates every ``eval_interval`` steps and at the last, then
+    calls the callbacks; a loss that turns NaN or inf raises `TrainingDivergedError` there, naming its
+    step, and no optimiser step from that step on is applied. Under torchrun only rank 0 evaluates and
+    calls the callbacks. The run's TF32 setting is undone when it ends.
     """
-    with backend_flags(speed):  # TF32 for this run only: the process is left as it was found
-        return _train(model, train_data, val_data, config, block_size=block_size, device=device,
-                      callbacks=callbacks, state=state, progress=progress, speed=speed, dist=dist,
-                      grad_accum=grad_accum, after_step=after_step)
+    opts = TrainOptions(**options)
+    with backend_flags(opts.speed):
+        return _Loop(model, train_data, val_data, config, opts).run()
 
 
-def _train(model: nn.Module, train_data: torch.Tensor, val_data: torch.Tensor, config: TrainConfig, *,
-           block_size: int, device: torch.device | str, callbacks: Iterable[Callback],
-           state: TrainState | None, progress: bool, speed: SpeedConfig | None, dist: Distributed,
-           grad_accum: int, after_step: Callable[[int], None] | None) -> TrainState:
-    """`train`'s loop, inside the run's backend settings."""
-    from tqdm.auto import tqdm
+class _Loop:
+    """`train`'s working state: the model, the data on its device, the guard and the options."""
 
-    for name, data in (("train", train_data), ("val", val_data)):
-        _check_split(name, data, config.batch_size, block_size)
-    split_batch(config.batch_size, dist.world_size, grad_accum)  # before the processes connect
-    device = torch.device(device)
-    model.to(device)
-    model.train()
-    if device.type == "cpu":
-        # reuse the big activations' memory step after step (process-wide, and kept: glibc cannot
-        # read the setting back, so unlike TF32 it is not restored; it changes no result)
-        keep_freed_memory()
-    if state is None:
-        batch_gen, eval_gen = make_generators(config.seed, device)
-        optimizer = make_optimizer(model, config, fused=speed is not None and speed.fused_adamw)
-        state = TrainState(model=model, optimizer=optimizer, config=config, step=0,
-                           history=History(), batch_generator=batch_gen, eval_generator=eval_gen)
-    if state.scaler is None:  # fp16 always trains with a GradScaler (a resumed state brings its own)
-        state.scaler = make_grad_scaler(speed, device)
-    advice = f"Try a lower learning_rate (now {config.learning_rate}) or set grad_clip (e.g. 1.0)"
-    if speed is not None and speed.autocast_dtype == "float16":
-        advice += ", or train in bfloat16 or float32 (--dtype), whose range is wider"
-    guard = DivergenceGuard(state.optimizer, device, advice)
-    # fp16: backpropagate the loss scaled up, so small gradients do not flush to zero
-    scale = None if state.scaler is None else (lambda l: state.scaler.scale(guard.nan_once_diverged(l)))
-    # a CUDA run's generators draw the batches on the GPU: the data goes there once, not every step
-    train_data = _where_drawn(train_data, state.batch_generator)
-    splits = {"train": _where_drawn(train_data, state.eval_generator),  # (the same tensor, once there)
-              "val": _where_drawn(val_data, state.eval_generator)}
-    callbacks = list(callbacks)
-    start = time.perf_counter() - (state.history.elapsed[-1] if len(state.history) else 0.0)
+    def __init__(self, model: nn.Module, train_data: torch.Tensor, val_data: torch.Tensor,
+                 config: TrainConfig, opts: TrainOptions):
+        self.model, self.config, self.opts, self.callbacks = model, config, opts, list(opts.callbacks)
+        self.device = device = torch.device(opts.device)
+        speed = opts.speed
+        model.to(device)
+        model.train()
+        if device.type == "cpu":
+            # reuse the big activations' memory step after step (process-wide and kept: glibc cannot
+            # read the setting back; it changes no result)
+            keep_freed_memory()
+        state = opts.state
+        if state is None:
+            batch_gen, eval_gen = make_generators(config.seed, device)
+            optimizer = make_optimizer(model, config, fused=speed is not None and speed.fused_adamw)
+            state = TrainState(model, optimizer, config, 0, History(), batch_gen, eval_gen)
+        if state.scaler is None:  # fp16 always trains with a GradScaler (a resumed state brings its own)
+            state.scaler = make_grad_scaler(speed, device)
+        self.state = state
+        advice = f"Try a lower learning_rate (now {config.learning_rate}) or set grad_clip (e.g. 1.0)"
+        if speed is not None and speed.autocast_dtype == "float16":
+            advice += ", or train in bfloat16 or float32, whose range is wider"
+        self.guard = DivergenceGuard(state.scaler, device, advice)
+        # a CUDA run's generators draw the batches on the GPU: the data goes there once, not every step
+        self.train_data = _where_drawn(train_data, state.batch_generator)
+        self.splits = {"train": _where_drawn(self.train_data, state.eval_generator),  # (once there)
+                       "val": _where_drawn(val_data, state.eval_generator)}
+        self.start = time.perf_counter() - (state.history.elapsed[-1] if len(state.history) else 0.0)
 
-    bar = tqdm(total=config.max_iters, initial=state.step, desc="training",
-               disable=not (progress and dist.is_main), dynamic_ncols=True)
-    with bar, process_group(dist):  # torchrun's processes connect here and leave together at the end
-        replica = dist.wrap(model)  # DDP averages the gradients over the processes; one process: model
-        # the training steps may run a compiled copy; evaluation runs the plain model (no recompiling)
-        step_model = torch.compile(replica) if speed is not None and speed.compile else replica
-        while state.step < config.max_iters:
-            lr = get_lr(state.step, config)
-            for group in state.optimizer.param_groups:
-                group["lr"] = lr
-            # (B,T): the global batch, the same on every process; each trains on its own rows
-            x, y = get_batch(train_data, config.batch_size, block_size, state.batch_generator, device)
-            state.optimizer.zero_grad(set_to_none=True)
-            loss = forward_backward(step_model, x, y, grad_accum=grad_accum, dist=dist, replica=replica,
-                                    speed=speed, device=device, scale=scale)
-            guard.watch(loss, state.step)  # on the device: nothing here waits for the GPU
-            if state.scaler is not None:
-                state.scaler.unscale_(state.optimizer)  # the true gradients, for clipping
-            if config.grad_clip > 0:
-                nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
-            guard.step(state.optimizer, state.scaler)  # skipped from a NaN/inf loss on
-            state.step += 1
-            bar.update(1)
-            if after_step is not None:
-                after_step(state.step)
+    def run(self) -> TrainState:
+        """Step until ``max_iters``, evaluating every ``eval_interval`` steps and at the last."""
+        from tqdm.auto import tqdm
 
-            evaluate = state.step % config.eval_interval == 0 or state.step == config.max_iters
-            if evaluate:
-                last_loss = guard.check()  # on every process, before anything is evaluated or saved
-            if evaluate and dist.is_main:  # under torchrun only rank 0 evaluates, logs and saves
-                with autocast(speed, device):
-                    losses = estimate_loss(model, splits, config.batch_size, block_size, config.eval_iters,
-                                           state.eval_generator, device)
-                bar.set_postfix(loss=f"{last_loss:.3f}", val=f"{losses['val']:.3f}", refresh=False)
-                state.improved = losses["val"] < state.history.best_val_loss
-                state.history.append(state.step, losses["train"], losses["val"], lr,
-                                     time.perf_counter() - start)
-                for callback in callbacks:
-                    callback(state)
-            if evaluate and dist.from_main(state.stop):  # rank 0's callbacks stop every process
-                break
-    return state
+        s, o, config = self.state, self.opts, self.config
+        bar = tqdm(total=config.max_iters, initial=s.step, desc="training",
+                   disable=not (o.progress and o.dist.is_main), dynamic_ncols=True)
+        with bar, process_group(o.dist):  # torchrun's processes connect here and leave together
+            replica = o.dist.wrap(self.model)  # DDP averages the gradients over the processes
+            # the steps may run a compiled copy; evaluation runs the plain model (no recompiling)
+            step_model = torch.compile(replica) if o.speed is not None and o.speed.compile else replica
+            while s.step < config.max_iters:
+                lr = self.step(step_model, replica)
+                bar.update(1)
+                if o.after_step is not None:
+                    o.after_step(s.step)
+                if s.step % config.eval_interval == 0 or s.step == config.max_iters:
+                    self.evaluate(lr, bar)
+                    if o.dist.from_main(s.stop):  # rank 0's callbacks stop every process
+                        break
+        return s
+
+    def step(self, step_model: nn.Module, replica: nn.Module) -> float:
+        """One optimiser step on one batch; returns its learning rate. Nothing here waits for a GPU."""
+        s, config = self.state, self.config
+        lr = get_lr(s.step, config)
+        for group in s.optimizer.param_groups:
+            group["lr"] = lr
+        # (B,T): the global batch, the same on every process; each trains on its own rows
+        x, y = get_batch(self.train_data, config.batch_size, self.opts.block_size, s.batch_generator,
+                         self.device)
+        s.optimizer.zero_grad(set_to_none=True)
+        self.guard.watch(self.forward_backward(step_model, replica, x, y), s.step)
+        self.guard.scaler.unscale_(s.optimizer)  # the true gradients, for clipping
+        if config.grad_clip > 0:
+            nn.utils.clip_grad_norm_(self.model.parameters(), config.grad_clip)
+        self.guard.scaler.step(s.optimizer)  # skipped if the gradients are not finite
+        self.guard.scaler.update()
+        s.step += 1
+        return lr
+
+    def forward_backward(self, step_model: nn.Module, replica: nn.Module, x: torch.Tensor,
+                         y: torch.Tensor) -> torch.Tensor:
+        """Add the gradient of the mean loss over the global batch (x, y) to ``.grad``; return that loss.
+
+        This process's rows go in ``grad_accum`` equal micro-batches, each backpropagating its loss /
+        grad_accum, so the sum is the mean; under DDP the last backward also averages over processes.
+        """
+        o, loss = self.opts, 0.0
+        micro_xs, micro_ys = o.dist.my_rows(x).chunk(o.grad_accum), o.dist.my_rows(y).chunk(o.grad_accum)
+        for i, (xm, ym) in enumerate(zip(micro_xs, micro_ys)):  # (b,T) each
+            with o.dist.no_sync(replica, skip=i < o.grad_accum - 1):  # all-reduce after the last one
+                with autocast(o.speed, self.device):
+                    _, micro_loss = step_model(xm, ym)
+                self.guard.scale(micro_loss / o.grad_accum).backward()
+            loss = loss + micro_loss.detach() / o.grad_accum
+        return o.dist.mean(loss)
+
+    def evaluate(self, lr: float, bar) -> None:
+        """Check the loss (every process), then on rank 0 estimate it, log it and call the callbacks."""
+        s, o = self.state, self.opts
+        last_loss = self.guard.check()  # before anything is evaluated or saved
+        if not o.dist.is_main:  # under torchrun only rank 0 evaluates, logs and saves
+            return
+        with autocast(o.speed, self.device):
+            losses = estimate_loss(self.model, self.splits, self.config.batch_size, o.block_size,
+                                   self.config.eval_iters, s.eval_generator, self.device)
+        bar.set_postfix(loss=f"{last_loss:.3f}", val=f"{losses['val']:.3f}", refresh=False)
+        s.improved = losses["val"] < s.history.best_val_loss
+        s.history.append(s.step, losses["train"], losses["val"], lr, time.perf_counter() - self.start)
+        for callback in self.callbacks:
+            callback(s)
