@@ -1,13 +1,8 @@
-"""The command line, the original project's ``python main.py``: ``python -m gptlib train`` / ``sample``.
+"""The command line, the original project's ``python main.py``: ``python -m gptlib train/sample/bench``.
 
-    python -m gptlib train --preset cpu --out runs/cpu
-    python -m gptlib sample --checkpoint runs/cpu/best.pt --prompt "ROMEO:" --max-new-tokens 300
-    torchrun --standalone --nproc_per_node=2 -m gptlib train --preset cpu    # DDP: gptlib.distributed
-
-A mistake on the command line or in the input is one line on stderr and exit code 2, no traceback;
-Ctrl-C (and SIGTERM, SIGHUP: see ``__main__``) is one line (with the command that resumes the run) and
-exit code 130; a reader that stops reading (``| head``) ends the command quietly, as it ends other Unix
-tools.
+A mistake is one line on stderr and exit code 2; Ctrl-C, SIGTERM and SIGHUP one line with the command
+that resumes the run, exit code 130; a reader that stops reading (``| head``) ends the command quietly.
+The library's errors name `Run` fields and `train_run` options in backticks; here they become flags.
 """
 
 import argparse
@@ -15,6 +10,7 @@ import inspect
 import math
 import os
 import re
+import shlex
 import sys
 from dataclasses import fields, replace
 from pathlib import Path
@@ -29,7 +25,7 @@ from gptlib.files import path_arg
 from gptlib.presets import PRESETS, Preset, get_preset
 from gptlib.run import Run, train_run
 from gptlib.sampling import default_prompt, stream_text
-from gptlib.speed import PRECISIONS, READABLE
+from gptlib.speed import READABLE
 from gptlib.tokenizer import CharTokenizer
 
 
@@ -91,7 +87,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="continue the run in --out from its last.pt with the saved configs (exact on the same CPU)")
     t.add_argument("--overwrite", action="store_true",
                    help="start a new run in an --out folder that already holds one, replacing its checkpoints")
-    t.add_argument("--tokenizer", default=None, choices=("char", "bpe"),
+    t.add_argument("--tokenizer", default=None,
                    help="char: one token per character (default); bpe: byte-level BPE trained on the train "
                         "split (ch. 8)")
     t.add_argument("--vocab-size", default=None, type=int,
@@ -99,8 +95,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--readable", action="store_true",
                    help="train the readable GPT instead of the speed plan's fast path (ch. 6), in float32 "
                         "unless --dtype says otherwise")
-    t.add_argument("--dtype", choices=PRECISIONS, default=None,
-                   help="training precision (default: the speed plan's: bfloat16 on Ampere or newer GPUs, "
+    t.add_argument("--dtype", default=None,
+                   help="float32, bfloat16 or float16 (default: the speed plan's: bfloat16 on Ampere or newer GPUs, "
                         "float16 with a GradScaler on a T4 or V100, float32 on a CPU)")
     t.add_argument("--compile", action=argparse.BooleanOptionalAction, default=None,
                    help="torch.compile the model for the training steps (default: off)")
@@ -147,10 +143,8 @@ def run_from_args(args: argparse.Namespace) -> Run:
     """The `Run` that ``train``'s options describe: a preset (or, with ``--resume`` and no
     ``--preset``, the saved run's configs) with the options that override its fields."""
     if args.resume and args.preset is None:
-        saved = load_checkpoint(Path(args.out) / "last.pt") if (Path(args.out) / "last.pt").is_file() else None
-        # weights only (no train config): any base will do, train_run refuses to resume them
-        base = (Preset("resumed", "", saved.model_config, saved.train_config) if saved and saved.resumable
-                else get_preset("cpu"))
+        saved = load_checkpoint(Path(args.out) / "last.pt", resumable=True)
+        base = Preset("resumed", "", saved.model_config, saved.train_config)
     else:
         base = get_preset("cpu" if args.preset is None else args.preset)
     train = _overrides(args, TrainConfig)
@@ -244,10 +238,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         COMMANDS[args.command](args)
     except (GPTLibError, FileNotFoundError) as err:
-        report_error(f"error: {one_line(str(err))}")  # under torchrun: once, from rank 0
+        report_error(f"error: {one_line(as_flags(str(err)))}")  # under torchrun: once, from rank 0
         return 2
     except TrainingInterrupted as err:
-        print(f"interrupted: {one_line(str(err))}", file=sys.stderr)
+        print(f"interrupted: {one_line(interrupted_line(err, args))}", file=sys.stderr)
         return 130
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
@@ -261,6 +255,22 @@ def main(argv: list[str] | None = None) -> int:
         _drop_stdout()
         return 1
     return 0
+
+
+def as_flags(message: str) -> str:
+    """A library message for the command line: each `name` (a Run field, a train_run option) as --name."""
+    return re.sub(r"`(\w+)`", lambda m: "--" + m.group(1).replace("_", "-"), message)
+
+
+def interrupted_line(err: TrainingInterrupted, args: argparse.Namespace) -> str:
+    """What a stopped ``train`` says: the last checkpoint and the command line that resumes it."""
+    if err.path is None or args.command != "train":
+        return str(err)
+    words = ["python", "-m", "gptlib", "train", "--resume", "--out", str(err.path.parent)]
+    words += ["--data", str(args.data)] if args.data is not None else []
+    words += ["--device", args.device] if args.device not in ("auto", "") else []
+    return (f"the last checkpoint is {err.path} (step {err.step} of {err.max_iters}); resume it with: "
+            f"{shlex.join(words)}")
 
 
 def one_line(message: str) -> str:

@@ -1,8 +1,5 @@
-"""The two small configs: what the model is (`GPTConfig`) and how it is trained (`TrainConfig`).
-
-Both are frozen dataclasses that check their values when they are made, so a bad value fails at once
-with a message that names the field, not deep inside torch.
-"""
+"""The two small configs: what the model is (`GPTConfig`) and how it is trained (`TrainConfig`), frozen
+dataclasses that check their values when made, so a bad value fails at once, naming the field."""
 
 import math
 from dataclasses import dataclass, fields
@@ -15,6 +12,13 @@ def _check_positive(obj, *names):
         value = getattr(obj, name)
         if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
             raise ConfigError(f"{name} must be a positive integer, got {value!r}")
+
+
+def check_seed(seed, what: str = "seed") -> int:
+    """``seed`` if it is an integer in [0, 2**63) (torch takes it, and seed + 1); else a `ConfigError`."""
+    if not isinstance(seed, int) or isinstance(seed, bool) or not 0 <= seed < 2**63:
+        raise ConfigError(f"{what} must be an integer from 0 to 2**63 - 1, got {seed!r}")
+    return seed
 
 
 def _check_fraction(obj, name):
@@ -85,9 +89,7 @@ class TrainConfig:
             raise ConfigError(f"min_lr ({self.min_lr}) must not exceed learning_rate ({self.learning_rate})")
         for name in ("beta1", "beta2"):
             _check_fraction(self, name)
-        # seed and seed + 1 (the eval batches) must both be valid torch seeds
-        if not isinstance(self.seed, int) or isinstance(self.seed, bool) or not 0 <= self.seed < 2**63 - 1:
-            raise ConfigError(f"seed must be an integer from 0 to 2**63 - 2, got {self.seed!r}")
+        check_seed(self.seed)
 
 
 def field_names(config_class) -> list[str]:

@@ -48,9 +48,9 @@ class OutOfMemoryError(GPTLibError, MemoryError):
 class TrainingInterrupted(KeyboardInterrupt):
     """Ctrl-C stopped a run that keeps checkpoints: ``path`` and ``step`` of its last one (None: none yet)."""
 
-    def __init__(self, message: str, path=None, step: int | None = None):
+    def __init__(self, message: str, path=None, step: int | None = None, max_iters: int | None = None):
         super().__init__(message)
-        self.path, self.step = path, step
+        self.path, self.step, self.max_iters = path, step, max_iters
 
 
 class DistributedError(GPTLibError, RuntimeError):
