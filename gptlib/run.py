@@ -76,7 +76,6 @@ def load_corpus(path: str | os.PathLike | None = None, tokenizer=None, *, kind: 
                   str(path) if path is not None else "Tiny Shakespeare")
 
 
-
 @dataclass(frozen=True)
 class Run:
     """One training run: what to train (``model``, ``train``, ``speed``), on which text (``data``),
@@ -100,12 +99,12 @@ class Run:
         if self.dtype is not None and self.dtype not in PRECISIONS:
             raise ConfigError(f"unknown `dtype` {self.dtype!r}; choose one of: {', '.join(PRECISIONS)}")
         if self.tokenizer is not None and self.tokenizer not in TOKENIZERS:
-            raise ConfigError(f"unknown `tokenizer` {self.tokenizer!r}; choose one of: {', '.join(TOKENIZERS)}")
+            raise ConfigError(f"unknown `tokenizer` {self.tokenizer!r}; choose one of: char, bpe")
         if self.vocab_size is not None and self.tokenizer != "bpe":
             raise ConfigError("`vocab_size` sets the size of a BPE vocabulary; give it with `tokenizer` bpe "
                               "(a character tokenizer has one token per character of the text)")
         if self.out is not None and not str(self.out).strip():
-            raise ConfigError("the output folder (`out`) is empty; name a folder, or use None to keep nothing")
+            raise ConfigError("the output folder (`out`) is empty; name a folder, or None to keep nothing")
 
     @classmethod
     def from_preset(cls, preset: Preset, **fields) -> "Run":
@@ -150,7 +149,7 @@ class RunResult:
 
 
 def describe_plan(plan: SpeedConfig) -> str:
-    """One line saying how the run trains, e.g. "fast path (FastGPT, sdpa attention), float32, fused AdamW"."""
+    """One line saying how the run trains, e.g. "fast path (FastGPT, sdpa attention), float32"."""
     precision = ("float32" if plan.autocast_dtype is None else f"{plan.autocast_dtype} autocast"
                  + (" + GradScaler" if plan.grad_scaler else ""))
     parts = [f"fast path (FastGPT, {plan.attention} attention)" if plan.fast_model else "readable GPT",
@@ -164,7 +163,7 @@ def describe_plan(plan: SpeedConfig) -> str:
 class RunOptions:
     """`train_run`'s keyword arguments."""
 
-    resume: bool = False  # continue run.out/last.pt (its configs and plan must be the run's, its text the same)
+    resume: bool = False  # continue run.out/last.pt (with the saved configs and plan, on the same text)
     overwrite: bool = False  # replace a run already in run.out (else it is refused)
     callbacks: Iterable[Callback] = ()  # called with the `TrainState` after every evaluation
     progress: bool = True  # a tqdm progress bar
@@ -188,7 +187,7 @@ def train_run(run: Run, **options) -> RunResult:
     dist = distributed.from_env(run.device)  # one process: rank 0 of 1, on pick_device(run.device)
     distributed.split_batch(run.train.batch_size, dist.world_size, run.grad_accum)  # the one check
     if not dist.is_main:
-        opts.log = _quiet  # under torchrun, rank 0 alone reports
+        opts.log = lambda message: None  # under torchrun, rank 0 alone reports
     out = None if run.out is None else Path(run.out).expanduser()
     if out is None or not dist.is_main:  # under torchrun, rank 0 owns the folder and writes it
         return _train_run(run, opts, out, dist)
@@ -199,34 +198,38 @@ def train_run(run: Run, **options) -> RunResult:
 def _train_run(run: Run, opts: RunOptions, out: Path | None, dist: distributed.Distributed) -> RunResult:
     """`train_run`'s work, once its folder is owned; turns Ctrl-C, divergence and OOM into one message."""
     checkpoint = load_checkpoint(out / LAST, resumable=True) if opts.resume else None
-    if out is not None and not opts.resume and not opts.overwrite:
-        _refuse_existing_run(out)
+    new = out is not None and not opts.resume and not opts.overwrite
+    existing = [name for name in (LAST, BEST) if new and (out / name).exists()]
+    if existing:  # never replace someone's training run by accident
+        raise GPTLibError(f"{out} already holds a run ({', '.join(existing)}); pass `resume` to continue it, "
+                          f"`overwrite` to replace it, or choose another `out`", path=out)
     if checkpoint is not None:
         _check_same_run(run, checkpoint, out / LAST)
-    result = None
+    result, saved = None, None if checkpoint is None else checkpoint.step  # the step of the last last.pt
     try:  # from here on, Ctrl-C (or SIGTERM, SIGHUP) says what there is to resume, even mid-load
         result = _prepare(run, opts, out, dist, checkpoint)
+        result.saved_step = saved
         saver = [_Saver(result)] if out is not None and dist.is_main else []  # one writer
         expected = (expected_step_seconds(result.model_config, run.train, result.plan)  # a busy CPU
                     if dist.device.type == "cpu" and opts.make_model is None and not dist.active else None)
+        pace = None if expected is None else PaceWatch(expected, _above_bar(opts.log))
         result.state = train(result.model, result.corpus.train_data, result.corpus.val_data, run.train,
                              block_size=result.model_config.block_size, device=dist.device,
                              callbacks=[*saver, *opts.callbacks], state=result.state, progress=opts.progress,
-                             speed=result.plan, dist=dist, grad_accum=run.grad_accum,
-                             after_step=None if expected is None else PaceWatch(expected, _above_bar(opts.log)))
+                             speed=result.plan, dist=dist, grad_accum=run.grad_accum, after_step=pace)
     except TrainingDivergedError as err:
         if out is None:
             raise
-        raise TrainingDivergedError(f"{err}; {_kept(out, result, checkpoint)}", step=err.step) from None
+        raise TrainingDivergedError(f"{err}; {_kept(out, _saved(result, saved))}", step=err.step) from None
     except KeyboardInterrupt:
         if out is None:
             raise
-        raise _interrupted(run, opts, out, _saved_step(result, checkpoint)) from None
+        raise _interrupted(run, opts, out, _saved(result, saved)) from None
     except (MemoryError, RuntimeError) as err:
         if not out_of_memory(err):
             raise
         raise OutOfMemoryError(memory_message(err, dist.device, run.model, run.train.batch_size) +
-                               ("" if out is None else f"; {_kept(out, result, checkpoint)}")) from None
+                               ("" if out is None else f"; {_kept(out, _saved(result, saved))}")) from None
     return result
 
 
@@ -272,7 +275,8 @@ def _log_start(result: "RunResult", opts: RunOptions, checkpoint: Checkpoint | N
     log(f"{what} on {result.device}: {sum(p.numel() for p in result.model.parameters()) / 1e6:.2f}M "
         f"parameters, {len(corpus.train_data):,} train / {len(corpus.val_data):,} val tokens, "
         f"vocab {corpus.tokenizer.vocab_size}")
-    log(f"speed plan: {describe_plan(result.plan) if opts.make_model is None else type(result.model).__name__}")
+    plan = describe_plan(result.plan) if opts.make_model is None else type(result.model).__name__
+    log(f"speed plan: {plan}")
     if opts.make_model is None and result.plan.why:
         log(f"  why: {result.plan.why}")
     if result.dist.active or run.grad_accum > 1:
@@ -290,15 +294,11 @@ def _check_split(name: str, data: torch.Tensor, batch_size: int, block_size: int
                         tokens=len(data))
 
 
-def _saved_step(result: "RunResult | None", checkpoint: Checkpoint | None) -> int | None:
-    """The step of this run's last complete ``last.pt`` (None: nothing saved yet)."""
-    if result is not None and result.saved_step is not None:
-        return result.saved_step
-    return checkpoint.step if checkpoint is not None else None
+def _saved(result: "RunResult | None", step: int | None) -> int | None:
+    return step if result is None else result.saved_step
 
 
-def _kept(out: Path, result: "RunResult | None", checkpoint: Checkpoint | None) -> str:
-    step = _saved_step(result, checkpoint)
+def _kept(out: Path, step: int | None) -> str:
     return ("no resumable checkpoint had been saved yet" if step is None else
             f"the last good checkpoint, {out / LAST} (step {step}), is kept")
 
@@ -309,7 +309,8 @@ def _interrupted(run: Run, opts: RunOptions, out: Path, step: int | None) -> Tra
                                    f"{run.train.eval_interval})")
     how = "train_run(run, resume=True" + (", make_model=...)" if opts.make_model is not None else ")")
     return TrainingInterrupted(f"the last checkpoint is {out / LAST} (step {step} of {run.train.max_iters}); "
-                               f"resume it with: {how}", path=out / LAST, step=step, max_iters=run.train.max_iters)
+                               f"resume it with: {how}", path=out / LAST, step=step,
+                               max_iters=run.train.max_iters)
 
 
 def memory_message(err: BaseException, device: torch.device, model: GPTConfig, batch_size: int) -> str:
@@ -338,8 +339,8 @@ def _own_folder(out: Path) -> Iterator[None]:
             os.close(fd)
             pid = (out / LOCK).read_text().strip()
             holder = f"process {pid}" if pid.isdigit() else "another process"
-            raise OutputPathError(f"{out} is in use by another run ({holder}); wait for it to finish, or choose "
-                                  f"another `out`", path=out) from None
+            raise OutputPathError(f"{out} is in use by another run ({holder}); wait for it to finish, or "
+                                  f"choose another `out`", path=out) from None
         os.ftruncate(fd, 0)
         os.write(fd, f"{os.getpid()}\n".encode())  # for the message a refused run prints
     try:
@@ -371,7 +372,7 @@ class _Saver:
         except OSError as err:  # a full disk, a folder removed or made read-only mid-run
             hint = "Free some space or choose" if err.errno == errno.ENOSPC else "Choose"
             raise OutputPathError(f"could not save a checkpoint in {r.last_path.parent} at step {state.step} "
-                                  f"({err.strerror or err}); {_kept(r.last_path.parent, r, None)}. "
+                                  f"({err.strerror or err}); {_kept(r.last_path.parent, r.saved_step)}. "
                                   f"{hint} another `out`", path=r.last_path, step=state.step) from None
         r.saved_step = state.step
 
@@ -394,9 +395,6 @@ def _above_bar(log: Callable[[str], None]) -> Callable[[str], None]:
     return tqdm.write if log is print else log
 
 
-def _quiet(message: str) -> None:
-    """The log of a process that does not report (a torchrun rank other than 0)."""
-
 
 def speed_from_checkpoint(checkpoint: Checkpoint) -> SpeedConfig:
     """The plan a checkpoint was trained with (checkpoints from before plans were saved: `READABLE`)."""
@@ -405,13 +403,6 @@ def speed_from_checkpoint(checkpoint: Checkpoint) -> SpeedConfig:
         return READABLE if saved is None else SpeedConfig(**saved)
     except (TypeError, ValueError) as err:
         raise CheckpointError(f"the checkpoint's speed plan is damaged: {err}") from None
-
-
-def _refuse_existing_run(out: Path) -> None:
-    existing = [name for name in (LAST, BEST) if (out / name).exists()]
-    if existing:  # never replace someone's training run by accident
-        raise GPTLibError(f"{out} already holds a run ({', '.join(existing)}); pass `resume` to continue it, "
-                          f"`overwrite` to replace it, or choose another `out`", path=out)
 
 
 def _check_same_run(run: Run, checkpoint: Checkpoint, path: Path) -> None:

@@ -1337,3 +1337,30 @@ def test_further_inputs_round_3_what_they_found(corpus, checkpoint, finished_run
     monkeypatch.setattr(sys, "stdin", None)  # started with "<&-"
     assert cli_error(capsys, "sample", "--checkpoint", str(checkpoint), "--prompt-file", "-") == \
         "error: --prompt-file - reads standard input, which is closed; give a file instead"
+
+
+# --- each input checked once, where it enters: the one message each -----------------------------
+
+@pytest.mark.parametrize("flags, message", [
+    (["--dtype", "float8"], "unknown --dtype 'float8'; choose one of: float32, bfloat16, float16"),
+    (["--tokenizer", "words"], "unknown --tokenizer 'words'; choose one of: char, bpe"),
+    (["--vocab-size", "300"], "--vocab-size sets the size of a BPE vocabulary; give it with --tokenizer bpe"),
+    (["--grad-accum", "3"], "batch_size 4 cannot be split evenly into 3 micro-batches"),
+    (["--seed", "-5"], "seed must be an integer from 0 to 2**63 - 1, got -5"),
+    (["--resume", "--overwrite"], "--resume continues the run in --out and --overwrite replaces it"),
+])
+def test_each_run_input_has_one_check_and_one_message(flags, message, corpus, tmp_path, capsys):
+    """Checked by `Run`, `train_run` or `TrainConfig` before the data loads; the CLI only words it."""
+    nothing_loads_here = tmp_path / "r"
+    line = cli_error(capsys, *smoke_train(corpus, nothing_loads_here, *flags))
+    assert line.startswith("error: ") and message in line
+    assert not nothing_loads_here.exists()
+
+
+def test_the_library_says_the_same_in_its_own_words(corpus):
+    with pytest.raises(ConfigError, match="unknown `dtype` 'float8'"):
+        Run(model=TINY, train=TrainConfig(), dtype="float8")
+    with pytest.raises(ConfigError, match="seed must be an integer from 0 to 2\\*\\*63 - 1"):
+        TrainConfig(seed=2**63)
+    with pytest.raises(ConfigError, match="`resume` continues the run in `out`"):
+        train_run(Run(model=TINY, train=TrainConfig(), out=Path("x")), resume=True, overwrite=True)
