@@ -30,8 +30,7 @@ from gptlib.tokenizer import CharTokenizer
 
 
 def _field_help(config_class) -> dict[str, str]:
-    """Each field's help text: its comment in the dataclass's source (gptlib/config.py), the one place
-    that explains it."""
+    """Each field's help text: its comment in the dataclass's source (gptlib/config.py)."""
     source = inspect.getsource(config_class)
     return dict(re.findall(r"^\s+(\w+):[^#\n]*#\s*(.+)$", source, flags=re.M))
 
@@ -96,8 +95,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="train the readable GPT instead of the speed plan's fast path (ch. 6), in float32 "
                         "unless --dtype says otherwise")
     t.add_argument("--dtype", default=None,
-                   help="float32, bfloat16 or float16 (default: the speed plan's: bfloat16 on Ampere or newer GPUs, "
-                        "float16 with a GradScaler on a T4 or V100, float32 on a CPU)")
+                   help="float32, bfloat16 or float16 (default: the speed plan's: bfloat16 on Ampere or newer "
+                        "GPUs, float16 with a GradScaler on a T4 or V100, float32 on a CPU)")
     t.add_argument("--compile", action=argparse.BooleanOptionalAction, default=None,
                    help="torch.compile the model for the training steps (default: off)")
     t.add_argument("--grad-accum", default=1, type=int, metavar="N",
@@ -160,8 +159,7 @@ def run_from_args(args: argparse.Namespace) -> Run:
 
 
 def _per_character(val_loss: float, corpus) -> str:
-    """For a tokenizer other than characters: the loss per token restated per character of the
-    validation text, and in bits per character, comparable with a character model's (chapter 8)."""
+    """For a tokenizer other than characters: the loss per character of the val text, and in bits (ch. 8)."""
     if isinstance(corpus.tokenizer, CharTokenizer):
         return ""
     val_chars = len(corpus.text) - int(0.9 * len(corpus.text))  # load_corpus's split, on the text
@@ -170,8 +168,7 @@ def _per_character(val_loss: float, corpus) -> str:
 
 
 def cmd_train(args: argparse.Namespace) -> None:
-    """``train``: train the preset (or ``--resume`` the run in ``--out``) through `train_run`, print
-    the loss at each evaluation and a sample from the best checkpoint."""
+    """``train``: `train_run` the preset (or ``--resume``), print each evaluation's losses and a sample."""
     from tqdm.auto import tqdm
 
     if args.sample_tokens < 0:
@@ -274,9 +271,8 @@ def interrupted_line(err: TrainingInterrupted, args: argparse.Namespace) -> str:
 
 
 def one_line(message: str) -> str:
-    """``message`` with each character that is not printable (a newline, a terminal's escape in a
-    file name) written as Python writes it in a string (``\\n``, ``\\x1b``): one line that cannot drive
-    the terminal."""
+    """``message`` with each unprintable character (a newline, a terminal's escape in a file name) written
+    as Python writes it in a string (``\\n``, ``\\x1b``): one line that cannot drive the terminal."""
     return "".join(c if c.isprintable() else repr(c)[1:-1] for c in message)
 
 

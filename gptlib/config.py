@@ -21,10 +21,10 @@ def check_seed(seed, what: str = "seed") -> int:
     return seed
 
 
-def _check_fraction(obj, name):
-    value = getattr(obj, name)
-    if not isinstance(value, (int, float)) or not 0.0 <= value < 1.0:
-        raise ConfigError(f"{name} must be in [0, 1), got {value!r}")
+def _check_fraction(obj, *names):
+    for name in names:
+        if not isinstance(getattr(obj, name), (int, float)) or not 0.0 <= getattr(obj, name) < 1.0:
+            raise ConfigError(f"{name} must be in [0, 1), got {getattr(obj, name)!r}")
 
 
 @dataclass(frozen=True)
@@ -42,19 +42,14 @@ class GPTConfig:
         _check_positive(self, "vocab_size", "block_size", "n_embd", "n_head", "n_layer")
         _check_fraction(self, "dropout")
         if self.n_embd % self.n_head != 0:
-            raise ConfigError(
-                f"n_embd ({self.n_embd}) must be divisible by n_head ({self.n_head}): each head gets "
-                f"n_embd // n_head channels. Try n_head in {_divisors(self.n_embd)}."
-            )
+            divisors = [d for d in range(1, min(self.n_embd, 16) + 1) if self.n_embd % d == 0]
+            raise ConfigError(f"n_embd ({self.n_embd}) must be divisible by n_head ({self.n_head}): each head "
+                              f"gets n_embd // n_head channels. Try n_head in {divisors}.")
 
     @property
     def head_size(self) -> int:
         """Channels per attention head (hs)."""
         return self.n_embd // self.n_head
-
-
-def _divisors(n: int) -> list[int]:
-    return [d for d in range(1, min(n, 16) + 1) if n % d == 0]
 
 
 @dataclass(frozen=True)
@@ -87,8 +82,7 @@ class TrainConfig:
             raise ConfigError(f"learning_rate must be > 0, got {self.learning_rate!r}")
         if self.min_lr > self.learning_rate:
             raise ConfigError(f"min_lr ({self.min_lr}) must not exceed learning_rate ({self.learning_rate})")
-        for name in ("beta1", "beta2"):
-            _check_fraction(self, name)
+        _check_fraction(self, "beta1", "beta2")
         check_seed(self.seed)
 
 
