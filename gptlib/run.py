@@ -97,9 +97,9 @@ class Run:
     def __post_init__(self):
         """The one check of the precision name, the tokenizer kind and an empty output folder."""
         if self.dtype is not None and self.dtype not in PRECISIONS:
-            raise ConfigError(f"unknown `dtype` {self.dtype!r}; choose one of: {', '.join(PRECISIONS)}")
+            raise ConfigError(f"unknown dtype {self.dtype!r}; `dtype` is one of: {', '.join(PRECISIONS)}")
         if self.tokenizer is not None and self.tokenizer not in TOKENIZERS:
-            raise ConfigError(f"unknown `tokenizer` {self.tokenizer!r}; choose one of: char, bpe")
+            raise ConfigError(f"unknown tokenizer {self.tokenizer!r}; `tokenizer` is one of: char, bpe")
         if self.vocab_size is not None and self.tokenizer != "bpe":
             raise ConfigError("`vocab_size` sets the size of a BPE vocabulary; give it with `tokenizer` bpe "
                               "(a character tokenizer has one token per character of the text)")

@@ -1342,8 +1342,8 @@ def test_further_inputs_round_3_what_they_found(corpus, checkpoint, finished_run
 # --- each input checked once, where it enters: the one message each -----------------------------
 
 @pytest.mark.parametrize("flags, message", [
-    (["--dtype", "float8"], "unknown --dtype 'float8'; choose one of: float32, bfloat16, float16"),
-    (["--tokenizer", "words"], "unknown --tokenizer 'words'; choose one of: char, bpe"),
+    (["--dtype", "float8"], "unknown dtype 'float8'; --dtype is one of: float32, bfloat16, float16"),
+    (["--tokenizer", "words"], "unknown tokenizer 'words'; --tokenizer is one of: char, bpe"),
     (["--vocab-size", "300"], "--vocab-size sets the size of a BPE vocabulary; give it with --tokenizer bpe"),
     (["--grad-accum", "3"], "batch_size 4 cannot be split evenly into 3 micro-batches"),
     (["--seed", "-5"], "seed must be an integer from 0 to 2**63 - 1, got -5"),
@@ -1358,7 +1358,7 @@ def test_each_run_input_has_one_check_and_one_message(flags, message, corpus, tm
 
 
 def test_the_library_says_the_same_in_its_own_words(corpus):
-    with pytest.raises(ConfigError, match="unknown `dtype` 'float8'"):
+    with pytest.raises(ConfigError, match="unknown dtype 'float8'; `dtype` is one of"):
         Run(model=TINY, train=TrainConfig(), dtype="float8")
     with pytest.raises(ConfigError, match="seed must be an integer from 0 to 2\\*\\*63 - 1"):
         TrainConfig(seed=2**63)

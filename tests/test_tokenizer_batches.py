@@ -43,9 +43,3 @@ def test_same_generator_seed_same_batch(data):
     assert all(torch.equal(u, v) for u, v in zip(a, b))
 
 
-def test_block_and_batch_size_must_fit_the_data():
-    small = torch.arange(10)
-    with pytest.raises(ValueError, match="block_size"):
-        get_batch(small, 2, 10, torch.Generator())
-    with pytest.raises(ValueError, match="batch_size"):
-        get_batch(small, 50, 8, torch.Generator())
