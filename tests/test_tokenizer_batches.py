@@ -41,5 +41,3 @@ def test_same_generator_seed_same_batch(data):
     a = get_batch(data, 4, 8, torch.Generator().manual_seed(3))
     b = get_batch(data, 4, 8, torch.Generator().manual_seed(3))
     assert all(torch.equal(u, v) for u, v in zip(a, b))
-
-
