@@ -1,12 +1,29 @@
-"""Checkpoints: one file, a plain dict of tensors, numbers, strings, lists and dicts, saved atomically
-(temp file, fsync, rename) and loaded with ``torch.load(weights_only=True)``, which runs no code.
+"""Checkpoints: one file with the weights, the configs and the tokenizer's vocabulary (and, for
+resuming, the optimizer state, step, history and random states).
 
-Its entries: ``format`` and ``version``; ``model_config`` and ``train_config`` (asdict, or None);
-``vocab`` (a `CharTokenizer`'s characters) or ``tokenizer`` (another's ``to_dict()``); ``model`` (the
-readable `GPT`'s state_dict on the CPU; `FastGPT` saves that layout too); ``step``; and ``extra``: {}
-for weights only, while a resumable checkpoint (`save_training_state`) holds ``history``,
-``best_val_loss``, ``optimizer``, ``scaler`` (fp16), ``rng`` (`rng_states`), and from `gptlib.run`
-``data_sha256`` and ``speed``.
+Saved atomically (temp file, fsync, rename) so a crash mid-save leaves the previous checkpoint
+intact; loaded with ``torch.load(weights_only=True)``, which never executes code from the file.
+
+The file is a plain dict (only tensors, numbers, strings, lists, tuples and dicts)::
+
+    format, version       "gptlib-checkpoint", 1
+    model_config          asdict(GPTConfig)
+    train_config          asdict(TrainConfig) or None
+    vocab                 a `CharTokenizer`'s characters, in id order; or, for another tokenizer,
+    tokenizer             its ``to_dict()`` (`gptlib.tokenizer.tokenizer_from_dict` reads it back)
+    model                 the model's state_dict, on the CPU, in the readable `GPT`'s layout (a
+                          `FastGPT` saves and loads that layout too)
+    step                  optimiser steps completed
+    extra                 {} for weights only; a resumable checkpoint (`save_training_state`) adds
+        data_sha256       the training text's sha256 (`gptlib.run`; a resumed run checks it)
+        speed             the speed plan it trained with, asdict(SpeedConfig) (`gptlib.run`)
+        history           History.to_dict(): step, train_loss, val_loss, lr, elapsed per evaluation
+        best_val_loss     the lowest val loss so far
+        optimizer         the optimizer's state_dict (AdamW moments and step counts)
+        scaler            fp16 runs only: the GradScaler's state_dict (its scale and growth tracker)
+        rng               torch (CPU global), cuda (one per GPU, [] without), batch and eval
+                          (the `TrainState` generators): each a ByteTensor from get_state();
+                          batch_device: where those two draw ("cpu", or "cuda" for a CUDA run)
 """
 
 import os
@@ -44,12 +61,15 @@ class Checkpoint:
     @property
     def resumable(self) -> bool:
         """Whether this checkpoint holds a full training state (see `save_training_state`)."""
-        return self.train_config is not None and all(k in (self.extra or {}) for k in _RESUME_KEYS)
+        extra = self.extra or {}
+        return self.train_config is not None and all(k in extra for k in _RESUME_KEYS)
 
     def build_model(self, device: torch.device | str = "cpu") -> GPT:
-        """A `GPT` with this checkpoint's config and weights, in eval mode on ``device``. Its sizes are
-        checked first on the meta device: weights that do not fit the config, or a model larger than
-        the memory free (a block_size x block_size mask per head), fail before anything is allocated."""
+        """A `GPT` with this checkpoint's config and weights, in eval mode on ``device``.
+
+        The sizes come first, from a model on the meta device (shapes without memory): weights that
+        do not fit the config, or a model larger than the memory free (the readable GPT holds a
+        block_size x block_size causal mask per head), fail before anything is allocated."""
         with torch.device("meta"):
             sizes = GPT(self.model_config)
         misfit = weights_misfit(sizes, self.model_state)
@@ -65,10 +85,11 @@ class Checkpoint:
         except (MemoryError, RuntimeError) as err:
             if not out_of_memory(err):
                 raise
-            t, heads = self.model_config.block_size, self.model_config.n_layer * self.model_config.n_head
+            c = self.model_config
             raise OutOfMemoryError(f"this checkpoint's model needs {need / 2**30:.1f} GiB, more than this machine "
-                                   f"can give: its block_size {t:,} means a {t:,} x {t:,} causal mask in each of "
-                                   f"its {heads} heads; sample it on a machine with more memory") from None
+                                   f"can give: its block_size {c.block_size:,} means a {c.block_size:,} x "
+                                   f"{c.block_size:,} causal mask in each of its {c.n_layer * c.n_head} heads; "
+                                   f"sample it on a machine with more memory") from None
         model.load_state_dict(self.model_state)
         return model.to(device).eval()
 
@@ -88,33 +109,44 @@ def atomic_save(obj, path: str | os.PathLike) -> Path:
 
 
 def remove_stale_temp_files(path: str | os.PathLike) -> list[Path]:
-    """Delete the temp files (``.NAME.<random>.tmp``, which nothing reads) that saves of ``path``
-    killed before their rename left. Call it when no other process saves there (a run's start)."""
+    """Delete the temp files that a save of ``path`` killed before its rename left behind.
+
+    Nothing ever reads them (the checkpoint at ``path`` is still the previous, complete one), so
+    they only take disk space. Call it when no other process is saving to ``path``, e.g. when a
+    run starts or resumes.
+    """
     path = Path(path)
+    # atomic_save names them ".{name}.<random>.tmp"; match exactly that, nothing else in the folder.
     pattern = re.compile(r"\." + re.escape(path.name) + r"\.[A-Za-z0-9_]+\.tmp")
-    stale = [p for p in path.parent.iterdir() if pattern.fullmatch(p.name) and p.is_file()] \
-        if path.parent.is_dir() else []
-    for p in stale:
-        p.unlink(missing_ok=True)
-    return stale
+    removed = []
+    if path.parent.is_dir():
+        for candidate in path.parent.iterdir():
+            if pattern.fullmatch(candidate.name) and candidate.is_file():
+                candidate.unlink(missing_ok=True)
+                removed.append(candidate)
+    return removed
 
 
 def save_checkpoint(path: str | os.PathLike, model: nn.Module, tokenizer: CharTokenizer,
                     model_config: GPTConfig, train_config: TrainConfig | None = None, step: int = 0,
                     extra: dict | None = None) -> Path:
     """Write a checkpoint atomically; ``extra`` must hold only tensors, numbers, strings, lists, dicts."""
-    vocab = ({"vocab": list(tokenizer.chars)} if isinstance(tokenizer, CharTokenizer)
-             else {"tokenizer": tokenizer.to_dict()})
-    return atomic_save({"format": FORMAT, "version": VERSION, "model_config": asdict(model_config),
-                        "train_config": None if train_config is None else asdict(train_config), **vocab,
-                        "model": {k: v.detach().cpu() for k, v in model.state_dict().items()},
-                        "step": int(step), "extra": extra or {}}, path)
+    payload = {
+        "format": FORMAT,
+        "version": VERSION,
+        "model_config": asdict(model_config),
+        "train_config": None if train_config is None else asdict(train_config),
+        **({"vocab": list(tokenizer.chars)} if isinstance(tokenizer, CharTokenizer)
+           else {"tokenizer": tokenizer.to_dict()}),
+        "model": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+        "step": int(step),
+        "extra": extra or {},
+    }
+    return atomic_save(payload, path)
 
 
-def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = "cpu", *,
-                    resumable: bool = False) -> Checkpoint:
-    """Read and check a checkpoint without executing any code from it; with ``resumable``, also
-    check that it holds a training state to resume (the one check of that, with one message)."""
+def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> Checkpoint:
+    """Read and check a checkpoint without executing any code from it."""
     path = Path(path)
     if path.is_dir():  # e.g. the run's --out folder instead of a file in it
         inside = [path / name for name in ("best.pt", "last.pt") if (path / name).is_file()]
@@ -152,15 +184,7 @@ def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
     if tokenizer.vocab_size != model_config.vocab_size:
         raise CheckpointError(f"{path}: the vocabulary has {tokenizer.vocab_size} characters but the model "
                               f"config says {model_config.vocab_size}")
-    ckpt = Checkpoint(model_config, train_config, tokenizer, state, step, payload.get("extra") or {})
-    if resumable:
-        _check_resumable(ckpt, path)
-    return ckpt
-
-
-def _check_resumable(ckpt: Checkpoint, where: object) -> None:
-    if not ckpt.resumable:
-        raise CheckpointError(f"{where} holds weights only, not a training state, so it cannot be resumed")
+    return Checkpoint(model_config, train_config, tokenizer, state, step, payload.get("extra") or {})
 
 
 def _not_a_checkpoint(path: Path, err: Exception) -> str:
@@ -192,12 +216,17 @@ def load_weights(model: nn.Module, state: dict, tokenizer: CharTokenizer | None 
 def weights_misfit(model: nn.Module, state: dict) -> str:
     """How ``state`` differs from ``model``'s tensors (which may be on the meta device), or ""."""
     own = model.state_dict()
-    missing, unexpected = sorted(set(own) - set(state)), sorted(set(state) - set(own))
+    missing = sorted(set(own) - set(state))
+    unexpected = sorted(set(state) - set(own))
     mismatched = [f"{k}: checkpoint {tuple(state[k].shape)} vs model {tuple(own[k].shape)}"
                   for k in own if k in state and tuple(state[k].shape) != tuple(own[k].shape)]
-    parts = ["shapes differ: " + "; ".join(mismatched[:3])] if mismatched else []
-    parts += [f"missing {len(missing)} tensors (e.g. {missing[0]})"] if missing else []
-    parts += [f"{len(unexpected)} unexpected tensors (e.g. {unexpected[0]})"] if unexpected else []
+    parts = []
+    if mismatched:
+        parts.append("shapes differ: " + "; ".join(mismatched[:3]))
+    if missing:
+        parts.append(f"missing {len(missing)} tensors (e.g. {missing[0]})")
+    if unexpected:
+        parts.append(f"{len(unexpected)} unexpected tensors (e.g. {unexpected[0]})")
     return "; ".join(parts)
 
 
@@ -206,20 +235,31 @@ _RESUME_KEYS = ("history", "optimizer", "rng")
 
 def rng_states(state: TrainState) -> dict:
     """Every random state a training step draws from: torch's CPU and CUDA generators (dropout,
-    initialisation), the state's batch and eval generators, and where those two draw."""
-    # CUDA's only once in use: asking earlier would start CUDA in a run that never touches the GPU
-    return {"torch": torch.get_rng_state(),
-            "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_initialized() else [],
-            "batch": state.batch_generator.get_state(), "eval": state.eval_generator.get_state(),
-            "batch_device": state.batch_generator.device.type}
+    initialisation) and the state's batch and eval generators."""
+    return {
+        "torch": torch.get_rng_state(),
+        # Only once CUDA is in use: asking earlier would start CUDA in a run that never touches the GPU.
+        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_initialized() else [],
+        "batch": state.batch_generator.get_state(),
+        "eval": state.eval_generator.get_state(),
+        # "cuda" when a CUDA run drew its batches on the GPU (`make_generators`); absent: the CPU
+        "batch_device": state.batch_generator.device.type,
+    }
 
 
 def save_training_state(path: str | os.PathLike, state: TrainState, tokenizer: CharTokenizer,
                         model_config: GPTConfig, extra: dict | None = None) -> Path:
-    """Write a resumable checkpoint of ``state`` (weights, optimizer, step, history, RNG states) between
-    steps, e.g. in a `train` callback; ``extra`` adds your own entries (tensors, numbers, strings, lists)."""
-    training = {"history": state.history.to_dict(), "best_val_loss": state.history.best_val_loss,
-                "optimizer": state.optimizer.state_dict(), "rng": rng_states(state)}
+    """Write a resumable checkpoint of ``state``: weights, optimizer, step, history and RNG states.
+
+    Call it between steps (a `train` callback is the place); `resume_training_state` then continues
+    exactly where this left off. ``extra`` adds your own entries (tensors, numbers, strings, lists).
+    """
+    training = {
+        "history": state.history.to_dict(),
+        "best_val_loss": state.history.best_val_loss,
+        "optimizer": state.optimizer.state_dict(),
+        "rng": rng_states(state),
+    }
     if state.scaler is not None:  # fp16: the loss scale it has settled on (reading it waits for the GPU)
         training["scaler"] = state.scaler.state_dict()
     return save_checkpoint(path, state.model, tokenizer, model_config, state.config, state.step,
@@ -228,27 +268,38 @@ def save_training_state(path: str | os.PathLike, state: TrainState, tokenizer: C
 
 def resume_training_state(checkpoint: "Checkpoint | str | os.PathLike", model: nn.Module,
                           device: torch.device | str = "cpu", *, fused: bool = False) -> TrainState:
-    """Load a `save_training_state` checkpoint into ``model``; return the `TrainState` for
-    `train(..., state=...)`. It also restores torch's global random state (dropout draws from it):
-    build the model before and call `train` right after. ``fused``: AdamW's fused kernel."""
-    ckpt = checkpoint if isinstance(checkpoint, Checkpoint) else load_checkpoint(checkpoint, resumable=True)
-    _check_resumable(ckpt, "this checkpoint")
-    rng = ckpt.extra["rng"]
+    """Load a `save_training_state` checkpoint into ``model`` and return the `TrainState` to pass to
+    `train(..., state=...)`.
+
+    This also sets torch's global random state (CPU, and CUDA when saved and present) to the
+    saved one, because dropout draws from it: build the model *before* calling this, and
+    call `train` right after, so nothing else draws random numbers in between (`gptlib.run.train_run`
+    does both). ``fused`` picks AdamW's fused kernel, as the run's speed plan did. An fp16 run's
+    GradScaler comes back with its saved scale.
+    """
+    ckpt = checkpoint if isinstance(checkpoint, Checkpoint) else load_checkpoint(checkpoint)
+    if not ckpt.resumable:
+        raise CheckpointError("this checkpoint holds weights only, without the optimizer and random "
+                              "states that resuming needs; sample from it, or start a new run from its "
+                              "weights (save resumable ones with save_training_state)")
+    rng = ckpt.extra.get("rng")
     drawn_on = rng.get("batch_device", "cpu") if isinstance(rng, dict) else "cpu"  # the batches' device
     if drawn_on != "cpu" and torch.device(device).type != drawn_on:
         raise CheckpointError(f"this run drew its batches on {drawn_on} (their random stream lives "
                               f"there); resume it on a {drawn_on} device, not {torch.device(device)}")
-    where = torch.device(device if drawn_on != "cpu" else "cpu")
+    where = torch.device(device) if drawn_on != "cpu" else torch.device("cpu")
     load_weights(model, ckpt.model_state, ckpt.tokenizer)
     model.to(device)  # before the optimizer loads its state, which it moves to each parameter's device
     optimizer = make_optimizer(model, ckpt.train_config, fused=fused)
     try:
         optimizer.load_state_dict(ckpt.extra["optimizer"])
         history = History.from_dict(ckpt.extra["history"])
+        rng = ckpt.extra["rng"]
         batch_generator = torch.Generator(device=where).set_state(rng["batch"])
         eval_generator = torch.Generator(device=where).set_state(rng["eval"])
-        scaler = torch.amp.GradScaler(torch.device(device).type) if "scaler" in ckpt.extra else None
-        if scaler is not None:
+        scaler = None
+        if "scaler" in ckpt.extra:
+            scaler = torch.amp.GradScaler(torch.device(device).type)
             scaler.load_state_dict(ckpt.extra["scaler"])
         torch.set_rng_state(rng["torch"])
         if rng["cuda"] and torch.cuda.is_available():
