@@ -227,10 +227,10 @@ class _Loop:
         step, bad, last = torch.stack([self.bad_step.double(), self.bad_loss.double(),
                                        self.last_loss.double()]).tolist()
         if step >= 0:
-            advice = (", set grad_clip (e.g. 1.0) or train in bfloat16 or float32, whose range is wider"
-                      if self.fp16 else " or set grad_clip (e.g. 1.0)")
+            advice = (", set `grad_clip` (e.g. 1.0) or train in bfloat16 or float32 (`dtype`), whose range "
+                      "is wider" if self.fp16 else " or set `grad_clip` (e.g. 1.0)")
             raise TrainingDivergedError(f"the loss became {bad} at step {int(step)}; training stopped. Try a "
-                                        f"lower learning_rate (now {self.config.learning_rate}){advice}",
+                                        f"lower `learning_rate` (now {self.config.learning_rate}){advice}",
                                         step=int(step))
         if not o.dist.is_main:  # under torchrun only rank 0 evaluates, logs and saves
             return
