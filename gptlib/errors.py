@@ -1,8 +1,5 @@
-"""The errors gptlib raises: each says what went wrong, and carries the facts (step, path, sizes).
-
-Every class is also a standard exception (``ValueError``, ``FileNotFoundError``...), so code that
-catches the standard one keeps working. The CLI turns any ``GPTLibError`` into one line and exit code 2.
-"""
+"""The errors gptlib raises: each says what went wrong and carries the facts (step, path, sizes), and is
+also a standard exception (``ValueError``, ``OSError``...). The CLI makes each one line, exit code 2."""
 
 
 class GPTLibError(Exception):
