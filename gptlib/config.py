@@ -43,8 +43,8 @@ class GPTConfig:
         _check_fraction(self, "dropout")
         if self.n_embd % self.n_head != 0:
             divisors = [d for d in range(1, min(self.n_embd, 16) + 1) if self.n_embd % d == 0]
-            raise ConfigError(f"n_embd ({self.n_embd}) must be divisible by n_head ({self.n_head}): each head "
-                              f"gets n_embd // n_head channels. Try n_head in {divisors}.")
+            raise ConfigError(f"n_embd ({self.n_embd}) must be divisible by n_head ({self.n_head}): each "
+                              f"head gets n_embd // n_head channels. Try n_head in {divisors}.")
 
     @property
     def head_size(self) -> int:
