@@ -136,6 +136,7 @@ class RunResult:
     dist: distributed.Distributed = distributed.SINGLE  # this process's place in a torchrun job
     model_config: GPTConfig | None = None  # run.model with the corpus's vocabulary size
     saved_step: int | None = None  # the step of the last last.pt this run saved
+    saving: int | None = None  # the step of a save under way
 
     @property
     def history(self):
@@ -146,6 +147,24 @@ class RunResult:
     def tokenizer(self) -> CharTokenizer:
         """The run's tokenizer."""
         return self.corpus.tokenizer
+
+    def _save(self, state: TrainState) -> None:
+        """The callback that writes ``best.pt`` when val improves, and a resumable ``last.pt`` always."""
+        run_info, self.saving = {"data_sha256": self.corpus.sha256, "speed": asdict(self.plan)}, state.step
+        # best.pt first: a kill between the two saves leaves last.pt one evaluation behind, and
+        # resuming from it redoes that evaluation and writes the same best.pt again.
+        try:
+            if state.improved:
+                save_checkpoint(self.best_path, state.model, self.tokenizer, self.model_config,
+                                state.config, state.step, {"history": state.history.to_dict(), **run_info})
+            save_training_state(self.last_path, state, self.tokenizer, self.model_config, run_info)
+        except OSError as err:  # a full disk, a folder removed or made read-only mid-run
+            hint = "Free some space or choose" if err.errno == errno.ENOSPC else "Choose"
+            folder, reason = self.last_path.parent, err.strerror or err
+            raise OutputPathError(f"could not save a checkpoint in {folder} at step {state.step} ({reason}); "
+                                  f"{_kept(folder, self.saved_step)}. {hint} another `out`",
+                                  path=self.last_path, step=state.step) from None
+        self.saved_step, self.saving = state.step, None
 
 
 def describe_plan(plan: SpeedConfig) -> str:
@@ -197,6 +216,8 @@ def train_run(run: Run, **options) -> RunResult:
 
 def _train_run(run: Run, opts: RunOptions, out: Path | None, dist: distributed.Distributed) -> RunResult:
     """`train_run`'s work, once its folder is owned; turns Ctrl-C, divergence and OOM into one message."""
+    from tqdm.auto import tqdm
+
     checkpoint = load_checkpoint(out / LAST, resumable=True) if opts.resume else None
     new = out is not None and not opts.resume and not opts.overwrite
     existing = [name for name in (LAST, BEST) if new and (out / name).exists()]
@@ -209,10 +230,11 @@ def _train_run(run: Run, opts: RunOptions, out: Path | None, dist: distributed.D
     try:  # from here on, Ctrl-C (or SIGTERM, SIGHUP) says what there is to resume, even mid-load
         result = _prepare(run, opts, out, dist, checkpoint)
         result.saved_step = saved
-        saver = [_Saver(result)] if out is not None and dist.is_main else []  # one writer
+        saver = [result._save] if out is not None and dist.is_main else []  # one writer
         expected = (expected_step_seconds(result.model_config, run.train, result.plan)  # a busy CPU
                     if dist.device.type == "cpu" and opts.make_model is None and not dist.active else None)
-        pace = None if expected is None else PaceWatch(expected, _above_bar(opts.log))
+        above_bar = tqdm.write if opts.log is print else opts.log  # a print goes above the bar, not into it
+        pace = None if expected is None else PaceWatch(expected, above_bar)
         result.state = train(result.model, result.corpus.train_data, result.corpus.val_data, run.train,
                              block_size=result.model_config.block_size, device=dist.device,
                              callbacks=[*saver, *opts.callbacks], state=result.state, progress=opts.progress,
@@ -295,7 +317,15 @@ def _check_split(name: str, data: torch.Tensor, batch_size: int, block_size: int
 
 
 def _saved(result: "RunResult | None", step: int | None) -> int | None:
-    return step if result is None else result.saved_step
+    """The step of the run's last complete last.pt: ``step`` (the resumed one's) until the run has saved,
+    or the one being saved if Ctrl-C came after its rename (the file says which)."""
+    if result is None:
+        return step
+    if result.saving is not None:
+        with suppress(CheckpointError, OSError):
+            if load_checkpoint(result.last_path).step == result.saving:
+                return result.saving
+    return result.saved_step
 
 
 def _kept(out: Path, step: int | None) -> str:
@@ -353,30 +383,6 @@ def _own_folder(out: Path) -> Iterator[None]:
         remove_empty_folders(created)
 
 
-class _Saver:
-    """The callback that writes ``best.pt`` when val improves and a resumable ``last.pt`` every evaluation."""
-
-    def __init__(self, result: "RunResult"):
-        self.result = result
-
-    def __call__(self, state: TrainState) -> None:
-        r = self.result
-        run_info = {"data_sha256": r.corpus.sha256, "speed": asdict(r.plan)}
-        # best.pt first: a kill between the two saves leaves last.pt one evaluation behind, and
-        # resuming from it redoes that evaluation and writes the same best.pt again.
-        try:
-            if state.improved:
-                save_checkpoint(r.best_path, state.model, r.tokenizer, r.model_config, state.config,
-                                state.step, {"history": state.history.to_dict(), **run_info})
-            save_training_state(r.last_path, state, r.tokenizer, r.model_config, run_info)
-        except OSError as err:  # a full disk, a folder removed or made read-only mid-run
-            hint = "Free some space or choose" if err.errno == errno.ENOSPC else "Choose"
-            raise OutputPathError(f"could not save a checkpoint in {r.last_path.parent} at step {state.step} "
-                                  f"({err.strerror or err}); {_kept(r.last_path.parent, r.saved_step)}. "
-                                  f"{hint} another `out`", path=r.last_path, step=state.step) from None
-        r.saved_step = state.step
-
-
 def describe_split(dist: distributed.Distributed, batch_size: int, grad_accum: int) -> str:
     """One line saying how each batch is shared, e.g. "world size 2 (gloo): each process trains 16
     of the 32 rows of every batch"."""
@@ -386,14 +392,6 @@ def describe_split(dist: distributed.Distributed, batch_size: int, grad_accum: i
         return f"gradient accumulation: each batch of {batch_size} rows{micro}"
     return (f"world size {dist.world_size} ({dist.backend}): each process trains {rows} of the "
             f"{batch_size} rows of every batch{micro}")
-
-
-def _above_bar(log: Callable[[str], None]) -> Callable[[str], None]:
-    """``log``, but a plain print goes above the progress bar (tqdm.write), not into it."""
-    from tqdm.auto import tqdm
-
-    return tqdm.write if log is print else log
-
 
 
 def speed_from_checkpoint(checkpoint: Checkpoint) -> SpeedConfig:
