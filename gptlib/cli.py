@@ -54,8 +54,7 @@ def _add_config_options(parser: argparse.ArgumentParser, config_class, skip=(), 
 
 
 def _overrides(args: argparse.Namespace, config_class) -> dict:
-    return {f.name: getattr(args, f.name) for f in fields(config_class)
-            if getattr(args, f.name, None) is not None}
+    return {f.name: getattr(args, f.name) for f in fields(config_class) if getattr(args, f.name) is not None}
 
 
 class _Parser(argparse.ArgumentParser):
@@ -132,15 +131,13 @@ def _print_sample(model, tokenizer, prompt: str, max_new_tokens: int, *, prompt_
                          **kwargs)  # checks everything before anything is printed
     sys.stdout.write(prompt)
     for piece in pieces:
-        sys.stdout.write(piece)
-        sys.stdout.flush()
-    sys.stdout.write("\n")
-    sys.stdout.flush()
+        print(piece, end="", flush=True)
+    print(flush=True)
 
 
 def run_from_args(args: argparse.Namespace) -> Run:
-    """The `Run` that ``train``'s options describe: a preset (or, with ``--resume`` and no
-    ``--preset``, the saved run's configs) with the options that override its fields."""
+    """The `Run` of ``train``'s options: a preset (with ``--resume`` and no ``--preset``, the saved run's
+    configs) with the options that override its fields."""
     if args.resume and args.preset is None:
         saved = load_checkpoint(Path(args.out) / "last.pt", resumable=True)
         base = Preset("resumed", "", saved.model_config, saved.train_config)
@@ -197,9 +194,8 @@ def cmd_train(args: argparse.Namespace) -> None:
 
 def cmd_sample(args: argparse.Namespace) -> None:
     """``sample``: load a checkpoint and stream a continuation of the prompt."""
-    device = pick_device(args.device)
     ckpt = load_checkpoint(args.checkpoint)
-    model = ckpt.build_model(device)
+    model = ckpt.build_model(pick_device(args.device))
     prompt = args.prompt if args.prompt_file is None else read_prompt(args.prompt_file)
     _print_sample(model, ckpt.tokenizer, default_prompt(ckpt.tokenizer) if prompt is None else prompt,
                   args.max_new_tokens, prompt_name="--prompt-file" if args.prompt_file else "--prompt",
