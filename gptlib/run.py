@@ -112,8 +112,7 @@ class Run:
         return cls(model=preset.model, train=preset.train, name=preset.name, **fields)
 
     def plan(self, device: torch.device | str) -> SpeedConfig:
-        """The speed plan this run trains with on ``device``: ``speed`` (else the device's plan)
-        with the run's ``dtype`` and ``compile``, where set."""
+        """The plan this run trains with on ``device``: ``speed`` (else the device's), dtype and compile."""
         plan = self.speed or speed_plan(device, self.model)
         if self.dtype is not None:
             plan = with_precision(plan, self.dtype)
@@ -192,12 +191,9 @@ class RunOptions:
 
 
 def train_run(run: Run, **options) -> RunResult:
-    """Train ``run`` from its data to its checkpoints (``options``: `RunOptions`' fields).
-
-    ``run.out`` is created, checked to be writable and locked before the data loads, so a bad folder, or
-    one another run writes to, fails at once. Ctrl-C raises `TrainingInterrupted` (where the last
-    checkpoint is); running out of memory, an `OutOfMemoryError` naming the sizes to make smaller.
-    """
+    """Train ``run`` from its data to its checkpoints (``options``: `RunOptions`' fields). ``run.out`` is
+    created, checked and locked before the data loads, so a bad or busy folder fails at once. Ctrl-C
+    raises `TrainingInterrupted` (where the last checkpoint is), running out of memory `OutOfMemoryError`."""
     opts = RunOptions(**options)
     if opts.resume and opts.overwrite:
         raise ConfigError("`resume` continues the run in `out` and `overwrite` replaces it; pass one of them")
@@ -384,8 +380,7 @@ def _own_folder(out: Path) -> Iterator[None]:
 
 
 def describe_split(dist: distributed.Distributed, batch_size: int, grad_accum: int) -> str:
-    """One line saying how each batch is shared, e.g. "world size 2 (gloo): each process trains 16
-    of the 32 rows of every batch"."""
+    """One line saying how each batch is shared, e.g. "world size 2 (gloo): each process trains 16 of ..."."""
     rows = batch_size // dist.world_size
     micro = f" in {grad_accum} micro-batches of {rows // grad_accum}" if grad_accum > 1 else ""
     if not dist.active:
