@@ -23,7 +23,7 @@ from gptlib.distributed import report_error
 from gptlib.errors import DataError, GPTLibError, TrainingInterrupted
 from gptlib.files import path_arg
 from gptlib.presets import PRESETS, Preset, get_preset
-from gptlib.run import Run, train_run
+from gptlib.run import Run, resume_path, train_run
 from gptlib.sampling import default_prompt, stream_text
 from gptlib.speed import READABLE
 from gptlib.tokenizer import CharTokenizer
@@ -139,7 +139,7 @@ def run_from_args(args: argparse.Namespace) -> Run:
     """The `Run` of ``train``'s options: a preset (with ``--resume`` and no ``--preset``, the saved run's
     configs) with the options that override its fields."""
     if args.resume and args.preset is None:
-        saved = load_checkpoint(Path(args.out) / "last.pt", resumable=True)
+        saved = load_checkpoint(resume_path(Path(args.out)), resumable=True)
         base = Preset("resumed", "", saved.model_config, saved.train_config)
     else:
         base = get_preset("cpu" if args.preset is None else args.preset)

@@ -1,9 +1,5 @@
-"""A training run, end to end: `Run` says what to train, on which text and where it goes; `train_run`
-owns it from the data to the checkpoints. The command line, chapter 7, ``bench --time-to-loss`` and the
-ladder all call it; under ``torchrun`` every process does, and only rank 0 logs, saves and calls back.
-
-    result = train_run(Run.from_preset(get_preset("cpu"), out=Path("runs/cpu")))  # .model, .history
-"""
+"""A training run: `Run` says what to train, on which text and where it goes; `train_run` owns it from the
+data to the checkpoints, for the CLI, chapter 7, the bench and the ladder (under torchrun, rank 0 writes)."""
 
 import errno
 import hashlib
@@ -57,10 +53,8 @@ class Corpus:
 
 def load_corpus(path: str | os.PathLike | None = None, tokenizer=None, *, kind: str = "char",
                 vocab_size: int | None = None) -> Corpus:
-    """Read the text (``path``, else verified Tiny Shakespeare), split it 90/10 by characters (the same
-    validation text whatever the tokenizer: chapter 8 compares them per character), and tokenize both
-    parts with ``tokenizer``, else a new one of ``kind``: "char", or "bpe" with ``vocab_size`` tokens
-    (trained on the train part only)."""
+    """Read the text (``path``, else Tiny Shakespeare), split it 90/10 by characters (chapter 8 compares
+    tokenizers per character), tokenize it with ``tokenizer``, else a new ``kind`` (BPE: fit on train)."""
     text = load_text(path)
     n = int(0.9 * len(text))  # the first 90% of the characters to train on
     if tokenizer is None:
@@ -95,7 +89,6 @@ class Run:
     grad_accum: int = 1  # micro-batches per step (per process under torchrun): same result, less memory
 
     def __post_init__(self):
-        """The one check of the precision name, the tokenizer kind and an empty output folder."""
         if self.dtype is not None and self.dtype not in PRECISIONS:
             raise ConfigError(f"unknown dtype {self.dtype!r}; `dtype` is one of: {', '.join(PRECISIONS)}")
         if self.tokenizer is not None and self.tokenizer not in TOKENIZERS:
@@ -137,15 +130,8 @@ class RunResult:
     saved_step: int | None = None  # the step of the last last.pt this run saved
     saving: int | None = None  # the step of a save under way
 
-    @property
-    def history(self):
-        """The loss history, one row per evaluation."""
-        return self.state.history
-
-    @property
-    def tokenizer(self) -> CharTokenizer:
-        """The run's tokenizer."""
-        return self.corpus.tokenizer
+    history = property(lambda self: self.state.history, doc="The loss history, one row per evaluation.")
+    tokenizer = property(lambda self: self.corpus.tokenizer, doc="The run's tokenizer.")
 
     def _save(self, state: TrainState) -> None:
         """The callback that writes ``best.pt`` when val improves, and a resumable ``last.pt`` always."""
@@ -191,9 +177,8 @@ class RunOptions:
 
 
 def train_run(run: Run, **options) -> RunResult:
-    """Train ``run`` from its data to its checkpoints (``options``: `RunOptions`' fields). ``run.out`` is
-    created, checked and locked before the data loads, so a bad or busy folder fails at once. Ctrl-C
-    raises `TrainingInterrupted` (where the last checkpoint is), running out of memory `OutOfMemoryError`."""
+    """Train ``run`` (``options``: `RunOptions`' fields); ``run.out`` is created and locked before the data
+    loads. Ctrl-C raises `TrainingInterrupted`, running out of memory `OutOfMemoryError`."""
     opts = RunOptions(**options)
     if opts.resume and opts.overwrite:
         raise ConfigError("`resume` continues the run in `out` and `overwrite` replaces it; pass one of them")
@@ -204,10 +189,20 @@ def train_run(run: Run, **options) -> RunResult:
     if not dist.is_main:
         opts.log = lambda message: None  # under torchrun, rank 0 alone reports
     out = None if run.out is None else Path(run.out).expanduser()
+    if opts.resume:
+        resume_path(out)
     if out is None or not dist.is_main:  # under torchrun, rank 0 owns the folder and writes it
         return _train_run(run, opts, out, dist)
     with _own_folder(out):
         return _train_run(run, opts, out, dist)
+
+
+def resume_path(out: Path) -> Path:
+    """``out/last.pt``, what a resumed run continues; ``out`` naming a file (best.pt) is an `OutputPathError`."""
+    if out.is_file():
+        raise OutputPathError(f"`out` {out} is a file; `resume` takes the run's folder: `out` {out.parent}",
+                              path=out)
+    return out / LAST
 
 
 def _train_run(run: Run, opts: RunOptions, out: Path | None, dist: distributed.Distributed) -> RunResult:

@@ -502,7 +502,7 @@ def test_divergence_keeps_the_last_good_checkpoint(corpus, tmp_path):
 
 def test_resume_with_nothing_to_resume(tmp_path):
     line = cli_subprocess("train", "--resume", "--out", str(tmp_path / "empty"), "--device", "cpu")
-    assert f"no checkpoint at {tmp_path / 'empty' / 'last.pt'}" in line  # the checkpoint reader's words
+    assert f"no checkpoint at {tmp_path / 'empty' / 'last.pt'}; train one with" in line  # the reader's words
     assert not (tmp_path / "empty").exists()  # and no folder left behind
 
 
@@ -1225,7 +1225,10 @@ def test_a_negative_learning_rate_gets_the_equals_sign_hint(capsys):
 def test_resume_with_out_naming_a_checkpoint_file(finished_run, capsys):
     capsys.readouterr()
     line = cli_error(capsys, "train", "--resume", "--out", str(finished_run / "best.pt"))
-    assert line == f"error: no checkpoint at {finished_run / 'best.pt' / 'last.pt'}; train one with `python -m gptlib train --out DIR`"
+    folder = f"--out {finished_run}"
+    assert line == f"error: --out {finished_run / 'best.pt'} is a file; --resume takes the run's folder: {folder}"
+    line = cli_error(capsys, "train", "--resume", "--out", str(finished_run / "best.pt"), "--preset", "smoke")
+    assert line == f"error: --out {finished_run / 'best.pt'} is a file; --resume takes the run's folder: {folder}"
 
 
 @pytest.mark.skipif(not os.path.isfile("/proc/version"), reason="Linux's /proc")
