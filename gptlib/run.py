@@ -11,7 +11,6 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import torch
-import torch.nn as nn
 
 from gptlib import distributed
 from gptlib.checkpoint import (Checkpoint, load_checkpoint, remove_stale_temp_files, resume_training_state,
@@ -94,8 +93,7 @@ class Run:
         if self.tokenizer is not None and self.tokenizer not in TOKENIZERS:
             raise ConfigError(f"unknown tokenizer {self.tokenizer!r}; `tokenizer` is one of: char, bpe")
         if self.vocab_size is not None and self.tokenizer != "bpe":
-            raise ConfigError("`vocab_size` sets the size of a BPE vocabulary; give it with `tokenizer` bpe "
-                              "(a character tokenizer has one token per character of the text)")
+            raise ConfigError("`vocab_size` sets the size of a BPE vocabulary; give it with `tokenizer` bpe")
         if self.out is not None and not str(self.out).strip():
             raise ConfigError("the output folder (`out`) is empty; name a folder, or None to keep nothing")
 
@@ -118,7 +116,7 @@ class RunResult:
     included), the corpus, the plan it trained with, and the checkpoint paths."""
 
     run: Run
-    model: nn.Module
+    model: torch.nn.Module
     state: TrainState
     corpus: Corpus
     plan: SpeedConfig
@@ -171,7 +169,7 @@ class RunOptions:
     overwrite: bool = False  # replace a run already in run.out (else it is refused)
     callbacks: Iterable[Callback] = ()  # called with the `TrainState` after every evaluation
     progress: bool = True  # a tqdm progress bar
-    make_model: Callable[[GPTConfig], nn.Module] | None = None  # another model (the ladder's rungs)
+    make_model: Callable[[GPTConfig], torch.nn.Module] | None = None  # another model (the ladder's rungs)
     corpus: "Corpus | None" = None  # a corpus already loaded
     log: Callable[[str], None] = print  # gets the run's one-line messages
 
@@ -198,7 +196,7 @@ def train_run(run: Run, **options) -> RunResult:
 
 
 def resume_path(out: Path) -> Path:
-    """``out/last.pt``, what a resumed run continues; ``out`` naming a file (best.pt) is an `OutputPathError`."""
+    """``out/last.pt``, what a resumed run continues (``out`` naming a file is an `OutputPathError`)."""
     if out.is_file():
         raise OutputPathError(f"`out` {out} is a file; `resume` takes the run's folder: `out` {out.parent}",
                               path=out)
@@ -208,7 +206,6 @@ def resume_path(out: Path) -> Path:
 def _train_run(run: Run, opts: RunOptions, out: Path | None, dist: distributed.Distributed) -> RunResult:
     """`train_run`'s work, once its folder is owned; turns Ctrl-C, divergence and OOM into one message."""
     from tqdm.auto import tqdm
-
     checkpoint = load_checkpoint(out / LAST, resumable=True) if opts.resume else None
     new = out is not None and not opts.resume and not opts.overwrite
     existing = [name for name in (LAST, BEST) if new and (out / name).exists()]
@@ -230,14 +227,11 @@ def _train_run(run: Run, opts: RunOptions, out: Path | None, dist: distributed.D
                              block_size=result.model_config.block_size, device=dist.device,
                              callbacks=[*saver, *opts.callbacks], state=result.state, progress=opts.progress,
                              speed=result.plan, dist=dist, grad_accum=run.grad_accum, after_step=pace)
-    except TrainingDivergedError as err:
+    except (TrainingDivergedError, KeyboardInterrupt) as err:
         if out is None:
             raise
-        raise TrainingDivergedError(f"{err}; {_kept(out, _saved(result, saved))}", step=err.step) from None
-    except KeyboardInterrupt:
-        if out is None:
-            raise
-        raise _interrupted(run, opts, out, _saved(result, saved)) from None
+        raise (_interrupted(run, opts, out, _saved(result, saved)) if isinstance(err, KeyboardInterrupt) else
+               TrainingDivergedError(f"{err}; {_kept(out, _saved(result, saved))}", step=err.step)) from None
     except (MemoryError, RuntimeError) as err:
         if not out_of_memory(err):
             raise
@@ -259,10 +253,10 @@ def _prepare(run: Run, opts: RunOptions, out: Path | None, dist: distributed.Dis
     model_config = replace(run.model, vocab_size=corpus.tokenizer.vocab_size)
     # a resumed run keeps its saved plan, precision included; a new one measures (on a CPU)
     plan = speed_from_checkpoint(checkpoint) if checkpoint is not None else run.plan(dist.device)
-    model = make_run_model(model_config, plan, run.train.seed, opts.make_model)
-    state = None
-    if checkpoint is not None:  # after building: this sets torch's random state to the saved one
-        state = resume_training_state(checkpoint, model, dist.device, fused=plan.fused_adamw)
+    torch.manual_seed(run.train.seed)  # the initial weights (and, from here on, dropout)
+    model = build_model(model_config, plan) if opts.make_model is None else opts.make_model(model_config)
+    # after building: resuming sets torch's random state to the saved one
+    state = checkpoint and resume_training_state(checkpoint, model, dist.device, fused=plan.fused_adamw)
     distributed.seed_other_ranks(dist, run.train.seed, 0 if state is None else state.step)  # dropout
     result = RunResult(run, model, state, corpus, plan, dist.device, dist=dist, model_config=model_config)
     if out is not None:
@@ -272,13 +266,6 @@ def _prepare(run: Run, opts: RunOptions, out: Path | None, dist: distributed.Dis
             opts.log(f"removed {stale}, left by a save that was interrupted")
     _log_start(result, opts, checkpoint)
     return result
-
-
-def make_run_model(model_config: GPTConfig, plan: SpeedConfig, seed: int,
-                   make_model: Callable[[GPTConfig], nn.Module] | None = None) -> nn.Module:
-    """The run's model, seeded: ``make_model``'s, else the speed plan's (`FastGPT` or the readable `GPT`)."""
-    torch.manual_seed(seed)  # the initial weights (and, from here on, dropout)
-    return make_model(model_config) if make_model is not None else build_model(model_config, plan)
 
 
 def _log_start(result: "RunResult", opts: RunOptions, checkpoint: Checkpoint | None) -> None:
@@ -292,8 +279,13 @@ def _log_start(result: "RunResult", opts: RunOptions, checkpoint: Checkpoint | N
     log(f"speed plan: {plan}")
     if opts.make_model is None and result.plan.why:
         log(f"  why: {result.plan.why}")
-    if result.dist.active or run.grad_accum > 1:
-        log(describe_split(result.dist, run.train.batch_size, run.grad_accum))
+    dist, rows, accum = result.dist, run.train.batch_size // result.dist.world_size, run.grad_accum
+    micro = f" in {accum} micro-batches of {rows // accum}" if accum > 1 else ""
+    if dist.active:
+        log(f"world size {dist.world_size} ({dist.backend}): each process trains {rows} of the "
+            f"{run.train.batch_size} rows of every batch{micro}")
+    elif accum > 1:
+        log(f"gradient accumulation: each batch of {run.train.batch_size} rows{micro}")
 
 
 def _check_split(name: str, data: torch.Tensor, batch_size: int, block_size: int) -> None:
@@ -308,8 +300,8 @@ def _check_split(name: str, data: torch.Tensor, batch_size: int, block_size: int
 
 
 def _saved(result: "RunResult | None", step: int | None) -> int | None:
-    """The step of the run's last complete last.pt: ``step`` (the resumed one's) until the run has saved,
-    or the one being saved if Ctrl-C came after its rename (the file says which)."""
+    """The step of the last complete last.pt: ``step`` (the resumed one's) until the run saves; the one
+    being saved if Ctrl-C came after its rename (the file says which)."""
     if result is None:
         return step
     if result.saving is not None:
@@ -336,9 +328,8 @@ def _interrupted(run: Run, opts: RunOptions, out: Path, step: int | None) -> Tra
 
 def memory_message(err: BaseException, device: torch.device, model: GPTConfig, batch_size: int) -> str:
     """One line for running out of memory: how much was asked for at once and which sizes to make smaller."""
-    text = str(err)
-    cpu = re.search(r"allocate (\d+) bytes", text)  # the CPU allocator's wording
-    gpu = re.search(r"allocate ([\d.]+ [KMGT]iB)", text)  # CUDA's and MPS's
+    cpu = re.search(r"allocate (\d+) bytes", str(err))  # the CPU allocator's wording
+    gpu = re.search(r"allocate ([\d.]+ [KMGT]iB)", str(err))  # CUDA's and MPS's
     asked = f"{int(cpu.group(1)) / 2**30:.1f} GiB" if cpu else gpu.group(1) if gpu else None
     return (f"out of memory on {device}" + (f" (asked for {asked} at once)" if asked else "") +
             f": make batch_size (now {batch_size}) or block_size (now {model.block_size}) smaller, "
@@ -347,9 +338,8 @@ def memory_message(err: BaseException, device: torch.device, model: GPTConfig, b
 
 @contextmanager
 def _own_folder(out: Path) -> Iterator[None]:
-    """Create ``out`` if missing, check that it can be written, and hold its lock while the block runs:
-    an ``flock`` on ``out/.lock``, so a second run is refused at once and the kernel lets it go however
-    the process ends. Folders created here and still empty at the end are removed again."""
+    """Create ``out`` (folders left empty are removed at the end) and hold an ``flock`` on ``out/.lock`` while
+    the block runs: a second run is refused at once, and the kernel lets it go however the process ends."""
     created = make_folder(out, "the output folder", "choose another `out`")
     fd = None
     if fcntl is not None:
@@ -374,23 +364,10 @@ def _own_folder(out: Path) -> Iterator[None]:
         remove_empty_folders(created)
 
 
-def describe_split(dist: distributed.Distributed, batch_size: int, grad_accum: int) -> str:
-    """One line saying how each batch is shared, e.g. "world size 2 (gloo): each process trains 16 of ..."."""
-    rows = batch_size // dist.world_size
-    micro = f" in {grad_accum} micro-batches of {rows // grad_accum}" if grad_accum > 1 else ""
-    if not dist.active:
-        return f"gradient accumulation: each batch of {batch_size} rows{micro}"
-    return (f"world size {dist.world_size} ({dist.backend}): each process trains {rows} of the "
-            f"{batch_size} rows of every batch{micro}")
-
-
 def speed_from_checkpoint(checkpoint: Checkpoint) -> SpeedConfig:
     """The plan a checkpoint was trained with (checkpoints from before plans were saved: `READABLE`)."""
     saved = checkpoint.extra.get("speed")
-    try:
-        return READABLE if saved is None else SpeedConfig(**saved)
-    except (TypeError, ValueError) as err:
-        raise CheckpointError(f"the checkpoint's speed plan is damaged: {err}") from None
+    return READABLE if saved is None else SpeedConfig(**saved)
 
 
 def _check_same_run(run: Run, checkpoint: Checkpoint, path: Path) -> None:
@@ -399,20 +376,15 @@ def _check_same_run(run: Run, checkpoint: Checkpoint, path: Path) -> None:
     asked = {**asdict(replace(run.model, vocab_size=checkpoint.model_config.vocab_size)), **asdict(run.train)}
     conflicts = [f"{name} (saved {saved[name]!r}, asked {value!r})" for name, value in asked.items()
                  if saved[name] != value]
-    saved_plan = speed_from_checkpoint(checkpoint)
-    if run.speed is not None and run.speed.fast_model != saved_plan.fast_model:
-        conflicts.append(f"the model (saved {'FastGPT' if saved_plan.fast_model else 'readable GPT'}, "
-                         f"asked {'FastGPT' if run.speed.fast_model else 'readable GPT (`readable`)'})")
-    if run.dtype is not None and run.dtype != saved_plan.precision:
-        conflicts.append(f"the precision (saved {saved_plan.precision}, asked {run.dtype})")
-    if run.compile is not None and run.compile != saved_plan.compile:
-        conflicts.append(f"torch.compile (saved {'on' if saved_plan.compile else 'off'}, "
-                         f"asked {'on' if run.compile else 'off'})")
-    saved_kind = checkpoint.tokenizer.to_dict()["kind"]
-    if run.tokenizer is not None and run.tokenizer != saved_kind:
-        conflicts.append(f"tokenizer (saved {saved_kind!r}, asked {run.tokenizer!r})")
-    if run.vocab_size is not None and run.vocab_size != checkpoint.tokenizer.vocab_size:
-        conflicts.append(f"vocab_size (saved {checkpoint.tokenizer.vocab_size}, asked {run.vocab_size})")
+    plan, tokenizer = speed_from_checkpoint(checkpoint), checkpoint.tokenizer
+    model, on = ("readable GPT", "FastGPT"), ("off", "on")
+    choices = [("the model", run.speed and model[run.speed.fast_model], model[plan.fast_model]),
+               ("the precision", run.dtype, plan.precision),
+               ("torch.compile", None if run.compile is None else on[run.compile], on[plan.compile]),
+               ("tokenizer", run.tokenizer, tokenizer.to_dict()["kind"]),
+               ("vocab_size", run.vocab_size, tokenizer.vocab_size)]
+    conflicts += [f"{what} (saved {had}, asked {asked})" for what, asked, had in choices
+                  if asked is not None and asked != had]
     if conflicts:
         raise ConfigError(f"`resume` continues with the configs saved in {path}, but the run asks for "
                           f"others: {'; '.join(conflicts)}. Drop those options, or start a new run with "
