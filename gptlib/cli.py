@@ -1,9 +1,5 @@
-"""The command line, the original project's ``python main.py``: ``python -m gptlib train/sample/bench``.
-
-A mistake is one line on stderr and exit code 2; Ctrl-C, SIGTERM and SIGHUP one line with the command
-that resumes the run, exit code 130; a reader that stops reading (``| head``) ends the command quietly.
-The library's errors name `Run` fields and `train_run` options in backticks; here they become flags.
-"""
+"""``python -m gptlib train/sample/bench``: a mistake is one line and exit 2, Ctrl-C one line with the command
+that resumes, exit 130. The library's errors name `Run` fields in backticks; here they become --flags."""
 
 import argparse
 import inspect
@@ -29,32 +25,18 @@ from gptlib.speed import READABLE
 from gptlib.tokenizer import CharTokenizer
 
 
-def _field_help(config_class) -> dict[str, str]:
-    """Each field's help text: its comment in the dataclass's source (gptlib/config.py)."""
-    source = inspect.getsource(config_class)
-    return dict(re.findall(r"^\s+(\w+):[^#\n]*#\s*(.+)$", source, flags=re.M))
-
-
 def _add_config_options(parser: argparse.ArgumentParser, config_class, skip=(), description=None) -> None:
-    """One ``--field-name`` option per dataclass field; unset options keep the preset's value."""
-    help_text = _field_help(config_class)
+    """One ``--field-name`` option per dataclass field, its help the field's comment in gptlib/config.py;
+    unset options keep the preset's value."""
+    comments = dict(re.findall(r"^\s+(\w+):[^#\n]*#\s*(.+)$", inspect.getsource(config_class), flags=re.M))
     group = parser.add_argument_group(f"{config_class.__name__} overrides (default: the preset's value)",
                                       description)
-    for f in fields(config_class):
-        if f.name in skip:
-            continue
-        flag = "--" + f.name.replace("_", "-")
-        if f.type in (bool, "bool"):
-            group.add_argument(flag, dest=f.name, action=argparse.BooleanOptionalAction, default=None,
-                               help=help_text.get(f.name))
+    for f in (f for f in fields(config_class) if f.name not in skip):
+        flag, text = "--" + f.name.replace("_", "-"), comments[f.name].replace("%", "%%")
+        if f.type is bool:
+            group.add_argument(flag, dest=f.name, action=argparse.BooleanOptionalAction, help=text)
         else:
-            kind = {"int": int, "float": float}.get(f.type, f.type) if isinstance(f.type, str) else f.type
-            group.add_argument(flag, dest=f.name, type=kind, default=None, metavar=kind.__name__.upper(),
-                               help=help_text.get(f.name, "").replace("%", "%%") or None)
-
-
-def _overrides(args: argparse.Namespace, config_class) -> dict:
-    return {f.name: getattr(args, f.name) for f in fields(config_class) if getattr(args, f.name) is not None}
+            group.add_argument(flag, dest=f.name, type=f.type, metavar=f.type.__name__.upper(), help=text)
 
 
 class _Parser(argparse.ArgumentParser):
@@ -73,34 +55,24 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     t = sub.add_parser("train", help="train a GPT on Tiny Shakespeare (or --data FILE) and save a checkpoint")
-    t.add_argument("--preset", default=None, help=f"one of: {', '.join(PRESETS)} (default: cpu)")
+    t.add_argument("--preset", help=f"one of: {', '.join(PRESETS)} (default: cpu)")
     t.add_argument("--device", default="auto", help="auto (cuda, then mps, then cpu), cpu, cuda or mps")
     t.add_argument("--out", default="runs/latest", type=path_arg,
                    help="folder for checkpoints (default: runs/latest); one run at a time writes to it")
-    t.add_argument("--data", default=None, type=path_arg,
-                   help="a UTF-8 text file to train on instead of Tiny Shakespeare (its line ends, CRLF "
-                        "or CR, are read as LF)")
-    t.add_argument("--sample-tokens", default=500, type=int, help="characters to print at the end (default 500)")
-    t.add_argument("--resume", action="store_true",
-                   help="continue the run in --out from its last.pt with the saved configs (exact on the same CPU)")
-    t.add_argument("--overwrite", action="store_true",
-                   help="start a new run in an --out folder that already holds one, replacing its checkpoints")
-    t.add_argument("--tokenizer", default=None,
-                   help="char: one token per character (default); bpe: byte-level BPE trained on the train "
-                        "split (ch. 8)")
-    t.add_argument("--vocab-size", default=None, type=int,
-                   help="with --tokenizer bpe: tokens in the vocabulary, 256 to 65536 (default 512)")
-    t.add_argument("--readable", action="store_true",
-                   help="train the readable GPT instead of the speed plan's fast path (ch. 6), in float32 "
-                        "unless --dtype says otherwise")
-    t.add_argument("--dtype", default=None,
-                   help="float32, bfloat16 or float16 (default: the speed plan's: bfloat16 on Ampere or newer "
-                        "GPUs, float16 with a GradScaler on a T4 or V100, float32 on a CPU)")
-    t.add_argument("--compile", action=argparse.BooleanOptionalAction, default=None,
-                   help="torch.compile the model for the training steps (default: off)")
+    t.add_argument("--data", type=path_arg, help="a UTF-8 text file to train on instead of Tiny Shakespeare "
+                   "(its line ends, CRLF or CR, are read as LF)")
+    t.add_argument("--sample-tokens", default=500, type=int, help="characters to print at the end")
+    t.add_argument("--resume", action="store_true", help="continue --out's last.pt with its saved configs")
+    t.add_argument("--overwrite", action="store_true", help="replace the run --out already holds")
+    t.add_argument("--tokenizer", help="char (default); bpe: byte-level BPE fit on the train split (ch. 8)")
+    t.add_argument("--vocab-size", type=int, help="with --tokenizer bpe: 256 to 65536 tokens (default 512)")
+    t.add_argument("--readable", action="store_true", help="train the readable GPT instead of the speed "
+                   "plan's fast path (ch. 6), in float32 unless --dtype says otherwise")
+    t.add_argument("--dtype", help="float32, bfloat16 or float16 (default: the speed plan's: bfloat16 on "
+                   "Ampere+ GPUs, float16 + GradScaler on a T4 or V100, float32 on a CPU)")
+    t.add_argument("--compile", action=argparse.BooleanOptionalAction, help="torch.compile the steps")
     t.add_argument("--grad-accum", default=1, type=int, metavar="N",
-                   help="split each batch into N micro-batches, one backward each (same result, less "
-                        "memory); under torchrun, each process's share (default 1)")
+                   help="N micro-batches per batch: same result, less memory (under torchrun: per process)")
     _add_config_options(t, GPTConfig, skip=("vocab_size",))
     _add_config_options(t, TrainConfig, description="--min-lr follows --learning-rate (the preset's ratio "
                         "between them) unless it is given too")
@@ -108,14 +80,12 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("sample", help="generate text from a checkpoint")
     s.add_argument("--checkpoint", required=True, type=path_arg, help="a checkpoint written by `train`")
     prompt = s.add_mutually_exclusive_group()
-    prompt.add_argument("--prompt", default=None, help="text to continue (default: a newline, or the "
-                        "vocabulary's first character when the text had no newline)")
-    prompt.add_argument("--prompt-file", default=None, type=path_arg, metavar="FILE",
-                        help="read the prompt from a UTF-8 file (- for standard input): a prompt longer "
-                             "than a command line allows")
+    prompt.add_argument("--prompt", help="text to continue (default: a newline, else the first character)")
+    prompt.add_argument("--prompt-file", type=path_arg, metavar="FILE",
+                        help="read the prompt from a UTF-8 file (- for standard input)")
     s.add_argument("--max-new-tokens", default=500, type=int)
     s.add_argument("--temperature", default=1.0, type=float, help="0 = greedy, <1 sharper, >1 more random")
-    s.add_argument("--top-k", default=None, type=int, help="sample only from the k most likely characters")
+    s.add_argument("--top-k", type=int, help="sample only from the k most likely characters")
     s.add_argument("--seed", default=1337, type=int)
     s.add_argument("--device", default="auto")
 
@@ -127,8 +97,8 @@ def build_parser() -> argparse.ArgumentParser:
 def _print_sample(model, tokenizer, prompt: str, max_new_tokens: int, *, prompt_name: str = "--prompt",
                   **kwargs) -> None:
     """Print ``prompt`` and then each sampled token as soon as it is made."""
-    pieces = stream_text(model, tokenizer, prompt, max_new_tokens, prompt_name=prompt_name,
-                         **kwargs)  # checks everything before anything is printed
+    # stream_text checks everything before anything is printed
+    pieces = stream_text(model, tokenizer, prompt, max_new_tokens, prompt_name=prompt_name, **kwargs)
     sys.stdout.write(prompt)
     for piece in pieces:
         print(piece, end="", flush=True)
@@ -136,20 +106,19 @@ def _print_sample(model, tokenizer, prompt: str, max_new_tokens: int, *, prompt_
 
 
 def run_from_args(args: argparse.Namespace) -> Run:
-    """The `Run` of ``train``'s options: a preset (with ``--resume`` and no ``--preset``, the saved run's
-    configs) with the options that override its fields."""
+    """The `Run` of ``train``'s options: a preset's (``--resume`` alone: the saved run's) with overrides."""
     if args.resume and args.preset is None:
         saved = load_checkpoint(resume_path(Path(args.out)), resumable=True)
         base = Preset("resumed", "", saved.model_config, saved.train_config)
     else:
         base = get_preset("cpu" if args.preset is None else args.preset)
-    train = _overrides(args, TrainConfig)
-    if "learning_rate" in train and "min_lr" not in train and train["learning_rate"] != base.train.learning_rate:
+    def given(config_class) -> dict:  # the options set for config_class's fields
+        return {f.name: vars(args)[f.name] for f in fields(config_class) if vars(args)[f.name] is not None}
+    train, lr = given(TrainConfig), args.learning_rate
+    if lr is not None and args.min_lr is None and lr != base.train.learning_rate:
         # min_lr follows --learning-rate (the preset's ratio), so a lower learning rate just works
-        ratio = train["learning_rate"] / base.train.learning_rate
-        train["min_lr"] = min(base.train.min_lr * ratio, train["learning_rate"])
-    return Run(model=replace(base.model, **_overrides(args, GPTConfig)),
-               train=replace(base.train, **train),
+        train["min_lr"] = min(base.train.min_lr * (lr / base.train.learning_rate), lr)
+    return Run(model=replace(base.model, **given(GPTConfig)), train=replace(base.train, **train),
                speed=READABLE if args.readable else None, dtype=args.dtype, compile=args.compile,
                data=args.data, tokenizer=args.tokenizer, vocab_size=args.vocab_size, out=Path(args.out),
                device=args.device, name=base.name, grad_accum=args.grad_accum)
@@ -167,12 +136,11 @@ def _per_character(val_loss: float, corpus) -> str:
 def cmd_train(args: argparse.Namespace) -> None:
     """``train``: `train_run` the preset (or ``--resume``), print each evaluation's losses and a sample."""
     from tqdm.auto import tqdm
-
     if args.sample_tokens < 0:
         raise GPTLibError(f"--sample-tokens must be >= 0, got {args.sample_tokens}")
     run = run_from_args(args)  # a bad preset name or config value fails here, before the data loads
 
-    def report(state) -> None:
+    def report(state) -> None:  # each evaluation's losses
         h = state.history
         tqdm.write(f"step {h.step[-1]:>5}: train loss {h.train_loss[-1]:.4f}, val loss {h.val_loss[-1]:.4f}"
                    f" ({h.elapsed[-1]:.1f}s)")
@@ -210,7 +178,7 @@ def read_prompt(path: Path) -> str:
         data = sys.stdin.buffer.read() if str(path) == "-" else path.read_bytes()
         text = data.decode("utf-8")
     except UnicodeDecodeError as err:
-        raise DataError(f"--prompt-file {path} is not UTF-8 text ({err.reason} at byte {err.start})") from None
+        raise DataError(f"--prompt-file {path} is not UTF-8 ({err.reason} at byte {err.start})") from None
     except FileNotFoundError:
         raise FileNotFoundError(f"--prompt-file: no file at {path}") from None
     except IsADirectoryError:
@@ -218,29 +186,22 @@ def read_prompt(path: Path) -> str:
     return text.replace("\r\n", "\n").replace("\r", "\n")
 
 
-COMMANDS = {"train": cmd_train, "sample": cmd_sample, "bench": bench.cmd_bench}
-
-
 def main(argv: list[str] | None = None) -> int:
     """Entry point: parse, run, and turn a user error into one line and exit code 2."""
-    parser = build_parser()
-    args = parser.parse_args(argv)
+    args = build_parser().parse_args(argv)
     if sys.stdout is None:  # started with stdout closed (``>&-``): Python has nowhere to print
         print("error: standard output is closed; redirect it to a file, or to /dev/null", file=sys.stderr)
         return 2
     try:
-        COMMANDS[args.command](args)
+        {"train": cmd_train, "sample": cmd_sample, "bench": bench.cmd_bench}[args.command](args)
     except (GPTLibError, FileNotFoundError) as err:
         report_error(f"error: {one_line(as_flags(str(err)))}")  # under torchrun: once, from rank 0
         return 2
-    except TrainingInterrupted as err:
-        print(f"interrupted: {one_line(interrupted_line(err, args))}", file=sys.stderr)
+    except KeyboardInterrupt as err:  # a TrainingInterrupted says where its checkpoint is
+        where = f": {interrupted_line(err, args)}" if isinstance(err, TrainingInterrupted) else ""
+        print(f"interrupted{one_line(where)}", file=sys.stderr)
         return 130
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        return 130
-    except BrokenPipeError:
-        # The reader stopped reading (``| head``): stop quietly, as Unix tools do.
+    except BrokenPipeError:  # the reader stopped reading (``| head``): stop quietly, as Unix tools do
         _drop_stdout()
         return 141  # what a shell reports for a process that SIGPIPE ended: 128 + 13
     except OSError as err:  # the machine rather than the input: stdout on a full disk, a name too long...
@@ -267,8 +228,7 @@ def interrupted_line(err: TrainingInterrupted, args: argparse.Namespace) -> str:
 
 
 def one_line(message: str) -> str:
-    """``message`` with each unprintable character (a newline, a terminal's escape in a file name) written
-    as Python writes it in a string (``\\n``, ``\\x1b``): one line that cannot drive the terminal."""
+    """``message`` with unprintable characters (``\\n``, ``\\x1b``) escaped: one line, no terminal codes."""
     return "".join(c if c.isprintable() else repr(c)[1:-1] for c in message)
 
 
