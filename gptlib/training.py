@@ -1,6 +1,5 @@
-"""Training: `estimate_loss`, the learning-rate schedule and `train`, a loop that knows nothing about GPT:
-any model with ``forward(idx, targets) -> (logits, loss)`` trains. Callbacks see a `TrainState` after
-every evaluation: live plots, checkpoints and early stopping plug in there."""
+"""`train`: a loop that knows nothing about GPT (any ``forward(idx, targets) -> (logits, loss)`` trains);
+callbacks (live plots, checkpoints, early stopping) see a `TrainState` after each evaluation."""
 
 import math
 import time
@@ -28,7 +27,7 @@ class History:
     elapsed: list[float] = field(default_factory=list)
 
     def append(self, *row: float) -> None:
-        """Add one evaluation's row: step, train_loss, val_loss, lr, elapsed."""
+        """Add one evaluation's row, in the fields' order."""
         for column, value in zip(fields(self), row, strict=True):
             getattr(self, column.name).append(value)
 
@@ -72,8 +71,7 @@ Callback = Callable[[TrainState], None]
 @torch.no_grad()
 def estimate_loss(model: nn.Module, splits: dict[str, torch.Tensor], batch_size: int, block_size: int,
                   eval_iters: int, generator: torch.Generator, device: torch.device | str) -> dict:
-    """Mean loss over ``eval_iters`` random batches of each split (a steady number: one batch's is noisy),
-    in eval mode (no dropout); the model is put back in the mode it was in."""
+    """Mean loss over ``eval_iters`` random batches of each split, in eval mode (then back to the model's)."""
     was_training = model.training
     model.eval()
     out = {}
@@ -108,8 +106,7 @@ def make_optimizer(model: nn.Module, config: TrainConfig, *, fused: bool = False
 
 
 def make_generators(seed: int, device: torch.device | str = "cpu") -> tuple[torch.Generator, torch.Generator]:
-    """Separate random streams for the training and evaluation batches (evaluating does not change which
-    batches training sees), on a CUDA device (`get_batch` draws there) or else the CPU."""
+    """Separate random streams for training and evaluation batches, on a CUDA device, else the CPU."""
     where = device if torch.device(device).type == "cuda" else "cpu"
     return tuple(torch.Generator(device=where).manual_seed(seed + i) for i in (0, 1))
 
@@ -131,18 +128,16 @@ class TrainOptions:
 
 def train(model: nn.Module, train_data: torch.Tensor, val_data: torch.Tensor, config: TrainConfig,
           **options) -> TrainState:
-    """Train ``model`` for ``config.max_iters`` steps (``options``: `TrainOptions`' fields); evaluate every
-    ``eval_interval`` steps and at the last, then call the callbacks. A NaN or inf loss raises
-    `TrainingDivergedError` there, naming its step; no optimiser step from it on is applied."""
+    """Train ``model`` for ``config.max_iters`` steps (``options``: `TrainOptions`' fields), evaluating every
+    ``eval_interval`` and at the last; a NaN or inf loss raises `TrainingDivergedError` at the next one."""
     opts = TrainOptions(**options)
     with backend_flags(opts.speed):
         return _Loop(model, train_data, val_data, config, opts).run()
 
 
 class _Loop:
-    """`train`'s working state. The first step whose loss is NaN or inf is noted on the device; from it on
-    the loss is made NaN, so the GradScaler (fp16's, else one at scale 1, which changes no number) skips
-    every step, and `evaluate` raises at the next evaluation: no step waits for the device."""
+    """`train`'s working state. From the first NaN/inf loss (noted on the device) the loss is made NaN, so
+    the GradScaler (fp16's, else one at scale 1) skips each step; no step waits for the device."""
 
     def __init__(self, model: nn.Module, train_data: torch.Tensor, val_data: torch.Tensor,
                  config: TrainConfig, opts: TrainOptions):
@@ -170,7 +165,6 @@ class _Loop:
     def run(self) -> TrainState:
         """Step until ``max_iters``, evaluating every ``eval_interval`` steps and at the last."""
         from tqdm.auto import tqdm
-
         s, o, config = self.state, self.opts, self.config
         bar = tqdm(total=config.max_iters, initial=s.step, desc="training",
                    disable=not (o.progress and o.dist.is_main), dynamic_ncols=True)
@@ -190,9 +184,8 @@ class _Loop:
         return s
 
     def step(self, step_model: nn.Module, replica: nn.Module) -> float:
-        """One optimiser step on the gradient of the mean loss over one global batch; returns its learning
-        rate. This process's rows go in ``grad_accum`` equal micro-batches, each backpropagating its loss /
-        grad_accum (the sum is the mean); under DDP the last backward also averages over the processes."""
+        """One optimiser step on the mean loss of one global batch, in ``grad_accum`` micro-batches of this
+        process's rows (each backpropagates loss / grad_accum); returns the learning rate."""
         s, o, config = self.state, self.opts, self.config
         lr = get_lr(s.step, config)
         for group in s.optimizer.param_groups:
@@ -221,8 +214,7 @@ class _Loop:
         return lr
 
     def evaluate(self, lr: float, bar) -> None:
-        """Raise `TrainingDivergedError` (with its ``step``) if a loss was not finite (one wait for the
-        device, on every process); then on rank 0 estimate the loss, log it and call the callbacks."""
+        """Raise `TrainingDivergedError` if a loss was not finite; on rank 0, estimate, log and call back."""
         s, o = self.state, self.opts
         step, bad, last = torch.stack([self.bad_step.double(), self.bad_loss.double(),
                                        self.last_loss.double()]).tolist()
