@@ -1,12 +1,11 @@
-"""The errors gptlib raises: each says what went wrong and carries the facts (step, path, sizes), and is
-also a standard exception (``ValueError``, ``OSError``...). The CLI makes each one line, exit code 2."""
+"""gptlib's errors: each carries its facts (step, path, sizes) and is also a standard exception."""
 
 
 class GPTLibError(Exception):
     """Base class of every error that gptlib raises on purpose; keyword arguments become attributes."""
 
     def __init__(self, message: str = "", **facts):
-        super().__init__(message)
+        BaseException.__init__(self, message)  # TrainingInterrupted's too
         self.__dict__.update(facts)
 
 
@@ -45,9 +44,8 @@ class OutOfMemoryError(GPTLibError, MemoryError):
 class TrainingInterrupted(KeyboardInterrupt):
     """Ctrl-C stopped a run that keeps checkpoints: ``path`` and ``step`` of its last one (None: none yet)."""
 
-    def __init__(self, message: str, path=None, step: int | None = None, max_iters: int | None = None):
-        super().__init__(message)
-        self.path, self.step, self.max_iters = path, step, max_iters
+    path = step = max_iters = None
+    __init__ = GPTLibError.__init__
 
 
 class DistributedError(GPTLibError, RuntimeError):
