@@ -1,5 +1,4 @@
-"""The two small configs: what the model is (`GPTConfig`) and how it is trained (`TrainConfig`), frozen
-dataclasses that check their values when made, so a bad value fails at once, naming the field."""
+"""What the model is (`GPTConfig`) and how it trains (`TrainConfig`): frozen, checked when made."""
 
 import math
 from dataclasses import dataclass, fields
@@ -7,11 +6,11 @@ from dataclasses import dataclass, fields
 from gptlib.errors import ConfigError
 
 
-def _check_positive(obj, *names):
+def _check_int(obj, *names, least: int = 1):  # an int >= least (1: positive, 0: non-negative)
     for name in names:
-        value = getattr(obj, name)
-        if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
-            raise ConfigError(f"{name} must be a positive integer, got {value!r}")
+        v = getattr(obj, name)
+        if not isinstance(v, int) or isinstance(v, bool) or v < least:
+            raise ConfigError(f"{name} must be a {('non-negative', 'positive')[least]} integer, got {v!r}")
 
 
 def check_seed(seed, what: str = "seed") -> int:
@@ -39,7 +38,7 @@ class GPTConfig:
     dropout: float = 0.2  # on attention weights, head outputs and the feed-forward output
 
     def __post_init__(self):
-        _check_positive(self, "vocab_size", "block_size", "n_embd", "n_head", "n_layer")
+        _check_int(self, "vocab_size", "block_size", "n_embd", "n_head", "n_layer")
         _check_fraction(self, "dropout")
         if self.n_embd % self.n_head != 0:
             divisors = [d for d in range(1, min(self.n_embd, 16) + 1) if self.n_embd % d == 0]
@@ -71,9 +70,8 @@ class TrainConfig:
     seed: int = 1337  # seeds the weights, dropout and the batch sampler
 
     def __post_init__(self):
-        _check_positive(self, "batch_size", "max_iters", "eval_interval", "eval_iters")
-        if not isinstance(self.warmup_iters, int) or self.warmup_iters < 0:
-            raise ConfigError(f"warmup_iters must be a non-negative integer, got {self.warmup_iters!r}")
+        _check_int(self, "batch_size", "max_iters", "eval_interval", "eval_iters")
+        _check_int(self, "warmup_iters", least=0)
         for name in ("learning_rate", "min_lr", "weight_decay", "grad_clip"):
             value = getattr(self, name)
             if not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
