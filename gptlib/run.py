@@ -34,7 +34,6 @@ except ImportError:
 
 BEST, LAST = "best.pt", "last.pt"
 LOCK = ".lock"  # held while a run writes to its folder (`_own_folder`)
-TOKENIZERS = ("char", "bpe")
 DEFAULT_BPE_VOCAB = 512
 
 
@@ -59,7 +58,6 @@ def load_corpus(path: str | os.PathLike | None = None, tokenizer=None, *, kind: 
     if tokenizer is None:
         if kind == "bpe":
             from gptlib.bpe import BPETokenizer
-
             tokenizer = BPETokenizer.train(text[:n], vocab_size or DEFAULT_BPE_VOCAB)
         else:
             tokenizer = CharTokenizer.from_text(text)
@@ -71,8 +69,7 @@ def load_corpus(path: str | os.PathLike | None = None, tokenizer=None, *, kind: 
 
 @dataclass(frozen=True)
 class Run:
-    """One training run: what to train (``model``, ``train``, ``speed``), on which text (``data``),
-    on which device, and where its checkpoints go (``out``; None keeps nothing on disk)."""
+    """One training run: what to train, on which text and device, and its folder (``out``; None: not kept)."""
 
     model: GPTConfig
     train: TrainConfig
@@ -90,7 +87,7 @@ class Run:
     def __post_init__(self):
         if self.dtype is not None and self.dtype not in PRECISIONS:
             raise ConfigError(f"unknown dtype {self.dtype!r}; `dtype` is one of: {', '.join(PRECISIONS)}")
-        if self.tokenizer is not None and self.tokenizer not in TOKENIZERS:
+        if self.tokenizer is not None and self.tokenizer not in ("char", "bpe"):
             raise ConfigError(f"unknown tokenizer {self.tokenizer!r}; `tokenizer` is one of: char, bpe")
         if self.vocab_size is not None and self.tokenizer != "bpe":
             raise ConfigError("`vocab_size` sets the size of a BPE vocabulary; give it with `tokenizer` bpe")
@@ -112,8 +109,7 @@ class Run:
 
 @dataclass
 class RunResult:
-    """What `train_run` hands back: the model (the last step's weights), the loop's state (history
-    included), the corpus, the plan it trained with, and the checkpoint paths."""
+    """What `train_run` hands back: the model (last step's weights), state, corpus, plan and checkpoints."""
 
     run: Run
     model: torch.nn.Module
@@ -154,11 +150,9 @@ def describe_plan(plan: SpeedConfig) -> str:
     """One line saying how the run trains, e.g. "fast path (FastGPT, sdpa attention), float32"."""
     precision = ("float32" if plan.autocast_dtype is None else f"{plan.autocast_dtype} autocast"
                  + (" + GradScaler" if plan.grad_scaler else ""))
-    parts = [f"fast path (FastGPT, {plan.attention} attention)" if plan.fast_model else "readable GPT",
-             precision]
-    parts += [name for name, on in (("TF32", plan.tf32), ("fused AdamW", plan.fused_adamw),
-                                    ("torch.compile", plan.compile)) if on]
-    return ", ".join(parts)
+    model = f"fast path (FastGPT, {plan.attention} attention)" if plan.fast_model else "readable GPT"
+    levers = (("TF32", plan.tf32), ("fused AdamW", plan.fused_adamw), ("torch.compile", plan.compile))
+    return ", ".join([model, precision, *(name for name, on in levers if on)])
 
 
 @dataclass
