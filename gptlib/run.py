@@ -102,8 +102,7 @@ class Run:
     def plan(self, device: torch.device | str) -> SpeedConfig:
         """The plan this run trains with on ``device``: ``speed`` (else the device's), dtype and compile."""
         plan = self.speed or speed_plan(device, self.model)
-        if self.dtype is not None:
-            plan = with_precision(plan, self.dtype)
+        plan = plan if self.dtype is None else with_precision(plan, self.dtype)
         return plan if self.compile is None else replace(plan, compile=self.compile)
 
 
@@ -335,9 +334,8 @@ def _own_folder(out: Path) -> Iterator[None]:
     """Create ``out`` (folders left empty are removed at the end) and hold an ``flock`` on ``out/.lock`` while
     the block runs: a second run is refused at once, and the kernel lets it go however the process ends."""
     created = make_folder(out, "the output folder", "choose another `out`")
-    fd = None
-    if fcntl is not None:
-        fd = os.open(out / LOCK, os.O_RDWR | os.O_CREAT, 0o644)
+    fd = None if fcntl is None else os.open(out / LOCK, os.O_RDWR | os.O_CREAT, 0o644)
+    if fd is not None:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
