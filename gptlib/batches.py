@@ -19,22 +19,11 @@ def train_val_split(data: torch.Tensor, train_fraction: float = 0.9) -> tuple[to
 
 def get_batch(data: torch.Tensor, batch_size: int, block_size: int, generator: torch.Generator,
               device: torch.device | str = "cpu") -> tuple[torch.Tensor, torch.Tensor]:
-    """``batch_size`` random chunks of ``block_size`` tokens (x) and the same chunks shifted by one (y).
-
-    One chunk holds ``block_size`` training examples: for every t, x[:t+1] is the context and y[t]
-    the character that comes next. ``generator`` makes the batches reproducible without touching
-    torch's global random state. A CPU generator draws on the CPU and the batch is copied to
-    ``device``; a generator on a GPU (`gptlib.training.make_generators` makes one for a CUDA run)
-    draws and gathers there, from ``data`` already on that device: no copy, nothing for the CPU
-    to wait for. The two draw different numbers from the same seed.
-    """
-    if block_size >= len(data):
-        raise DataError(f"block_size ({block_size}) must be smaller than the data split "
-                        f"({len(data):,} tokens); use a smaller block_size or more text")
+    """``batch_size`` random chunks of ``block_size`` tokens (x) and the same chunks shifted by one (y):
+    for every t, x[:t+1] is a context and y[t] the token that comes next. ``generator`` makes them
+    reproducible without touching torch's global random state; one on a GPU draws there (`draw_batch`).
+    The sizes are checked once, where a run starts (`gptlib.run`)."""
     starts = len(data) - block_size  # every start position that leaves room for the shifted target
-    if batch_size > starts:
-        raise DataError(f"batch_size ({batch_size}) is larger than the {starts:,} distinct chunks of "
-                        f"{block_size} tokens this data split holds; use a smaller batch_size")
     if generator.device.type != "cpu":
         return draw_batch(data, batch_size, block_size, generator)
     ix = torch.randint(starts, (batch_size,), generator=generator)  # (B,)
@@ -50,10 +39,8 @@ def get_batch(data: torch.Tensor, batch_size: int, block_size: int, generator: t
 
 def draw_batch(data: torch.Tensor, batch_size: int, block_size: int,
                generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
-    """`get_batch`'s draw where ``generator`` and ``data`` live (a CUDA run's GPU): the start
-    positions, the gather and the copies are kernels queued on that device; the CPU waits for none
-    of them and copies nothing (``data`` elsewhere is copied there first).
-    -> x, y (B,T) on that device."""
+    """`get_batch`'s draw where ``generator`` lives (a CUDA run's GPU): kernels queued there, nothing the
+    CPU waits for (``data`` elsewhere is copied there first). -> x, y (B,T) on that device."""
     data = data.to(generator.device)  # itself when already there
     starts = len(data) - block_size  # every start position that leaves room for the shifted target
     ix = torch.randint(starts, (batch_size,), generator=generator, device=generator.device)  # (B,)

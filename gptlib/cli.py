@@ -1,20 +1,12 @@
-"""The command line, the original project's ``python main.py``: ``python -m gptlib train`` / ``sample``.
-
-    python -m gptlib train --preset cpu --out runs/cpu
-    python -m gptlib sample --checkpoint runs/cpu/best.pt --prompt "ROMEO:" --max-new-tokens 300
-    torchrun --standalone --nproc_per_node=2 -m gptlib train --preset cpu    # DDP: gptlib.distributed
-
-A mistake on the command line or in the input is one line on stderr and exit code 2, no traceback;
-Ctrl-C (and SIGTERM, SIGHUP: see ``__main__``) is one line (with the command that resumes the run) and
-exit code 130; a reader that stops reading (``| head``) ends the command quietly, as it ends other Unix
-tools.
-"""
+"""``python -m gptlib train/sample/bench``: a mistake is one line and exit 2, Ctrl-C one line with the command
+that resumes, exit 130. The library's errors name `Run` fields in backticks; here they become --flags."""
 
 import argparse
 import inspect
 import math
 import os
 import re
+import shlex
 import sys
 from dataclasses import fields, replace
 from pathlib import Path
@@ -27,40 +19,24 @@ from gptlib.distributed import report_error
 from gptlib.errors import DataError, GPTLibError, TrainingInterrupted
 from gptlib.files import path_arg
 from gptlib.presets import PRESETS, Preset, get_preset
-from gptlib.run import Run, train_run
+from gptlib.run import Run, resume_path, train_run
 from gptlib.sampling import default_prompt, stream_text
-from gptlib.speed import PRECISIONS, READABLE
+from gptlib.speed import READABLE
 from gptlib.tokenizer import CharTokenizer
 
 
-def _field_help(config_class) -> dict[str, str]:
-    """Each field's help text: its comment in the dataclass's source (gptlib/config.py), the one place
-    that explains it."""
-    source = inspect.getsource(config_class)
-    return dict(re.findall(r"^\s+(\w+):[^#\n]*#\s*(.+)$", source, flags=re.M))
-
-
 def _add_config_options(parser: argparse.ArgumentParser, config_class, skip=(), description=None) -> None:
-    """One ``--field-name`` option per dataclass field; unset options keep the preset's value."""
-    help_text = _field_help(config_class)
+    """One ``--field-name`` option per dataclass field, its help the field's comment in gptlib/config.py;
+    unset options keep the preset's value."""
+    comments = dict(re.findall(r"^\s+(\w+):[^#\n]*#\s*(.+)$", inspect.getsource(config_class), flags=re.M))
     group = parser.add_argument_group(f"{config_class.__name__} overrides (default: the preset's value)",
                                       description)
-    for f in fields(config_class):
-        if f.name in skip:
-            continue
-        flag = "--" + f.name.replace("_", "-")
-        if f.type in (bool, "bool"):
-            group.add_argument(flag, dest=f.name, action=argparse.BooleanOptionalAction, default=None,
-                               help=help_text.get(f.name))
+    for f in (f for f in fields(config_class) if f.name not in skip):
+        flag, text = "--" + f.name.replace("_", "-"), comments[f.name].replace("%", "%%")
+        if f.type is bool:
+            group.add_argument(flag, dest=f.name, action=argparse.BooleanOptionalAction, help=text)
         else:
-            kind = {"int": int, "float": float}.get(f.type, f.type) if isinstance(f.type, str) else f.type
-            group.add_argument(flag, dest=f.name, type=kind, default=None, metavar=kind.__name__.upper(),
-                               help=help_text.get(f.name, "").replace("%", "%%") or None)
-
-
-def _overrides(args: argparse.Namespace, config_class) -> dict:
-    return {f.name: getattr(args, f.name) for f in fields(config_class)
-            if getattr(args, f.name, None) is not None}
+            group.add_argument(flag, dest=f.name, type=f.type, metavar=f.type.__name__.upper(), help=text)
 
 
 class _Parser(argparse.ArgumentParser):
@@ -79,34 +55,24 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     t = sub.add_parser("train", help="train a GPT on Tiny Shakespeare (or --data FILE) and save a checkpoint")
-    t.add_argument("--preset", default=None, help=f"one of: {', '.join(PRESETS)} (default: cpu)")
+    t.add_argument("--preset", help=f"one of: {', '.join(PRESETS)} (default: cpu)")
     t.add_argument("--device", default="auto", help="auto (cuda, then mps, then cpu), cpu, cuda or mps")
     t.add_argument("--out", default="runs/latest", type=path_arg,
                    help="folder for checkpoints (default: runs/latest); one run at a time writes to it")
-    t.add_argument("--data", default=None, type=path_arg,
-                   help="a UTF-8 text file to train on instead of Tiny Shakespeare (its line ends, CRLF "
-                        "or CR, are read as LF)")
-    t.add_argument("--sample-tokens", default=500, type=int, help="characters to print at the end (default 500)")
-    t.add_argument("--resume", action="store_true",
-                   help="continue the run in --out from its last.pt with the saved configs (exact on the same CPU)")
-    t.add_argument("--overwrite", action="store_true",
-                   help="start a new run in an --out folder that already holds one, replacing its checkpoints")
-    t.add_argument("--tokenizer", default=None, choices=("char", "bpe"),
-                   help="char: one token per character (default); bpe: byte-level BPE trained on the train "
-                        "split (ch. 8)")
-    t.add_argument("--vocab-size", default=None, type=int,
-                   help="with --tokenizer bpe: tokens in the vocabulary, 256 to 65536 (default 512)")
-    t.add_argument("--readable", action="store_true",
-                   help="train the readable GPT instead of the speed plan's fast path (ch. 6), in float32 "
-                        "unless --dtype says otherwise")
-    t.add_argument("--dtype", choices=PRECISIONS, default=None,
-                   help="training precision (default: the speed plan's: bfloat16 on Ampere or newer GPUs, "
-                        "float16 with a GradScaler on a T4 or V100, float32 on a CPU)")
-    t.add_argument("--compile", action=argparse.BooleanOptionalAction, default=None,
-                   help="torch.compile the model for the training steps (default: off)")
+    t.add_argument("--data", type=path_arg, help="a UTF-8 text file to train on instead of Tiny Shakespeare "
+                   "(its line ends, CRLF or CR, are read as LF)")
+    t.add_argument("--sample-tokens", default=500, type=int, help="characters to print at the end")
+    t.add_argument("--resume", action="store_true", help="continue --out's last.pt with its saved configs")
+    t.add_argument("--overwrite", action="store_true", help="replace the run --out already holds")
+    t.add_argument("--tokenizer", help="char (default); bpe: byte-level BPE fit on the train split (ch. 8)")
+    t.add_argument("--vocab-size", type=int, help="with --tokenizer bpe: 256 to 65536 tokens (default 512)")
+    t.add_argument("--readable", action="store_true", help="train the readable GPT instead of the speed "
+                   "plan's fast path (ch. 6), in float32 unless --dtype says otherwise")
+    t.add_argument("--dtype", help="float32, bfloat16 or float16 (default: the speed plan's: bfloat16 on "
+                   "Ampere+ GPUs, float16 + GradScaler on a T4 or V100, float32 on a CPU)")
+    t.add_argument("--compile", action=argparse.BooleanOptionalAction, help="torch.compile the steps")
     t.add_argument("--grad-accum", default=1, type=int, metavar="N",
-                   help="split each batch into N micro-batches, one backward each (same result, less "
-                        "memory); under torchrun, each process's share (default 1)")
+                   help="N micro-batches per batch: same result, less memory (under torchrun: per process)")
     _add_config_options(t, GPTConfig, skip=("vocab_size",))
     _add_config_options(t, TrainConfig, description="--min-lr follows --learning-rate (the preset's ratio "
                         "between them) unless it is given too")
@@ -114,14 +80,12 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("sample", help="generate text from a checkpoint")
     s.add_argument("--checkpoint", required=True, type=path_arg, help="a checkpoint written by `train`")
     prompt = s.add_mutually_exclusive_group()
-    prompt.add_argument("--prompt", default=None, help="text to continue (default: a newline, or the "
-                        "vocabulary's first character when the text had no newline)")
-    prompt.add_argument("--prompt-file", default=None, type=path_arg, metavar="FILE",
-                        help="read the prompt from a UTF-8 file (- for standard input): a prompt longer "
-                             "than a command line allows")
+    prompt.add_argument("--prompt", help="text to continue (default: a newline, else the first character)")
+    prompt.add_argument("--prompt-file", type=path_arg, metavar="FILE",
+                        help="read the prompt from a UTF-8 file (- for standard input)")
     s.add_argument("--max-new-tokens", default=500, type=int)
     s.add_argument("--temperature", default=1.0, type=float, help="0 = greedy, <1 sharper, >1 more random")
-    s.add_argument("--top-k", default=None, type=int, help="sample only from the k most likely characters")
+    s.add_argument("--top-k", type=int, help="sample only from the k most likely characters")
     s.add_argument("--seed", default=1337, type=int)
     s.add_argument("--device", default="auto")
 
@@ -133,41 +97,35 @@ def build_parser() -> argparse.ArgumentParser:
 def _print_sample(model, tokenizer, prompt: str, max_new_tokens: int, *, prompt_name: str = "--prompt",
                   **kwargs) -> None:
     """Print ``prompt`` and then each sampled token as soon as it is made."""
-    pieces = stream_text(model, tokenizer, prompt, max_new_tokens, prompt_name=prompt_name,
-                         **kwargs)  # checks everything before anything is printed
+    # stream_text checks everything before anything is printed
+    pieces = stream_text(model, tokenizer, prompt, max_new_tokens, prompt_name=prompt_name, **kwargs)
     sys.stdout.write(prompt)
     for piece in pieces:
-        sys.stdout.write(piece)
-        sys.stdout.flush()
-    sys.stdout.write("\n")
-    sys.stdout.flush()
+        print(piece, end="", flush=True)
+    print(flush=True)
 
 
 def run_from_args(args: argparse.Namespace) -> Run:
-    """The `Run` that ``train``'s options describe: a preset (or, with ``--resume`` and no
-    ``--preset``, the saved run's configs) with the options that override its fields."""
+    """The `Run` of ``train``'s options: a preset's (``--resume`` alone: the saved run's) with overrides."""
     if args.resume and args.preset is None:
-        saved = load_checkpoint(Path(args.out) / "last.pt") if (Path(args.out) / "last.pt").is_file() else None
-        # weights only (no train config): any base will do, train_run refuses to resume them
-        base = (Preset("resumed", "", saved.model_config, saved.train_config) if saved and saved.resumable
-                else get_preset("cpu"))
+        saved = load_checkpoint(resume_path(Path(args.out)), resumable=True)
+        base = Preset("resumed", "", saved.model_config, saved.train_config)
     else:
         base = get_preset("cpu" if args.preset is None else args.preset)
-    train = _overrides(args, TrainConfig)
-    if "learning_rate" in train and "min_lr" not in train and train["learning_rate"] != base.train.learning_rate:
+    def given(config_class) -> dict:  # the options set for config_class's fields
+        return {f.name: vars(args)[f.name] for f in fields(config_class) if vars(args)[f.name] is not None}
+    train, lr = given(TrainConfig), args.learning_rate
+    if lr is not None and args.min_lr is None and lr != base.train.learning_rate:
         # min_lr follows --learning-rate (the preset's ratio), so a lower learning rate just works
-        ratio = train["learning_rate"] / base.train.learning_rate
-        train["min_lr"] = min(base.train.min_lr * ratio, train["learning_rate"])
-    return Run(model=replace(base.model, **_overrides(args, GPTConfig)),
-               train=replace(base.train, **train),
+        train["min_lr"] = min(base.train.min_lr * (lr / base.train.learning_rate), lr)
+    return Run(model=replace(base.model, **given(GPTConfig)), train=replace(base.train, **train),
                speed=READABLE if args.readable else None, dtype=args.dtype, compile=args.compile,
                data=args.data, tokenizer=args.tokenizer, vocab_size=args.vocab_size, out=Path(args.out),
                device=args.device, name=base.name, grad_accum=args.grad_accum)
 
 
 def _per_character(val_loss: float, corpus) -> str:
-    """For a tokenizer other than characters: the loss per token restated per character of the
-    validation text, and in bits per character, comparable with a character model's (chapter 8)."""
+    """For a tokenizer other than characters: the loss per character of the val text, and in bits (ch. 8)."""
     if isinstance(corpus.tokenizer, CharTokenizer):
         return ""
     val_chars = len(corpus.text) - int(0.9 * len(corpus.text))  # load_corpus's split, on the text
@@ -176,15 +134,13 @@ def _per_character(val_loss: float, corpus) -> str:
 
 
 def cmd_train(args: argparse.Namespace) -> None:
-    """``train``: train the preset (or ``--resume`` the run in ``--out``) through `train_run`, print
-    the loss at each evaluation and a sample from the best checkpoint."""
+    """``train``: `train_run` the preset (or ``--resume``), print each evaluation's losses and a sample."""
     from tqdm.auto import tqdm
-
     if args.sample_tokens < 0:
         raise GPTLibError(f"--sample-tokens must be >= 0, got {args.sample_tokens}")
     run = run_from_args(args)  # a bad preset name or config value fails here, before the data loads
 
-    def report(state) -> None:
+    def report(state) -> None:  # each evaluation's losses
         h = state.history
         tqdm.write(f"step {h.step[-1]:>5}: train loss {h.train_loss[-1]:.4f}, val loss {h.val_loss[-1]:.4f}"
                    f" ({h.elapsed[-1]:.1f}s)")
@@ -206,9 +162,8 @@ def cmd_train(args: argparse.Namespace) -> None:
 
 def cmd_sample(args: argparse.Namespace) -> None:
     """``sample``: load a checkpoint and stream a continuation of the prompt."""
-    device = pick_device(args.device)
     ckpt = load_checkpoint(args.checkpoint)
-    model = ckpt.build_model(device)
+    model = ckpt.build_model(pick_device(args.device))
     prompt = args.prompt if args.prompt_file is None else read_prompt(args.prompt_file)
     _print_sample(model, ckpt.tokenizer, default_prompt(ckpt.tokenizer) if prompt is None else prompt,
                   args.max_new_tokens, prompt_name="--prompt-file" if args.prompt_file else "--prompt",
@@ -223,7 +178,7 @@ def read_prompt(path: Path) -> str:
         data = sys.stdin.buffer.read() if str(path) == "-" else path.read_bytes()
         text = data.decode("utf-8")
     except UnicodeDecodeError as err:
-        raise DataError(f"--prompt-file {path} is not UTF-8 text ({err.reason} at byte {err.start})") from None
+        raise DataError(f"--prompt-file {path} is not UTF-8 ({err.reason} at byte {err.start})") from None
     except FileNotFoundError:
         raise FileNotFoundError(f"--prompt-file: no file at {path}") from None
     except IsADirectoryError:
@@ -231,29 +186,22 @@ def read_prompt(path: Path) -> str:
     return text.replace("\r\n", "\n").replace("\r", "\n")
 
 
-COMMANDS = {"train": cmd_train, "sample": cmd_sample, "bench": bench.cmd_bench}
-
-
 def main(argv: list[str] | None = None) -> int:
     """Entry point: parse, run, and turn a user error into one line and exit code 2."""
-    parser = build_parser()
-    args = parser.parse_args(argv)
+    args = build_parser().parse_args(argv)
     if sys.stdout is None:  # started with stdout closed (``>&-``): Python has nowhere to print
         print("error: standard output is closed; redirect it to a file, or to /dev/null", file=sys.stderr)
         return 2
     try:
-        COMMANDS[args.command](args)
+        {"train": cmd_train, "sample": cmd_sample, "bench": bench.cmd_bench}[args.command](args)
     except (GPTLibError, FileNotFoundError) as err:
-        report_error(f"error: {one_line(str(err))}")  # under torchrun: once, from rank 0
+        report_error(f"error: {one_line(as_flags(str(err)))}")  # under torchrun: once, from rank 0
         return 2
-    except TrainingInterrupted as err:
-        print(f"interrupted: {one_line(str(err))}", file=sys.stderr)
+    except KeyboardInterrupt as err:  # a TrainingInterrupted says where its checkpoint is
+        where = f": {interrupted_line(err, args)}" if isinstance(err, TrainingInterrupted) else ""
+        print(f"interrupted{one_line(where)}", file=sys.stderr)
         return 130
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        return 130
-    except BrokenPipeError:
-        # The reader stopped reading (``| head``): stop quietly, as Unix tools do.
+    except BrokenPipeError:  # the reader stopped reading (``| head``): stop quietly, as Unix tools do
         _drop_stdout()
         return 141  # what a shell reports for a process that SIGPIPE ended: 128 + 13
     except OSError as err:  # the machine rather than the input: stdout on a full disk, a name too long...
@@ -263,10 +211,24 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
+def as_flags(message: str) -> str:
+    """A library message for the command line: each `name` (a Run field, a train_run option) as --name."""
+    return re.sub(r"`(\w+)`", lambda m: "--" + m.group(1).replace("_", "-"), message)
+
+
+def interrupted_line(err: TrainingInterrupted, args: argparse.Namespace) -> str:
+    """What a stopped ``train`` says: the last checkpoint and the command line that resumes it."""
+    if err.path is None or args.command != "train":
+        return str(err)
+    words = ["python", "-m", "gptlib", "train", "--resume", "--out", str(err.path.parent)]
+    words += ["--data", str(args.data)] if args.data is not None else []
+    words += ["--device", args.device] if args.device not in ("auto", "") else []
+    return (f"the last checkpoint is {err.path} (step {err.step} of {err.max_iters}); resume it with: "
+            f"{shlex.join(words)}")
+
+
 def one_line(message: str) -> str:
-    """``message`` with each character that is not printable (a newline, a terminal's escape in a
-    file name) written as Python writes it in a string (``\\n``, ``\\x1b``): one line that cannot drive
-    the terminal."""
+    """``message`` with unprintable characters (``\\n``, ``\\x1b``) escaped: one line, no terminal codes."""
     return "".join(c if c.isprintable() else repr(c)[1:-1] for c in message)
 
 

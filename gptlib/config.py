@@ -1,8 +1,4 @@
-"""The two small configs: what the model is (`GPTConfig`) and how it is trained (`TrainConfig`).
-
-Both are frozen dataclasses that check their values when they are made, so a bad value fails at once
-with a message that names the field, not deep inside torch.
-"""
+"""What the model is (`GPTConfig`) and how it trains (`TrainConfig`): frozen, checked when made."""
 
 import math
 from dataclasses import dataclass, fields
@@ -10,24 +6,24 @@ from dataclasses import dataclass, fields
 from gptlib.errors import ConfigError
 
 
-def check_seed(seed: int, what: str = "seed") -> int:
-    """``seed`` if it is an integer in [0, 2**63) (what a torch.Generator accepts); else a ConfigError."""
+def _check_int(obj, *names, least: int = 1):  # an int >= least (1: positive, 0: non-negative)
+    for name in names:
+        v = getattr(obj, name)
+        if not isinstance(v, int) or isinstance(v, bool) or v < least:
+            raise ConfigError(f"{name} must be a {('non-negative', 'positive')[least]} integer, got {v!r}")
+
+
+def check_seed(seed, what: str = "seed") -> int:
+    """``seed`` if it is an integer in [0, 2**63) (torch takes it, and seed + 1); else a `ConfigError`."""
     if not isinstance(seed, int) or isinstance(seed, bool) or not 0 <= seed < 2**63:
         raise ConfigError(f"{what} must be an integer from 0 to 2**63 - 1, got {seed!r}")
     return seed
 
 
-def _check_positive(obj, *names):
+def _check_fraction(obj, *names):
     for name in names:
-        value = getattr(obj, name)
-        if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
-            raise ConfigError(f"{name} must be a positive integer, got {value!r}")
-
-
-def _check_fraction(obj, name):
-    value = getattr(obj, name)
-    if not isinstance(value, (int, float)) or not 0.0 <= value < 1.0:
-        raise ConfigError(f"{name} must be in [0, 1), got {value!r}")
+        if not isinstance(getattr(obj, name), (int, float)) or not 0.0 <= getattr(obj, name) < 1.0:
+            raise ConfigError(f"{name} must be in [0, 1), got {getattr(obj, name)!r}")
 
 
 @dataclass(frozen=True)
@@ -42,22 +38,17 @@ class GPTConfig:
     dropout: float = 0.2  # on attention weights, head outputs and the feed-forward output
 
     def __post_init__(self):
-        _check_positive(self, "vocab_size", "block_size", "n_embd", "n_head", "n_layer")
+        _check_int(self, "vocab_size", "block_size", "n_embd", "n_head", "n_layer")
         _check_fraction(self, "dropout")
         if self.n_embd % self.n_head != 0:
-            raise ConfigError(
-                f"n_embd ({self.n_embd}) must be divisible by n_head ({self.n_head}): each head gets "
-                f"n_embd // n_head channels. Try n_head in {_divisors(self.n_embd)}."
-            )
+            divisors = [d for d in range(1, min(self.n_embd, 16) + 1) if self.n_embd % d == 0]
+            raise ConfigError(f"n_embd ({self.n_embd}) must be divisible by n_head ({self.n_head}): each "
+                              f"head gets n_embd // n_head channels. Try n_head in {divisors}.")
 
     @property
     def head_size(self) -> int:
         """Channels per attention head (hs)."""
         return self.n_embd // self.n_head
-
-
-def _divisors(n: int) -> list[int]:
-    return [d for d in range(1, min(n, 16) + 1) if n % d == 0]
 
 
 @dataclass(frozen=True)
@@ -79,9 +70,8 @@ class TrainConfig:
     seed: int = 1337  # seeds the weights, dropout and the batch sampler
 
     def __post_init__(self):
-        _check_positive(self, "batch_size", "max_iters", "eval_interval", "eval_iters")
-        if not isinstance(self.warmup_iters, int) or self.warmup_iters < 0:
-            raise ConfigError(f"warmup_iters must be a non-negative integer, got {self.warmup_iters!r}")
+        _check_int(self, "batch_size", "max_iters", "eval_interval", "eval_iters")
+        _check_int(self, "warmup_iters", least=0)
         for name in ("learning_rate", "min_lr", "weight_decay", "grad_clip"):
             value = getattr(self, name)
             if not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
@@ -90,11 +80,8 @@ class TrainConfig:
             raise ConfigError(f"learning_rate must be > 0, got {self.learning_rate!r}")
         if self.min_lr > self.learning_rate:
             raise ConfigError(f"min_lr ({self.min_lr}) must not exceed learning_rate ({self.learning_rate})")
-        for name in ("beta1", "beta2"):
-            _check_fraction(self, name)
-        # seed and seed + 1 (the eval batches) must both be valid torch seeds
-        if not isinstance(self.seed, int) or isinstance(self.seed, bool) or not 0 <= self.seed < 2**63 - 1:
-            raise ConfigError(f"seed must be an integer from 0 to 2**63 - 2, got {self.seed!r}")
+        _check_fraction(self, "beta1", "beta2")
+        check_seed(self.seed)
 
 
 def field_names(config_class) -> list[str]:

@@ -1,12 +1,12 @@
-"""The errors gptlib raises: each says what went wrong and what to do about it.
-
-Every class is also a standard exception (``ValueError``, ``FileNotFoundError``...), so code that
-catches the standard one keeps working. The CLI turns any ``GPTLibError`` into one line and exit code 2.
-"""
+"""gptlib's errors: each carries its facts (step, path, sizes) and is also a standard exception."""
 
 
 class GPTLibError(Exception):
-    """Base class of every error that gptlib raises on purpose."""
+    """Base class of every error that gptlib raises on purpose; keyword arguments become attributes."""
+
+    def __init__(self, message: str = "", **facts):
+        BaseException.__init__(self, message)  # TrainingInterrupted's too
+        self.__dict__.update(facts)
 
 
 class ConfigError(GPTLibError, ValueError):
@@ -30,12 +30,11 @@ class DeviceError(GPTLibError, ValueError):
 
 
 class TrainingDivergedError(GPTLibError, RuntimeError):
-    """The loss became NaN or infinite during training."""
+    """The loss became NaN or infinite at ``step``."""
 
 
 class OutputPathError(GPTLibError, OSError):
-    """An output path cannot be used: a file where a folder belongs, a folder that cannot be created or
-    written, or a run folder that another run is writing to."""
+    """An output folder cannot be used: not a folder, not writable, or in use by another run."""
 
 
 class OutOfMemoryError(GPTLibError, MemoryError):
@@ -43,8 +42,10 @@ class OutOfMemoryError(GPTLibError, MemoryError):
 
 
 class TrainingInterrupted(KeyboardInterrupt):
-    """Ctrl-C stopped a run that keeps checkpoints; the message says where the last one is and how to
-    resume it. A `KeyboardInterrupt`, so it still stops a script or a notebook cell."""
+    """Ctrl-C stopped a run that keeps checkpoints: ``path`` and ``step`` of its last one (None: none yet)."""
+
+    path = step = max_iters = None
+    __init__ = GPTLibError.__init__
 
 
 class DistributedError(GPTLibError, RuntimeError):

@@ -40,6 +40,7 @@ import sys
 import threading
 import time
 import urllib.error
+from dataclasses import replace
 import urllib.request
 from pathlib import Path
 
@@ -48,15 +49,16 @@ import torch
 
 from gptlib import data as gdata
 from gptlib.checkpoint import load_checkpoint, load_weights, resume_training_state, save_checkpoint
-from gptlib.cli import build_parser, main, run_from_args
+from gptlib.cli import as_flags, build_parser, interrupted_line, main, run_from_args
 from gptlib.config import GPTConfig, TrainConfig
 from gptlib.device import pick_device
 from gptlib.errors import (CheckpointError, ConfigError, DataError, DataNotFoundError, DeviceError,
-                           GPTLibError, TrainingDivergedError, TrainingInterrupted)
+                           GPTLibError, OutOfMemoryError, OutputPathError, TrainingDivergedError,
+                           TrainingInterrupted)
 from gptlib.files import atomic_write, check_writable_file, path_arg
 from gptlib.model import GPT
 from gptlib.presets import get_preset
-from gptlib.run import Run, train_run
+from gptlib.run import Run, load_corpus, train_run
 from gptlib.sampling import default_prompt, generate, sample_next
 from gptlib.tokenizer import CharTokenizer
 from gptlib.training import train
@@ -200,14 +202,17 @@ def test_dropout_on_the_command_line(corpus, tmp_path, capsys):
 
 # --- 9-10: data too small for the sizes ---------------------------------------------------------
 
-def test_block_size_larger_than_the_val_split_fails_before_training():
-    torch.manual_seed(0)
-    model = GPT(TINY)
-    before = [p.clone() for p in model.parameters()]
-    data = torch.tensor(VOCAB.encode(CORPUS[:200]))
+def tiny_corpus(tmp_path, text):
+    (tmp_path / "tiny.txt").write_text(text)
+    return load_corpus(tmp_path / "tiny.txt")
+
+
+def test_block_size_larger_than_the_val_split_fails_before_training(tmp_path):
+    built = []
+    run = Run(model=replace(TINY, block_size=32), train=TrainConfig(batch_size=2, max_iters=5))
     with pytest.raises(DataError, match="the val split has 20 tokens, too few for block_size 32"):
-        train(model, data[:180], data[180:], TrainConfig(batch_size=2, max_iters=5), block_size=32, progress=False)
-    assert all(torch.equal(a, b) for a, b in zip(before, model.parameters()))  # not one step taken
+        train_run(run, corpus=tiny_corpus(tmp_path, CORPUS[:200]), make_model=built.append, progress=False)
+    assert built == []  # refused before the model was built, let alone trained
 
 
 def test_block_size_larger_than_the_data_on_the_command_line(tmp_path, capsys):
@@ -217,11 +222,10 @@ def test_block_size_larger_than_the_data_on_the_command_line(tmp_path, capsys):
     assert "too few for block_size 16" in line and "smaller block_size or more text" in line
 
 
-def test_batch_size_larger_than_the_data_allows():
-    data = torch.tensor(VOCAB.encode(CORPUS[:300]))
+def test_batch_size_larger_than_the_data_allows(tmp_path):
+    run = Run(model=TINY, train=TrainConfig(batch_size=64, max_iters=5))
     with pytest.raises(DataError, match=r"batch_size \(64\) is larger than the 22 distinct chunks.*val split"):
-        train(GPT(TINY), data[:270], data[270:], TrainConfig(batch_size=64, max_iters=5), block_size=8,
-              progress=False)
+        train_run(run, corpus=tiny_corpus(tmp_path, CORPUS[:300]), progress=False)
 
 
 def test_batch_size_larger_than_the_data_on_the_command_line(corpus, tmp_path, capsys):
@@ -464,23 +468,30 @@ def test_loss_that_turns_nan_or_inf_stops_training(bad):
     model = BlowsUp(TINY, bad, at=4)
     data = torch.tensor(VOCAB.encode(CORPUS))
     n = int(0.9 * len(data))
-    with pytest.raises(TrainingDivergedError, match=f"loss became {bad} at step 3.*lower learning_rate.*grad_clip"):
+    with pytest.raises(TrainingDivergedError, match=f"loss became {bad} at step 3.*lower `learning_rate`.*`grad_clip`"):
         train(model, data[:n], data[n:], TrainConfig(batch_size=2, max_iters=10, eval_interval=2, eval_iters=1),
               block_size=8, progress=False)
     # The bad step was never applied: the weights are still finite.
     assert all(torch.isfinite(p).all() for p in model.parameters())
 
 
-def test_divergence_on_the_command_line_keeps_the_last_good_checkpoint(monkeypatch, corpus, tmp_path, capsys):
-    import gptlib.training
-    real_get_lr = gptlib.training.get_lr
-    # From step 15 an infinite learning rate wrecks the weights; the loss at step 16 is NaN.
-    monkeypatch.setattr(gptlib.training, "get_lr", lambda step, cfg: math.inf if step >= 15 else real_get_lr(step, cfg))
+def wreck_at(step):
+    """A callback that, at the evaluation of ``step`` (after the run saved it), makes the weights infinite."""
+    def wreck(state):
+        if state.step == step:
+            with torch.no_grad():
+                next(state.model.parameters()).fill_(math.inf)
+    return wreck
+
+
+def test_divergence_keeps_the_last_good_checkpoint(corpus, tmp_path):
     out = tmp_path / "r"
-    line = cli_error(capsys, *smoke_train(corpus, out, "--max-iters", "40", "--eval-interval", "10"),
-                     after_progress=True)
-    assert "the loss became nan at step 16" in line
-    assert f"the last good checkpoint, {out / 'last.pt'} (step 10), is kept" in line
+    run = Run(get_preset("smoke").model, replace(get_preset("smoke").train, max_iters=40), data=corpus, out=out,
+              device="cpu")
+    with pytest.raises(TrainingDivergedError) as caught:
+        train_run(run, callbacks=[wreck_at(10)], progress=False)
+    assert caught.value.step == 10 and "the loss became nan at step 10" in str(caught.value)
+    assert f"the last good checkpoint, {out / 'last.pt'} (step 10), is kept" in str(caught.value)
     last = load_checkpoint(out / "last.pt")
     assert last.step == 10 and last.resumable
     assert all(torch.isfinite(t).all() for t in last.model_state.values())
@@ -491,7 +502,8 @@ def test_divergence_on_the_command_line_keeps_the_last_good_checkpoint(monkeypat
 
 def test_resume_with_nothing_to_resume(tmp_path):
     line = cli_subprocess("train", "--resume", "--out", str(tmp_path / "empty"), "--device", "cpu")
-    assert f"nothing to resume: no checkpoint at {tmp_path / 'empty' / 'last.pt'}" in line
+    assert f"no checkpoint at {tmp_path / 'empty' / 'last.pt'}; train one with" in line  # the reader's words
+    assert not (tmp_path / "empty").exists()  # and no folder left behind
 
 
 @pytest.fixture
@@ -552,7 +564,7 @@ def nothing_loads(monkeypatch):
 def unwritable_folder(path):
     """``path``, a folder no file can be created in, or skip: chmod where that binds (not root),
     else the immutable attribute (``chattr +i``, root on ext4 and the like). Checked for real."""
-    path.mkdir()
+    path.mkdir(exist_ok=True)
     path.chmod(0o555)
     try:
         (path / "probe").touch()
@@ -619,25 +631,30 @@ def test_empty_path_is_refused(option, value, corpus, tmp_path, capsys):
     err = capsys.readouterr().err
     assert f"argument {option}: the path is empty" in err and err.count("\n") == 1
     assert sorted(p.name for p in tmp_path.iterdir()) == ["corpus.txt"]  # no checkpoint in the current folder
-    with pytest.raises(ConfigError, match=r"output folder \(--out\) is empty"):
+    with pytest.raises(ConfigError, match=r"output folder \(`out`\) is empty"):
         train_run(Run(model=TINY, train=TrainConfig(), data=corpus, out=""))
 
 
-def test_a_full_disk_mid_run_is_one_line_and_keeps_the_last_checkpoint(monkeypatch, corpus, tmp_path, capsys):
-    import gptlib.run
-    real_save = gptlib.run.save_training_state
-
-    def fills_up(path, state, *args, **kwargs):
-        if state.step >= 20:
-            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path))
-        return real_save(path, state, *args, **kwargs)
-
-    monkeypatch.setattr(gptlib.run, "save_training_state", fills_up)
+def test_a_folder_unwritable_mid_run_keeps_the_last_checkpoint(corpus, tmp_path):
     out = tmp_path / "r"
-    line = cli_error(capsys, *smoke_train(corpus, out, "--max-iters", "30"), after_progress=True)
-    assert f"could not save a checkpoint in {out} at step 20 (No space left on device)" in line
+    run = Run(get_preset("smoke").model, replace(get_preset("smoke").train, max_iters=30), data=corpus, out=out,
+              device="cpu")
+    locked = []
+
+    def lock_after_10(state):  # after the run saved step 10: its folder can no longer be written
+        if state.step == 10:
+            locked.append(unwritable_folder(out))
+
+    try:
+        with pytest.raises(OutputPathError) as caught:
+            train_run(run, callbacks=[lock_after_10], progress=False)
+    finally:
+        subprocess.run(["chattr", "-i", str(out)], capture_output=True)
+        out.chmod(0o755)
+    line = as_flags(str(caught.value))
+    assert f"could not save a checkpoint in {out} at step 20 (" in line and line.endswith("Choose another --out")
     assert f"the last good checkpoint, {out / 'last.pt'} (step 10), is kept" in line
-    assert load_checkpoint(out / "last.pt").step == 10
+    assert caught.value.step == 20 and load_checkpoint(out / "last.pt").step == 10
 
 
 # --- 2: one run owns its folder ----------------------------------------------------------------
@@ -749,8 +766,8 @@ def test_a_tiny_temperature_is_greedy_not_nan(checkpoint, capsys):
 
 @pytest.mark.parametrize("command, seed, limit", [
     ("sample", 2**64, "2**63 - 1"), ("sample", -1, "2**63 - 1"),
-    ("train", 2**64 - 1, "2**63 - 2"), ("train", 2**63 - 1, "2**63 - 2"), ("train", -1, "2**63 - 2"),
-])
+    ("train", 2**64 - 1, "2**63 - 1"), ("train", 2**63, "2**63 - 1"), ("train", -1, "2**63 - 1"),
+])  # one range, `gptlib.config.check_seed`, for the sampler and the training run alike
 def test_seed_out_of_range_is_one_line(command, seed, limit, checkpoint, corpus, tmp_path, capsys):
     argv = (["sample", "--checkpoint", str(checkpoint)] if command == "sample" else smoke_train(corpus, tmp_path / "r"))
     line = cli_error(capsys, *argv, "--seed", str(seed), stdout="")
@@ -759,7 +776,7 @@ def test_seed_out_of_range_is_one_line(command, seed, limit, checkpoint, corpus,
 
 
 def test_the_largest_seed_trains(corpus, tmp_path):
-    assert main(smoke_train(corpus, tmp_path / "r", "--max-iters", "2", "--seed", str(2**63 - 2))) == 0
+    assert main(smoke_train(corpus, tmp_path / "r", "--max-iters", "2", "--seed", str(2**63 - 1))) == 0
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="RLIMIT_AS caps memory this way on Linux")
@@ -784,19 +801,16 @@ def test_out_of_memory_says_what_to_make_smaller(tmp_path):
     assert not (tmp_path / "r").exists()
 
 
-def test_out_of_memory_mid_run_keeps_the_last_checkpoint(monkeypatch, corpus, tmp_path, capsys):
-    import gptlib.training
-    real_get_lr = gptlib.training.get_lr
-
-    def cuda_runs_out(step, config):  # as CUDA words it, from step 15
-        if step >= 15:
+def test_out_of_memory_mid_run_keeps_the_last_checkpoint(corpus, tmp_path):
+    def cuda_runs_out(state):  # as CUDA words it, after the save of step 10
+        if state.step == 10:
             raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB. GPU 0 has ...")
-        return real_get_lr(step, config)
 
-    monkeypatch.setattr(gptlib.training, "get_lr", cuda_runs_out)
     out = tmp_path / "r"
-    line = cli_error(capsys, *smoke_train(corpus, out, "--max-iters", "40"), after_progress=True)
-    assert line == (f"error: out of memory on cpu (asked for 2.00 GiB at once): make batch_size (now 4) or "
+    run = Run.from_preset(get_preset("smoke"), data=corpus, out=out, device="cpu")
+    with pytest.raises(OutOfMemoryError) as caught:
+        train_run(run, callbacks=[cuda_runs_out], progress=False)
+    assert str(caught.value) == (f"out of memory on cpu (asked for 2.00 GiB at once): make batch_size (now 4) or "
                     f"block_size (now 8) smaller, or the model (n_embd 16, n_layer 1); the last good checkpoint, "
                     f"{out / 'last.pt'} (step 10), is kept")
 
@@ -902,36 +916,34 @@ def test_bench_refuses_before_measuring(case, tmp_path, capsys, monkeypatch, req
 
 # --- 8: Ctrl-C says where the last checkpoint is and how to resume ------------------------------
 
-def test_ctrl_c_says_how_to_resume_and_that_command_resumes(monkeypatch, corpus, tmp_path, capsys):
-    import gptlib.training
-    real_get_lr = gptlib.training.get_lr
-    pressed = {"at": 25}
-
-    def ctrl_c(step, config):  # Ctrl-C arrives as a KeyboardInterrupt in the middle of the loop
-        if step == pressed["at"]:
+def test_ctrl_c_says_how_to_resume_and_that_command_resumes(corpus, tmp_path, capsys):
+    def ctrl_c(state):  # Ctrl-C arrives as a KeyboardInterrupt after the save of step 20
+        if state.step == 20:
             raise KeyboardInterrupt
-        return real_get_lr(step, config)
 
-    monkeypatch.setattr(gptlib.training, "get_lr", ctrl_c)
     out = tmp_path / "r"
-    assert main(smoke_train(corpus, out, "--max-iters", "40")) == 130
-    line = capsys.readouterr().err.strip().splitlines()[-1]
+    args = build_parser().parse_args(smoke_train(corpus, out, "--max-iters", "40"))
+    with pytest.raises(TrainingInterrupted) as caught:
+        train_run(run_from_args(args), callbacks=[ctrl_c], progress=False)
+    assert str(caught.value) == (f"the last checkpoint is {out / 'last.pt'} (step 20 of 40); resume it with: "
+                                 f"train_run(run, resume=True)")
     command = f"python -m gptlib train --resume --out {out} --data {corpus} --device cpu"
-    assert line == f"interrupted: the last checkpoint is {out / 'last.pt'} (step 20 of 40); resume it with: {command}"
-    pressed["at"] = None
+    line = interrupted_line(caught.value, args)
+    assert line == f"the last checkpoint is {out / 'last.pt'} (step 20 of 40); resume it with: {command}"
     assert main([*shlex.split(command)[3:], "--sample-tokens", "0"]) == 0  # the command, as printed
     assert load_checkpoint(out / "last.pt").step == 40
 
 
-def test_ctrl_c_before_the_first_checkpoint(monkeypatch, corpus, tmp_path, capsys):
-    import gptlib.training
-    monkeypatch.setattr(gptlib.training, "get_lr", lambda step, config: (_ for _ in ()).throw(KeyboardInterrupt))
-    assert main(smoke_train(corpus, tmp_path / "r")) == 130
-    assert capsys.readouterr().err.strip().splitlines()[-1] == (
-        "interrupted: no resumable checkpoint had been saved yet (the first comes at step 10)")
+def test_ctrl_c_before_the_first_checkpoint(corpus, tmp_path):
+    def ctrl_c(config):  # Ctrl-C while the model is being built
+        raise KeyboardInterrupt
+
+    args = build_parser().parse_args(smoke_train(corpus, tmp_path / "r"))
+    with pytest.raises(TrainingInterrupted) as caught:  # still a KeyboardInterrupt: it stops a notebook cell
+        train_run(run_from_args(args), make_model=ctrl_c, progress=False)
+    assert interrupted_line(caught.value, args) == str(caught.value) == (
+        "no resumable checkpoint had been saved yet (the first comes at step 10)")
     assert not (tmp_path / "r").exists()
-    with pytest.raises(TrainingInterrupted):  # in a notebook: still a KeyboardInterrupt, with the same words
-        train_run(Run.from_preset(get_preset("smoke"), data=corpus, out=tmp_path / "r", device="cpu"), progress=False)
 
 
 # --- 9: beyond the list ------------------------------------------------------------------------
@@ -1101,7 +1113,7 @@ def test_resume_of_weights_saved_without_a_train_config(preset, corpus, tmp_path
     before = (tmp_path / "w" / "last.pt").read_bytes()
     result = gptlib_process("train", "--resume", "--out", str(tmp_path / "w"), "--data", str(corpus), *preset)
     assert error_line(result) == (f"error: {tmp_path / 'w' / 'last.pt'} holds weights only, not a training "
-                                  f"state, so it cannot be resumed; start a new run with another --out")
+                                  f"state, so it cannot be resumed")
     assert (tmp_path / "w" / "last.pt").read_bytes() == before
     assert sorted(p.name for p in (tmp_path / "w").iterdir()) == ["last.pt"]
 
@@ -1213,7 +1225,10 @@ def test_a_negative_learning_rate_gets_the_equals_sign_hint(capsys):
 def test_resume_with_out_naming_a_checkpoint_file(finished_run, capsys):
     capsys.readouterr()
     line = cli_error(capsys, "train", "--resume", "--out", str(finished_run / "best.pt"))
-    assert line == f"error: --out {finished_run / 'best.pt'} is a file; --resume takes the run's folder: --out {finished_run}"
+    folder = f"--out {finished_run}"
+    assert line == f"error: --out {finished_run / 'best.pt'} is a file; --resume takes the run's folder: {folder}"
+    line = cli_error(capsys, "train", "--resume", "--out", str(finished_run / "best.pt"), "--preset", "smoke")
+    assert line == f"error: --out {finished_run / 'best.pt'} is a file; --resume takes the run's folder: {folder}"
 
 
 @pytest.mark.skipif(not os.path.isfile("/proc/version"), reason="Linux's /proc")
@@ -1325,3 +1340,30 @@ def test_further_inputs_round_3_what_they_found(corpus, checkpoint, finished_run
     monkeypatch.setattr(sys, "stdin", None)  # started with "<&-"
     assert cli_error(capsys, "sample", "--checkpoint", str(checkpoint), "--prompt-file", "-") == \
         "error: --prompt-file - reads standard input, which is closed; give a file instead"
+
+
+# --- each input checked once, where it enters: the one message each -----------------------------
+
+@pytest.mark.parametrize("flags, message", [
+    (["--dtype", "float8"], "unknown dtype 'float8'; --dtype is one of: float32, bfloat16, float16"),
+    (["--tokenizer", "words"], "unknown tokenizer 'words'; --tokenizer is one of: char, bpe"),
+    (["--vocab-size", "300"], "--vocab-size sets the size of a BPE vocabulary; give it with --tokenizer bpe"),
+    (["--grad-accum", "3"], "batch_size 4 cannot be split evenly into 3 micro-batches"),
+    (["--seed", "-5"], "seed must be an integer from 0 to 2**63 - 1, got -5"),
+    (["--resume", "--overwrite"], "--resume continues the run in --out and --overwrite replaces it"),
+])
+def test_each_run_input_has_one_check_and_one_message(flags, message, corpus, tmp_path, capsys):
+    """Checked by `Run`, `train_run` or `TrainConfig` before the data loads; the CLI only words it."""
+    nothing_loads_here = tmp_path / "r"
+    line = cli_error(capsys, *smoke_train(corpus, nothing_loads_here, *flags))
+    assert line.startswith("error: ") and message in line
+    assert not nothing_loads_here.exists()
+
+
+def test_the_library_says_the_same_in_its_own_words(corpus):
+    with pytest.raises(ConfigError, match="unknown dtype 'float8'; `dtype` is one of"):
+        Run(model=TINY, train=TrainConfig(), dtype="float8")
+    with pytest.raises(ConfigError, match="seed must be an integer from 0 to 2\\*\\*63 - 1"):
+        TrainConfig(seed=2**63)
+    with pytest.raises(ConfigError, match="`resume` continues the run in `out`"):
+        train_run(Run(model=TINY, train=TrainConfig(), out=Path("x")), resume=True, overwrite=True)

@@ -41,11 +41,3 @@ def test_same_generator_seed_same_batch(data):
     a = get_batch(data, 4, 8, torch.Generator().manual_seed(3))
     b = get_batch(data, 4, 8, torch.Generator().manual_seed(3))
     assert all(torch.equal(u, v) for u, v in zip(a, b))
-
-
-def test_block_and_batch_size_must_fit_the_data():
-    small = torch.arange(10)
-    with pytest.raises(ValueError, match="block_size"):
-        get_batch(small, 2, 10, torch.Generator())
-    with pytest.raises(ValueError, match="batch_size"):
-        get_batch(small, 50, 8, torch.Generator())
