@@ -17,7 +17,7 @@ from gptlib.device import free_cpu_memory, out_of_memory
 from gptlib.errors import CheckpointError, OutOfMemoryError
 from gptlib.files import atomic_write
 from gptlib.model import GPT
-from gptlib.tokenizer import CharTokenizer, tokenizer_from_dict
+from gptlib.tokenizer import CharTokenizer
 from gptlib.training import History, TrainState, make_optimizer
 
 FORMAT = "gptlib-checkpoint"
@@ -232,3 +232,11 @@ def resume_training_state(checkpoint: "Checkpoint | str | os.PathLike", model: n
             from None
     return TrainState(model, optimizer, ckpt.train_config, ckpt.step, history, batch_generator,
                       eval_generator, scaler=scaler)
+
+
+def tokenizer_from_dict(d: dict):
+    """The tokenizer that ``tokenizer.to_dict()`` described (`Run` checked its kind): characters or BPE."""
+    if d["kind"] != "bpe":
+        return CharTokenizer(d["chars"])
+    from gptlib.bpe import BPETokenizer  # here: `python -m gptlib.bpe` then runs without runpy's warning
+    return BPETokenizer.from_dict(d)

@@ -60,11 +60,3 @@ def look_up(vocab: Sequence, ids: Iterable[int]) -> list:
         if not 0 <= i < len(vocab):
             raise DataError(f"token id {i} is outside the vocabulary (0..{len(vocab) - 1})")
     return [vocab[i] for i in ids]
-
-
-def tokenizer_from_dict(d: dict):
-    """The tokenizer that ``tokenizer.to_dict()`` described (`Run` checked its kind): characters or BPE."""
-    if d["kind"] != "bpe":
-        return CharTokenizer(d["chars"])
-    from gptlib.bpe import BPETokenizer  # here: `python -m gptlib.bpe` then runs without runpy's warning
-    return BPETokenizer.from_dict(d)

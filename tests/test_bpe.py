@@ -18,7 +18,7 @@ from gptlib.checkpoint import load_checkpoint, save_checkpoint
 from gptlib.config import GPTConfig
 from gptlib.errors import ConfigError, DataError, DataNotFoundError
 from gptlib.model import GPT
-from gptlib.tokenizer import tokenizer_from_dict
+from gptlib.checkpoint import tokenizer_from_dict
 
 # Several scripts, so that merges build multi-byte characters (and pieces of them) into tokens.
 UNICODE_TEXT = (
