@@ -26,6 +26,7 @@ from gptlib.device import pick_device
 from gptlib.distributed import report_error
 from gptlib.errors import DataError, GPTLibError, TrainingInterrupted
 from gptlib.files import path_arg
+from gptlib.lora import LoRAConfig
 from gptlib.presets import PRESETS, Preset, get_preset
 from gptlib.run import Run, train_run
 from gptlib.sampling import default_prompt, stream_text
@@ -107,6 +108,12 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--grad-accum", default=1, type=int, metavar="N",
                    help="split each batch into N micro-batches, one backward each (same result, less "
                         "memory); under torchrun, each process's share (default 1)")
+    t.add_argument("--init-from", default=None, type=path_arg, metavar="CKPT",  # ft9: fine-tuning (ch. 9)
+                   help="fine-tune: start from this checkpoint's weights and vocabulary, with a fresh optimizer")
+    t.add_argument("--lora-rank", default=None, type=int, metavar="R",
+                   help="with --init-from: train rank-R LoRA adapters only, the rest frozen (ch. 9)")
+    t.add_argument("--lora-alpha", default=None, type=float, metavar="A",
+                   help=f"with --lora-rank: the adapters' update is scaled by A/R (default {LoRAConfig.alpha:g})")
     _add_config_options(t, GPTConfig, skip=("vocab_size",))
     _add_config_options(t, TrainConfig, description="--min-lr follows --learning-rate (the preset's ratio "
                         "between them) unless it is given too")
@@ -153,6 +160,8 @@ def run_from_args(args: argparse.Namespace) -> Run:
                 else get_preset("cpu"))
     else:
         base = get_preset("cpu" if args.preset is None else args.preset)
+    if args.init_from is not None and not args.resume:  # ft9: a fine-tuning run keeps the checkpoint's sizes
+        base = replace(base, model=load_checkpoint(args.init_from).model_config)
     train = _overrides(args, TrainConfig)
     if "learning_rate" in train and "min_lr" not in train and train["learning_rate"] != base.train.learning_rate:
         # min_lr follows --learning-rate (the preset's ratio), so a lower learning rate just works
@@ -162,7 +171,17 @@ def run_from_args(args: argparse.Namespace) -> Run:
                train=replace(base.train, **train),
                speed=READABLE if args.readable else None, dtype=args.dtype, compile=args.compile,
                data=args.data, tokenizer=args.tokenizer, vocab_size=args.vocab_size, out=Path(args.out),
-               device=args.device, name=base.name, grad_accum=args.grad_accum)
+               device=args.device, name=base.name, grad_accum=args.grad_accum,
+               init_from=args.init_from, lora=_lora(args))
+
+
+def _lora(args: argparse.Namespace) -> LoRAConfig | None:
+    """``--lora-rank`` and ``--lora-alpha`` as a `LoRAConfig` (None: no adapters)."""
+    if args.lora_rank is None:
+        if args.lora_alpha is not None:
+            raise GPTLibError("--lora-alpha scales LoRA adapters; give --lora-rank too")
+        return None
+    return LoRAConfig(args.lora_rank, LoRAConfig.alpha if args.lora_alpha is None else args.lora_alpha)
 
 
 def _per_character(val_loss: float, corpus) -> str:

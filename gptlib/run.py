@@ -38,7 +38,7 @@ from pathlib import Path
 import torch
 import torch.nn as nn
 
-from gptlib import distributed
+from gptlib import distributed, finetune
 from gptlib.checkpoint import (Checkpoint, load_checkpoint, remove_stale_temp_files, resume_training_state,
                                save_checkpoint, save_training_state)
 from gptlib.config import GPTConfig, TrainConfig
@@ -47,6 +47,7 @@ from gptlib.device import out_of_memory
 from gptlib.errors import (CheckpointError, ConfigError, DataError, GPTLibError, OutOfMemoryError,
                            OutputPathError, TrainingDivergedError, TrainingInterrupted)
 from gptlib.files import make_folder, remove_empty_folders
+from gptlib.lora import LoRAConfig, merge_lora
 from gptlib.pace import PaceWatch, expected_step_seconds
 from gptlib.presets import Preset
 from gptlib.speed import PRECISIONS, READABLE, SpeedConfig, build_model, speed_plan, with_precision
@@ -121,6 +122,8 @@ class Run:
     device: str = "auto"
     name: str = "custom"  # the preset's name, for the log
     grad_accum: int = 1  # micro-batches per step (per process under torchrun): same result, less memory
+    init_from: Path | None = None  # fine-tuning (ch. 9): start from this checkpoint's weights and vocabulary
+    lora: LoRAConfig | None = None  # with init_from: train LoRA adapters only (`gptlib.lora`)
 
     def __post_init__(self):
         if self.dtype is not None and self.dtype not in PRECISIONS:
@@ -130,6 +133,10 @@ class Run:
         if self.vocab_size is not None and self.tokenizer != "bpe":
             raise ConfigError("--vocab-size sets the size of a BPE vocabulary; give it with --tokenizer bpe "
                               "(a character tokenizer has one token per character of the text)")
+        if self.lora is not None and self.init_from is None:  # ft9: fine-tuning's two fields
+            raise ConfigError("LoRA adapters fine-tune a trained model: give the checkpoint (--init-from)")
+        if self.init_from is not None and self.tokenizer is not None:
+            raise ConfigError("a fine-tuning run keeps its checkpoint's tokenizer; drop --tokenizer")
 
     @classmethod
     def from_preset(cls, preset: Preset, **fields) -> "Run":
@@ -231,11 +238,14 @@ def _train_run(run: Run, out: Path | None, dist: distributed.Distributed, resume
         _refuse_existing_run(out)
     if checkpoint is not None:
         _check_same_run(run, checkpoint, out / LAST)
+    base = None if resume else finetune.base_checkpoint(run.init_from, run.model)  # ft9: fine-tuning
+    lora = finetune.run_lora(run.lora, checkpoint)
     saver, model_config = [], run.model  # the vocabulary's size comes with the corpus
     found = _file_identity(out / LAST) if out is not None else None  # last.pt as this run found it
     try:  # from here on, Ctrl-C (or SIGTERM, SIGHUP) says what there is to resume, even mid-load
         if corpus is None:
-            corpus = load_corpus(run.data, checkpoint.tokenizer if checkpoint else None,
+            start = checkpoint or base  # resumed or fine-tuned: its vocabulary encodes the text
+            corpus = load_corpus(run.data, start.tokenizer if start else None,
                                  kind=run.tokenizer or "char", vocab_size=run.vocab_size)
         if checkpoint is not None and checkpoint.extra.get("data_sha256", corpus.sha256) != corpus.sha256:
             raise DataError(f"{out / LAST} was trained on different text than {corpus.source}; resume "
@@ -245,6 +255,7 @@ def _train_run(run: Run, out: Path | None, dist: distributed.Distributed, resume
         plan = speed_from_checkpoint(checkpoint) if checkpoint is not None else run.plan(device)
         torch.manual_seed(run.train.seed)  # the initial weights (and, from here on, dropout)
         model = make_model(model_config) if make_model is not None else build_model(model_config, plan)
+        model = finetune.prepare(model, base, lora)  # ft9: the checkpoint's weights, adapters
         state = None
         if checkpoint is not None:  # after building: this sets torch's random state to the saved one
             state = resume_training_state(checkpoint, model, device, fused=plan.fused_adamw)
@@ -263,6 +274,8 @@ def _train_run(run: Run, out: Path | None, dist: distributed.Distributed, resume
             f"{len(corpus.train_data):,} train / {len(corpus.val_data):,} val tokens, "
             f"vocab {corpus.tokenizer.vocab_size}")
         log(f"speed plan: {describe_plan(plan) if make_model is None else type(model).__name__}")
+        if run.init_from is not None or lora is not None:  # ft9
+            log(finetune.describe(model, run.init_from))
         if make_model is None and plan.why:
             log(f"  why: {plan.why}")
         if dist.active or run.grad_accum > 1:
@@ -433,9 +446,10 @@ class _Saver:
         # resuming from it redoes that evaluation and writes the same best.pt again.
         try:
             if state.improved:
-                save_checkpoint(r.best_path, state.model, r.tokenizer, self.model_config, state.config,
-                                state.step, {"history": state.history.to_dict(), **run_info})
-            save_training_state(r.last_path, state, r.tokenizer, self.model_config, run_info)
+                save_checkpoint(r.best_path, merge_lora(state.model), r.tokenizer, self.model_config,
+                                state.config, state.step, {"history": state.history.to_dict(), **run_info})
+            save_training_state(r.last_path, state, r.tokenizer, self.model_config,
+                                {**run_info, **finetune.lora_info(state.model)})  # ft9: adapters' config
         except OSError as err:  # a full disk, a folder removed or made read-only mid-run
             hint = "Free some space or choose" if err.errno == errno.ENOSPC else "Choose"
             raise OutputPathError(f"could not save a checkpoint in {r.last_path.parent} at step {state.step} "
