@@ -63,3 +63,13 @@ def describe(model: nn.Module, init_from) -> str:
     total = sum(p.numel() for p in model.parameters())
     return (f"fine-tuning {init_from or 'a resumed run'}: {how}: {count_trainable(model):,} of "
             f"{total:,} parameters train")
+
+
+def split_speeches(text: str) -> list[tuple[str, str]]:
+    """The speeches of a play's text, in order: (speaker, speech), one per block between blank lines,
+    the speech with its "NAME:" line; a block that does not start with one has the speaker ""."""
+    speeches = []
+    for block in text.split("\n\n"):
+        head, newline, _ = block.partition("\n")
+        speeches.append((head[:-1] if head.endswith(":") and newline else "", block))
+    return speeches
