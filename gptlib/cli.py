@@ -108,12 +108,11 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--grad-accum", default=1, type=int, metavar="N",
                    help="split each batch into N micro-batches, one backward each (same result, less "
                         "memory); under torchrun, each process's share (default 1)")
-    t.add_argument("--init-from", default=None, type=path_arg, metavar="CKPT",  # ft9: fine-tuning (ch. 9)
-                   help="fine-tune: start from this checkpoint's weights and vocabulary, with a fresh optimizer")
-    t.add_argument("--lora-rank", default=None, type=int, metavar="R",
-                   help="with --init-from: train rank-R LoRA adapters only, the rest frozen (ch. 9)")
-    t.add_argument("--lora-alpha", default=None, type=float, metavar="A",
-                   help=f"with --lora-rank: the adapters' update is scaled by A/R (default {LoRAConfig.alpha:g})")
+    t.add_argument("--init-from", type=path_arg, metavar="CKPT",  # ft9: fine-tuning (ch. 9)
+                   help="fine-tune: start from this checkpoint's weights and vocabulary")
+    t.add_argument("--lora-rank", type=int, metavar="R", help="with --init-from: train LoRA adapters only")
+    t.add_argument("--lora-alpha", type=float, metavar="A",
+                   help=f"LoRA's update is scaled by A/R (default {LoRAConfig.alpha:g})")
     _add_config_options(t, GPTConfig, skip=("vocab_size",))
     _add_config_options(t, TrainConfig, description="--min-lr follows --learning-rate (the preset's ratio "
                         "between them) unless it is given too")

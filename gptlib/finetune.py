@@ -15,8 +15,17 @@ from gptlib.lora import LoRAConfig, add_lora, count_trainable, lora_config
 SHAPE = ("block_size", "n_embd", "n_head", "n_layer")  # what a fine-tuning run cannot change
 
 
+def start(init_from: str | os.PathLike | None, model: GPTConfig, lora: LoRAConfig | None,
+          resumed: Checkpoint | None) -> tuple[Checkpoint | None, LoRAConfig | None]:
+    """What a run starts from: the checkpoint a new fine-tuning run loads (None: none, or resuming:
+    ``resumed`` holds the weights) and the adapters it trains."""
+    if resumed is not None:
+        return None, run_lora(lora, resumed)
+    return base_checkpoint(init_from, model), lora
+
+
 def base_checkpoint(init_from: str | os.PathLike | None, model: GPTConfig) -> Checkpoint | None:
-    """The checkpoint a new fine-tuning run starts from (None: ``init_from`` is None); a ``model``
+    """The checkpoint a fine-tuning run starts from (None: ``init_from`` is None); a ``model``
     config of another shape is a `ConfigError`."""
     if init_from is None:
         return None
@@ -31,9 +40,7 @@ def base_checkpoint(init_from: str | os.PathLike | None, model: GPTConfig) -> Ch
 
 
 def run_lora(asked: LoRAConfig | None, resumed: Checkpoint | None) -> LoRAConfig | None:
-    """The run's adapters: a resumed run's saved ones (asking for others is a `ConfigError`), else ``asked``."""
-    if resumed is None:
-        return asked
+    """A resumed run's adapters, as saved; ``asked`` for others is a `ConfigError`."""
     saved = resumed.extra.get("lora")
     saved = None if saved is None else LoRAConfig(**saved)
     if asked is not None and asked != saved:

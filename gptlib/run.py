@@ -238,8 +238,7 @@ def _train_run(run: Run, out: Path | None, dist: distributed.Distributed, resume
         _refuse_existing_run(out)
     if checkpoint is not None:
         _check_same_run(run, checkpoint, out / LAST)
-    base = None if resume else finetune.base_checkpoint(run.init_from, run.model)  # ft9: fine-tuning
-    lora = finetune.run_lora(run.lora, checkpoint)
+    base, lora = finetune.start(run.init_from, run.model, run.lora, checkpoint)  # ft9: fine-tuning
     saver, model_config = [], run.model  # the vocabulary's size comes with the corpus
     found = _file_identity(out / LAST) if out is not None else None  # last.pt as this run found it
     try:  # from here on, Ctrl-C (or SIGTERM, SIGHUP) says what there is to resume, even mid-load

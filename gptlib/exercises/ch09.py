@@ -44,8 +44,9 @@ def lora_parameters(count) -> Verdict:
 def merge(merge_weight) -> Verdict:
     """Exercise 2: ``merge_weight(W, A, B, alpha, rank)`` is the merged weight W + (alpha/r) B A."""
     g = torch.Generator().manual_seed(0)
-    W, A, B = torch.randn(12, 5, generator=g), torch.randn(3, 5, generator=g), torch.randn(12, 3, generator=g)
-    got = run_answer(merge_weight, W.clone(), A.clone(), B.clone(), 6.0, 3, what="merge_weight(W, A, B, 6.0, 3)")
+    W, A, B = (torch.randn(*shape, generator=g) for shape in ((12, 5), (3, 5), (12, 3)))
+    got = run_answer(merge_weight, W.clone(), A.clone(), B.clone(), 6.0, 3,
+                     what="merge_weight(W, A, B, 6.0, 3)")
     if isinstance(got, Verdict):
         return got
     if not isinstance(got, torch.Tensor) or got.shape != W.shape:
@@ -75,12 +76,13 @@ def attention_only(add_adapters) -> Verdict:
     if any(".ffwd." in n for n in adapted):
         return not_yet("the feed-forward layers got adapters too; keep them plain (and frozen)")
     if adapted != want:
-        return not_yet(f"adapters on {sorted(adapted) or 'nothing'}; put one on each block's sa.qkv and sa.proj")
+        return not_yet(f"adapters on {sorted(adapted) or 'nothing'}; put one on each block's sa.qkv "
+                       "and sa.proj")
     trainable = {n for n, p in got.named_parameters() if p.requires_grad}
     if any(n.rsplit(".", 1)[-1] not in ("lora_A", "lora_B") for n in trainable):
         return not_yet("freeze every parameter but the adapters' lora_A and lora_B")
     if not torch.equal(got(idx)[0], before):
         return not_yet("a fresh adapter must leave the outputs as they were: start B at zero")
-    return correct(f"adapters on the {len(want)} attention matrices only, "
-                   f"{sum(p.numel() for n, p in got.named_parameters() if n in trainable):,} parameters train")
+    count = sum(p.numel() for n, p in got.named_parameters() if n in trainable)
+    return correct(f"adapters on the {len(want)} attention matrices only, {count:,} parameters train")
 
