@@ -173,3 +173,12 @@ def test_init_from_bad_input_is_one_line(tmp_path, pretrained, capsys):
     assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr
     assert result.stderr.count("\n") == 1 and "'ë' (U+00EB)" in result.stderr and "'Z'" in result.stderr
     assert not (tmp_path / "ft").exists()  # nothing left behind
+
+
+def test_a_fine_tuning_run_keeps_the_checkpoints_shape_and_tokenizer(tmp_path, pretrained):
+    run = _finetune_run(tmp_path, pretrained, "s")
+    with pytest.raises(ConfigError, match=r"n_embd \(checkpoint 16, asked 32\)"):
+        train_run(replace(run, model=replace(CONFIG, n_embd=32)), progress=False, log=lambda _: None)
+    with pytest.raises(ConfigError, match="tokenizer"):
+        replace(run, tokenizer="bpe")
+    assert not (tmp_path / "s").exists()
