@@ -18,6 +18,7 @@ from gptlib.device import pick_device
 from gptlib.distributed import report_error
 from gptlib.errors import DataError, GPTLibError, TrainingInterrupted
 from gptlib.files import path_arg
+from gptlib.lora import LoRAConfig
 from gptlib.presets import PRESETS, Preset, get_preset
 from gptlib.run import Run, resume_path, train_run
 from gptlib.sampling import default_prompt, stream_text
@@ -73,6 +74,11 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--compile", action=argparse.BooleanOptionalAction, help="torch.compile the steps")
     t.add_argument("--grad-accum", default=1, type=int, metavar="N",
                    help="N micro-batches per batch: same result, less memory (under torchrun: per process)")
+    t.add_argument("--init-from", type=path_arg, metavar="CKPT",
+                   help="fine-tune (ch. 9): start from this checkpoint's weights and vocabulary")
+    t.add_argument("--lora-rank", type=int, metavar="R", help="with --init-from: train LoRA adapters only")
+    t.add_argument("--lora-alpha", type=float, metavar="A",
+                   help=f"LoRA's update is scaled by A/R (default {LoRAConfig.alpha:g})")
     _add_config_options(t, GPTConfig, skip=("vocab_size",))
     _add_config_options(t, TrainConfig, description="--min-lr follows --learning-rate (the preset's ratio "
                         "between them) unless it is given too")
@@ -112,6 +118,8 @@ def run_from_args(args: argparse.Namespace) -> Run:
         base = Preset("resumed", "", saved.model_config, saved.train_config)
     else:
         base = get_preset("cpu" if args.preset is None else args.preset)
+    if args.init_from is not None and not args.resume:  # a fine-tuning run keeps the checkpoint's sizes
+        base = replace(base, model=load_checkpoint(args.init_from).model_config)
     def given(config_class) -> dict:  # the options set for config_class's fields
         return {f.name: vars(args)[f.name] for f in fields(config_class) if vars(args)[f.name] is not None}
     train, lr = given(TrainConfig), args.learning_rate
@@ -121,7 +129,17 @@ def run_from_args(args: argparse.Namespace) -> Run:
     return Run(model=replace(base.model, **given(GPTConfig)), train=replace(base.train, **train),
                speed=READABLE if args.readable else None, dtype=args.dtype, compile=args.compile,
                data=args.data, tokenizer=args.tokenizer, vocab_size=args.vocab_size, out=Path(args.out),
-               device=args.device, name=base.name, grad_accum=args.grad_accum)
+               device=args.device, name=base.name, grad_accum=args.grad_accum,
+               init_from=args.init_from, lora=_lora(args))
+
+
+def _lora(args: argparse.Namespace) -> LoRAConfig | None:
+    """``--lora-rank`` and ``--lora-alpha`` as a `LoRAConfig` (None: no adapters)."""
+    if args.lora_rank is None:
+        if args.lora_alpha is not None:
+            raise GPTLibError("--lora-alpha scales LoRA adapters; give --lora-rank too")
+        return None
+    return LoRAConfig(args.lora_rank, LoRAConfig.alpha if args.lora_alpha is None else args.lora_alpha)
 
 
 def _per_character(val_loss: float, corpus) -> str:

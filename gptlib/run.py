@@ -12,7 +12,7 @@ from pathlib import Path
 
 import torch
 
-from gptlib import distributed
+from gptlib import distributed, finetune
 from gptlib.checkpoint import (Checkpoint, load_checkpoint, remove_stale_temp_files, resume_training_state,
                                save_checkpoint, save_training_state)
 from gptlib.config import GPTConfig, TrainConfig
@@ -21,6 +21,7 @@ from gptlib.device import out_of_memory
 from gptlib.errors import (CheckpointError, ConfigError, DataError, GPTLibError, OutOfMemoryError,
                            OutputPathError, TrainingDivergedError, TrainingInterrupted)
 from gptlib.files import make_folder, remove_empty_folders
+from gptlib.lora import LoRAConfig, merge_lora
 from gptlib.pace import PaceWatch, expected_step_seconds
 from gptlib.presets import Preset
 from gptlib.speed import PRECISIONS, READABLE, SpeedConfig, build_model, speed_plan, with_precision
@@ -83,6 +84,8 @@ class Run:
     device: str = "auto"
     name: str = "custom"  # the preset's name, for the log
     grad_accum: int = 1  # micro-batches per step (per process under torchrun): same result, less memory
+    init_from: Path | None = None  # fine-tuning (ch. 9): start from this checkpoint's weights and vocabulary
+    lora: LoRAConfig | None = None  # with init_from: train LoRA adapters only (`gptlib.lora`)
 
     def __post_init__(self):
         if self.dtype is not None and self.dtype not in PRECISIONS:
@@ -93,6 +96,10 @@ class Run:
             raise ConfigError("`vocab_size` sets the size of a BPE vocabulary; give it with `tokenizer` bpe")
         if self.out is not None and not str(self.out).strip():
             raise ConfigError("the output folder (`out`) is empty; name a folder, or None to keep nothing")
+        if self.lora is not None and self.init_from is None:
+            raise ConfigError("LoRA adapters fine-tune a trained model: give the checkpoint (`init_from`)")
+        if self.init_from is not None and self.tokenizer is not None:
+            raise ConfigError("a fine-tuning run keeps its checkpoint's tokenizer; drop `tokenizer`")
 
     @classmethod
     def from_preset(cls, preset: Preset, **fields) -> "Run":
@@ -133,9 +140,10 @@ class RunResult:
         # resuming from it redoes that evaluation and writes the same best.pt again.
         try:
             if state.improved:
-                save_checkpoint(self.best_path, state.model, self.tokenizer, self.model_config,
+                save_checkpoint(self.best_path, merge_lora(state.model), self.tokenizer, self.model_config,
                                 state.config, state.step, {"history": state.history.to_dict(), **run_info})
-            save_training_state(self.last_path, state, self.tokenizer, self.model_config, run_info)
+            save_training_state(self.last_path, state, self.tokenizer, self.model_config,
+                                {**run_info, **finetune.lora_info(state.model)})  # a LoRA run's adapters
         except OSError as err:  # a full disk, a folder removed or made read-only mid-run
             hint = "Free some space or choose" if err.errno == errno.ENOSPC else "Choose"
             folder, reason = self.last_path.parent, err.strerror or err
@@ -236,7 +244,9 @@ def _train_run(run: Run, opts: RunOptions, out: Path | None, dist: distributed.D
 def _prepare(run: Run, opts: RunOptions, out: Path | None, dist: distributed.Distributed,
              checkpoint: Checkpoint | None) -> RunResult:
     """The corpus (checked against the run and the checkpoint), the model and its state, logged."""
-    corpus = opts.corpus or load_corpus(run.data, checkpoint.tokenizer if checkpoint else None,
+    base, lora = finetune.start(run.init_from, run.model, run.lora, checkpoint)  # fine-tuning (ch. 9)
+    start = checkpoint or base  # resumed or fine-tuned: its vocabulary encodes the text
+    corpus = opts.corpus or load_corpus(run.data, start.tokenizer if start else None,
                                         kind=run.tokenizer or "char", vocab_size=run.vocab_size)
     if checkpoint is not None and checkpoint.extra.get("data_sha256", corpus.sha256) != corpus.sha256:
         raise DataError(f"{out / LAST} was trained on different text than {corpus.source}; resume "
@@ -248,6 +258,7 @@ def _prepare(run: Run, opts: RunOptions, out: Path | None, dist: distributed.Dis
     plan = speed_from_checkpoint(checkpoint) if checkpoint is not None else run.plan(dist.device)
     torch.manual_seed(run.train.seed)  # the initial weights (and, from here on, dropout)
     model = build_model(model_config, plan) if opts.make_model is None else opts.make_model(model_config)
+    model = finetune.prepare(model, base, lora)  # the checkpoint's weights, then the adapters
     # after building: resuming sets torch's random state to the saved one
     state = checkpoint and resume_training_state(checkpoint, model, dist.device, fused=plan.fused_adamw)
     distributed.seed_other_ranks(dist, run.train.seed, 0 if state is None else state.step)  # dropout
@@ -270,6 +281,8 @@ def _log_start(result: "RunResult", opts: RunOptions, checkpoint: Checkpoint | N
         f"vocab {corpus.tokenizer.vocab_size}")
     plan = describe_plan(result.plan) if opts.make_model is None else type(result.model).__name__
     log(f"speed plan: {plan}")
+    if run.init_from is not None or finetune.lora_info(result.model):  # fine-tuning, or resuming one
+        log(finetune.describe(result.model, run.init_from))
     if opts.make_model is None and result.plan.why:
         log(f"  why: {result.plan.why}")
     dist, rows, accum = result.dist, run.train.batch_size // result.dist.world_size, run.grad_accum

@@ -1,6 +1,6 @@
 """Draw the book's diagrams into book/images/ as SVG: attention (queries, keys, values and the causal
 mask), the pre-norm transformer block on its residual stream, the whole GPT from tokens to logits,
-multi-head attention (concatenation and projection) and the position embeddings.
+multi-head attention (concatenation and projection), the position embeddings and a LoRA layer.
 
 Run from the repository root: python scripts/diagrams.py
 The output is deterministic (no dates, fixed ids), so re-running it changes no file unless this
@@ -263,9 +263,37 @@ def position_diagram():
             fontsize=11, fontweight="bold", va="center")
     save(fig, "position_embeddings.svg")
 
+
+def lora_diagram():
+    """A LoRA layer: the frozen W beside a trainable low-rank path B A, scaled by alpha / r, added."""
+    fig, ax = canvas(10.6, 4.2)
+    box(ax, 0.9, 2.0, 1.2, 1.0, "x\n(B, T, in)", GREY)
+    box(ax, 4.4, 3.05, 3.0, 0.8, "W: (out, in), and b\nfrozen: the pretrained weights", GREY, fontsize=8.5)
+    box(ax, 3.4, 1.0, 1.4, 0.8, "A: (r, in)\nrandom", GREEN, fontsize=8.5)
+    box(ax, 5.6, 1.0, 1.5, 0.8, "B: (out, r)\nstarts at 0", GREEN, fontsize=8.5)
+    arrow(ax, (1.5, 2.2), (2.85, 3.0))
+    arrow(ax, (1.5, 1.8), (2.65, 1.1))
+    arrow(ax, (4.1, 1.0), (4.83, 1.0), "(B,T,r)", offset=(-0.35, 0.22))
+    box(ax, 7.3, 1.0, 0.9, 0.6, "× alpha / r", ORANGE, fontsize=8.5)
+    arrow(ax, (6.37, 1.0), (6.83, 1.0))
+    cx, cy = 8.3, 2.0
+    ax.add_patch(plt.Circle((cx, cy), 0.2, facecolor="white", edgecolor="#333333", linewidth=1.2))
+    ax.text(cx, cy, "+", ha="center", va="center", fontsize=13)
+    arrow(ax, (5.92, 3.05), (cx - 0.12, cy + 0.17), "W x + b", offset=(0.1, 0.15))
+    arrow(ax, (7.76, 1.0), (cx - 0.1, cy - 0.18))
+    arrow(ax, (cx + 0.2, cy), (9.1, cy))
+    ax.text(9.15, 2.0, "out\n(B,T,out)", ha="left", va="center", fontsize=8.5)
+    ax.text(4.5, 0.2, "trainable: r × (in + out) numbers instead of out × in", ha="center", va="center",
+            fontsize=8.5, style="italic")
+    ax.text(0.2, 3.95, "LoRA: W x + (alpha / r) B A x, with W frozen and only A and B trained", fontsize=11,
+            fontweight="bold", va="center")
+    save(fig, "lora.svg")
+
+
 if __name__ == "__main__":
     attention_diagram()
     block_diagram()
     model_diagram()
     multi_head_diagram()
     position_diagram()
+    lora_diagram()
