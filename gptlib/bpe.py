@@ -52,12 +52,9 @@ def merge(ids: Sequence[int], pair: Pair, new_id: int) -> list[int]:
     """``ids`` with every occurrence of ``pair``, left to right, replaced by ``new_id``."""
     out, i = [], 0
     while i < len(ids):
-        if i + 1 < len(ids) and ids[i] == pair[0] and ids[i + 1] == pair[1]:
-            out.append(new_id)
-            i += 2
-        else:
-            out.append(ids[i])
-            i += 1
+        hit = i + 1 < len(ids) and ids[i] == pair[0] and ids[i + 1] == pair[1]
+        out.append(new_id if hit else ids[i])
+        i += 2 if hit else 1
     return out
 
 
