@@ -148,8 +148,7 @@ class BPETokenizer:
             raise DataError("BPE needs a non-empty text to learn its merges from")
         # Count each distinct chunk once, with how often it occurs: far fewer than the text's bytes.
         chunk_counts = Counter(re.findall(pattern, text))
-        words = [list(chunk.encode("utf-8")) for chunk in chunk_counts]
-        pairs = PairCounts(words, list(chunk_counts.values()))
+        pairs = PairCounts([list(c.encode("utf-8")) for c in chunk_counts], list(chunk_counts.values()))
         merges = []
         for new_id in range(MIN_VOCAB_SIZE, vocab_size):
             pair = pairs.best()
