@@ -104,8 +104,7 @@ class CausalSelfAttention(nn.Module):
         q, k, v = (t.view(B, T, nh, hs).transpose(1, 2) for t in (q, k, v))  # 3 x (B,nh,T,hs)
         if self.attention == "explicit" or (self.training and self.dropout > 0 and cpu_kernels(x)):
             y = self.explicit_attention(q, k, v)  # (a CPU's SDPA with dropout is slow and unfused)
-        else:
-            # One fused kernel (flash attention): the (T,T) matrix is never written to memory.
+        else:  # one fused kernel (flash attention): the (T,T) matrix is never written to memory
             p = self.dropout if self.training else 0.0
             y = F.scaled_dot_product_attention(q, k, v, dropout_p=p, is_causal=True)  # (B,nh,T,hs)
         y = y.transpose(1, 2).reshape(B, T, C)  # (B,nh,T,hs) -> (B,T,nh,hs) -> (B,T,C)
@@ -121,9 +120,8 @@ class CausalSelfAttention(nn.Module):
         att = torch.softmax(att, dim=-1)  # autograd's softmax saves the probabilities for backward
         if self.training and self.dropout > 0 and not cpu_kernels(att):
             y = F.dropout(att, self.dropout, training=True) @ v  # (B*nh,T,hs); a GPU's fused dropout
-        elif self.training and self.dropout > 0:
+        elif self.training and self.dropout > 0:  # dropout's 1/(1-p) scales the (T,hs) output, not (T,T)
             att = _Dropout.apply(att, self.dropout, 1.0)  # (B*nh,T,T), dropped weights are 0
-            # Dropout's 1/(1-p) scale, applied to the (T,hs) output rather than the (T,T) weights.
             y = (att @ v) * (1.0 / (1.0 - self.dropout))  # (B*nh,T,T) @ (B*nh,T,hs) -> (B*nh,T,hs)
         else:
             y = att @ v  # (B*nh,T,hs)
@@ -153,8 +151,7 @@ def _to_heads(state_dict: dict, prefix: str, n_head: int) -> None:
     """Replace ``qkv.weight`` (3C,C) in ``state_dict`` by the 3*nh per-head (hs,C) matrices."""
     qkv = state_dict.pop(prefix + "qkv.weight")  # (3C,C)
     parts = qkv.split(qkv.shape[0] // (3 * n_head), dim=0)  # 3*nh x (hs,C)
-    for name, part in zip(_head_names(prefix, n_head), parts):
-        state_dict[name] = part
+    state_dict.update(zip(_head_names(prefix, n_head), parts))
 
 
 def _from_heads(state_dict: dict, prefix: str, n_head: int) -> None:
