@@ -39,7 +39,6 @@ def dropout_keep_mask(shape: torch.Size, p: float, device: torch.device | str) -
 
 
 def _scaled(keep: torch.Tensor, dtype: torch.dtype, scale: float) -> torch.Tensor:
-    """The 1/0 mask ``keep`` as ``dtype``, times ``scale`` unless it is 1."""
     mask = keep.to(dtype)
     return mask if scale == 1.0 else mask.mul_(scale)
 

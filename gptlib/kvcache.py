@@ -50,8 +50,7 @@ def forward_cached(model: FastGPT, idx: torch.Tensor, cache: KVCache) -> torch.T
     """Logits (B,Tn,V) for the new tokens ``idx`` (B,Tn), placed after the ``cache.length`` cached ones."""
     Tn, T0 = idx.shape[1], cache.length
     if T0 + Tn > cache.block_size:
-        raise ConfigError(f"the cache holds {T0} tokens; {Tn} more would exceed block_size "
-                          f"{cache.block_size}")
+        raise ConfigError(f"{T0} cached tokens and {Tn} new ones exceed block_size {cache.block_size}")
     x = model.embed(idx, start=T0)  # (B,Tn,C), the new tokens at their absolute positions
     for layer, block in enumerate(model.blocks):
         x = x + _attend_cached(block.sa, block.ln1(x), cache, layer)  # (B,Tn,C)

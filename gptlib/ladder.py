@@ -269,8 +269,7 @@ def ladder_file(folder: str | Path | None = None) -> Path:
     return Path(folder if folder is not None else results_folder()) / "ladder.json"
 
 
-def record_rung(rung: dict, path: str | Path | None = None,
-                start_from: str | Path | None = None) -> dict:
+def record_rung(rung: dict, path: str | Path | None = None, start_from: str | Path | None = None) -> dict:
     """Add ``rung`` to the ladder file ``path`` (`ladder_file`; a new one copies ``start_from``; a ``smoke``
     rung: ``ladder-smoke.json``), atomically: in its namesake's place, else in ladder order, others last."""
     path = ladder_file() if path is None else Path(path)
