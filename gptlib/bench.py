@@ -220,7 +220,8 @@ def machine_info(device: torch.device) -> dict:
     cpuinfo = Path("/proc/cpuinfo")
     found = re.search(r"^model name[^:]*:(.*)$", cpuinfo.read_text(), re.M) if cpuinfo.exists() else None
     info = {"date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "device": str(device),
-            "torch": torch.version.__version__, "threads": torch.get_num_threads(), "cpu_count": os.cpu_count(),
+            "torch": torch.version.__version__, "threads": torch.get_num_threads(),
+            "cpu_count": os.cpu_count(),
             "cpu": found[1].strip() if found else platform.processor() or platform.machine()}
     if device.type == "cuda":
         info["gpu"] = torch.cuda.get_device_name(device)
@@ -285,8 +286,7 @@ def format_report(results: dict) -> str:
              + (f", {m['load_average_end']} at end" if "load_average_end" in m else "")
              + (", freed memory kept for reuse" if m.get("keep_freed_memory") else ""),
              f"speed plan: {describe_plan(SpeedConfig(**plan))}"]
-    if plan.get("why"):
-        lines.append(f"  why: {plan['why']}")
+    lines += [f"  why: {plan['why']}"] if plan.get("why") else []
     if "peaks" in results:
         lines.append("matmul peak: " + ", ".join(f"{dtype} {flops / 1e9:,.0f} GFLOP/s"
                                                  for dtype, flops in results["peaks"].items()))
@@ -299,8 +299,7 @@ def format_report(results: dict) -> str:
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The ``bench`` subcommand's options."""
     add = parser.add_argument
-    add("--preset", default="lecture", help=f"model size to time; one of: {', '.join(PRESETS)} "
-                                            f"(default: lecture)")
+    add("--preset", default="lecture", help=f"model size to time: {', '.join(PRESETS)} (default: lecture)")
     add("--device", default="auto", help="auto (cuda, then mps, then cpu), cpu, cuda or mps")
     add("--batch-size", type=int, default=None, help="default: the preset's")
     add("--rounds", type=int, default=5, help="timed training rounds (default 5)")
@@ -329,8 +328,7 @@ def run_bench(args: argparse.Namespace) -> dict:
         raise ConfigError(f"--target must be a finite val loss > 0, got {args.target}")
     preset, ttl_preset = get_preset(args.preset), get_preset(args.ttl_preset)
     if args.json is not None:
-        check_writable_file(args.json, "--json",
-                            "give a file name such as bench.json in a folder you can write to")
+        check_writable_file(args.json, "--json", "give a file like bench.json in a folder you can write to")
     device = pick_device(args.device)
     machine = machine_info(device)  # the load average before anything runs
     corpus = load_corpus()
