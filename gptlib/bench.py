@@ -299,7 +299,8 @@ def format_report(results: dict) -> str:
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The ``bench`` subcommand's options."""
     add = parser.add_argument
-    add("--preset", default="lecture", help=f"model size to time: {', '.join(PRESETS)} (default: lecture)")
+    add("--preset", default="lecture", help=f"model size to time; one of: {', '.join(PRESETS)} "
+                                            f"(default: lecture)")
     add("--device", default="auto", help="auto (cuda, then mps, then cpu), cpu, cuda or mps")
     add("--batch-size", type=int, default=None, help="default: the preset's")
     add("--rounds", type=int, default=5, help="timed training rounds (default 5)")
