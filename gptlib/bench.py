@@ -129,8 +129,7 @@ def bench_training(config: GPTConfig, train_data: torch.Tensor, batch_size: int,
 
 def bench_sampling(config: GPTConfig, device: torch.device, new_tokens: int, rounds: int,
                    progress: bool = False, dtype: str | None = None) -> dict:
-    """Tokens/s of the naive `generate` (readable `GPT`), of `generate_cached` (a `FastGPT`, converted in
-    ``convert_seconds``) and, with ``dtype`` (the plan's), of the cache on a copy cast to it."""
+    """Tokens/s of the naive `generate`, `generate_cached` (a `FastGPT`) and, with ``dtype``, a copy in it."""
     torch.manual_seed(1337)
     model = GPT(config).to(device).eval()
     t0 = time.perf_counter()
@@ -162,8 +161,7 @@ def bench_sampling(config: GPTConfig, device: torch.device, new_tokens: int, rou
 @torch.no_grad()
 def full_split_loss(model: nn.Module, data: torch.Tensor, block_size: int,
                     device: torch.device | str | None = None, batch_size: int = 64) -> float:
-    """The mean loss over *every* token of ``data`` in eval mode, on ``device`` (default: the model's):
-    consecutive chunks of ``block_size`` (the last one shorter), so each token is predicted once."""
+    """The mean loss over *every* token of ``data`` (each predicted once), in eval mode, on ``device``."""
     device = next(model.parameters()).device if device is None else device
     was_training = model.training
     model.eval()
@@ -178,8 +176,7 @@ def full_split_loss(model: nn.Module, data: torch.Tensor, block_size: int,
 
 def time_to_loss(preset_name: str, target: float, device: torch.device, plan: SpeedConfig,
                  corpus: Corpus, progress: bool = False, score=full_split_loss) -> dict:
-    """Train ``preset_name`` with ``plan`` until ``score`` (the whole val split's loss, checked once the
-    estimate is within `CHECK_MARGIN`) is <= ``target``; ``seconds`` leaves out the checks' time."""
+    """Train ``preset_name`` with ``plan`` until the whole val split's ``score`` <= ``target`` (checks untimed)."""
     preset = get_preset(preset_name)
     block_size, checks = preset.model.block_size, []
 
