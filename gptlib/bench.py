@@ -176,7 +176,7 @@ def full_split_loss(model: nn.Module, data: torch.Tensor, block_size: int,
 
 def time_to_loss(preset_name: str, target: float, device: torch.device, plan: SpeedConfig,
                  corpus: Corpus, progress: bool = False, score=full_split_loss) -> dict:
-    """Train ``preset_name`` with ``plan`` until the whole val split's ``score`` <= ``target`` (checks untimed)."""
+    """Train ``preset_name`` with ``plan`` until the val split's ``score`` <= ``target`` (checks untimed)."""
     preset = get_preset(preset_name)
     block_size, checks = preset.model.block_size, []
 
