@@ -148,8 +148,7 @@ def bench_sampling(config: GPTConfig, device: torch.device, new_tokens: int, rou
     times = _alternate(jobs, rounds, device, f"sample {new_tokens} tokens: naive vs KV cache", progress)
     out = {"new_tokens": new_tokens, "rounds": rounds, "convert_seconds": convert_seconds}
     for name, ts in times.items():
-        out[f"{name}_seconds"] = statistics.median(ts)
-        out[f"{name}_seconds_spread"] = spread(ts)
+        out[f"{name}_seconds"], out[f"{name}_seconds_spread"] = statistics.median(ts), spread(ts)
         out[f"{name}_tok_s"] = new_tokens / statistics.median(ts)
     out["plan_sampler"] = best = f"cached_{dtype}" if dtype is not None else "cached"
     out["speedup"] = out[f"{best}_tok_s"] / out["naive_tok_s"]
@@ -284,9 +283,8 @@ def format_report(results: dict) -> str:
              + (", freed memory kept for reuse" if m.get("keep_freed_memory") else ""),
              f"speed plan: {describe_plan(SpeedConfig(**plan))}"]
     lines += [f"  why: {plan['why']}"] if plan.get("why") else []
-    if "peaks" in results:
-        lines.append("matmul peak: " + ", ".join(f"{dtype} {flops / 1e9:,.0f} GFLOP/s"
-                                                 for dtype, flops in results["peaks"].items()))
+    peaks = ", ".join(f"{dt} {flops / 1e9:,.0f} GFLOP/s" for dt, flops in results.get("peaks", {}).items())
+    lines += [f"matmul peak: {peaks}"] if "peaks" in results else []
     for key, part in ("train", _train_lines), ("sample", _sample_lines), ("time_to_loss", _ttl_lines):
         if key in results:
             lines += part(results[key])
