@@ -1,6 +1,5 @@
-"""``python -m gptlib bench``: how fast the readable model and the fast path train and sample here, in
-alternating rounds after a warm-up (a shared machine slows both alike); MFU against this machine's matmul
-peak; ``--time-to-loss``: the seconds `gptlib.run.train_run` takes to reach a val loss."""
+"""``python -m gptlib bench``: how fast the readable model and the fast path train and sample, in alternating
+rounds after a warm-up (load slows both alike); MFU; ``--time-to-loss``: `train_run`'s seconds to a loss."""
 
 import argparse
 import json

@@ -1,6 +1,5 @@
-"""The book's plots: loss curves (static, and live during training), the ablation ladder, attention maps.
-Each takes data (a `History` or its ``to_dict()``, a ladder dict, attention weights), never a trainer, and
-draws on ``ax`` (a new figure if None). Only this module imports matplotlib."""
+"""The book's plots (loss curves, also live; the ablation ladder; attention maps) from data, never a trainer,
+drawn on ``ax`` (a new figure if None). Only this module imports matplotlib."""
 
 import math
 
@@ -169,8 +168,7 @@ def _thinned_ticks(set_ticks, names: list[str], fontsize: float, every: int) -> 
 
 
 def plot_attention_grid(maps, tokens, cell_size: float = 2.5, title: str | None = None):
-    """Every layer (rows) x head (columns) of ``maps`` (L,nh,T,T) as heatmaps with one colour bar;
-    tokens label the outer rows and columns, thinned to stay readable. Returns the figure."""
+    """Each layer (row) x head (column) of ``maps`` (L,nh,T,T) as heatmaps, one colour bar: the figure."""
     L, nh = maps.shape[:2]
     fig, axes = plt.subplots(L, nh, figsize=(cell_size * nh + 1.2, cell_size * L + 0.9), squeeze=False,
                              layout="constrained")
