@@ -95,8 +95,7 @@ def plot_ladder_histories(ladder: dict, ax=None, names=None, lecture: bool = Tru
     ax = _axes(ax, figsize=(7, 4))
     for r in _rungs(ladder, names):
         h, per_step = _as_dict(r["history"]), tokens_per_step(r, ladder)
-        tokens = [step * per_step / 1e6 for step in h["step"]]
-        ax.plot(tokens, h["val_loss"], "-", label=r.get("label", r["name"]))
+        ax.plot([s * per_step / 1e6 for s in h["step"]], h["val_loss"], "-", label=r.get("label", r["name"]))
     if lecture:
         ax.axhline(LECTURE_VAL_LOSS, **_LECTURE)
     ax.set(xlabel="tokens seen in training (millions)", ylabel="validation loss")
@@ -112,8 +111,7 @@ def token_labels(tokens) -> list[str]:
 
 def plot_loss_curves(history, ax=None, title: str | None = None):
     """Train and val loss against the step from step 0, with the best val loss marked."""
-    h = _as_dict(history)
-    ax = plot_history(h, ax=ax)
+    h, ax = _as_dict(history), plot_history(history, ax=ax)
     ax.set_xlim(0, max(h["step"], default=1) * 1.03)
     if h["val_loss"]:
         best = min(range(len(h["val_loss"])), key=h["val_loss"].__getitem__)
