@@ -116,9 +116,8 @@ def browser_export_path(run_out: str | os.PathLike, preset: str, book: str | os.
     """Where chapter 7 writes a run's browser export: beside the run's checkpoints; over the book's own
     model (``book/_static``) only for the page's preset when ``GPTLIB_RESULTS`` is ``book/results``."""
     book = Path(book)
-    if preset == BOOK_PRESET and results_folder().resolve() == (book / "results").resolve():
-        return book / "_static" / EXPORT_NAME
-    return Path(run_out) / EXPORT_NAME
+    over_book = preset == BOOK_PRESET and results_folder().resolve() == (book / "results").resolve()
+    return (book / "_static" if over_book else Path(run_out)) / EXPORT_NAME
 
 
 def export_for_browser(model: nn.Module, tokenizer: CharTokenizer, path: str | os.PathLike,
