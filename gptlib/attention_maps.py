@@ -57,7 +57,7 @@ def head_summary(maps: torch.Tensor, tokens: str | None = None) -> list[dict]:
 
 
 def _weight_on_start(maps: torch.Tensor, tokens: str, marks: str) -> torch.Tensor:
-    """Mean weight on the last of ``marks`` and the next character, from t >= mark + 3 (else NaN) -> (L,nh)."""
+    """Mean weight on the last of ``marks`` and the next char, from t >= mark + 3 (else NaN): (L,nh)."""
     pairs, last = [], None  # (t, the last mark before t - 2)
     for t, ch in enumerate(tokens):
         if last is not None and last < t - 2:

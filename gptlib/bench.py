@@ -1,6 +1,5 @@
-"""``python -m gptlib bench``: how fast the readable model and the fast path train and sample here, in
-alternating rounds after a warm-up (a shared machine slows both alike); MFU against this machine's matmul
-peak; ``--time-to-loss``: the seconds `gptlib.run.train_run` takes to reach a val loss."""
+"""``python -m gptlib bench``: how fast the readable model and the fast path train and sample, in alternating
+rounds after a warm-up (load slows both alike); MFU; ``--time-to-loss``: `train_run`'s seconds to a loss."""
 
 import argparse
 import json
@@ -129,8 +128,7 @@ def bench_training(config: GPTConfig, train_data: torch.Tensor, batch_size: int,
 
 def bench_sampling(config: GPTConfig, device: torch.device, new_tokens: int, rounds: int,
                    progress: bool = False, dtype: str | None = None) -> dict:
-    """Tokens/s of the naive `generate` (readable `GPT`), of `generate_cached` (a `FastGPT`, converted in
-    ``convert_seconds``) and, with ``dtype`` (the plan's), of the cache on a copy cast to it."""
+    """Tokens/s of the naive `generate`, `generate_cached` (a `FastGPT`) and, with ``dtype``, a copy in it."""
     torch.manual_seed(1337)
     model = GPT(config).to(device).eval()
     t0 = time.perf_counter()
@@ -149,8 +147,7 @@ def bench_sampling(config: GPTConfig, device: torch.device, new_tokens: int, rou
     times = _alternate(jobs, rounds, device, f"sample {new_tokens} tokens: naive vs KV cache", progress)
     out = {"new_tokens": new_tokens, "rounds": rounds, "convert_seconds": convert_seconds}
     for name, ts in times.items():
-        out[f"{name}_seconds"] = statistics.median(ts)
-        out[f"{name}_seconds_spread"] = spread(ts)
+        out[f"{name}_seconds"], out[f"{name}_seconds_spread"] = statistics.median(ts), spread(ts)
         out[f"{name}_tok_s"] = new_tokens / statistics.median(ts)
     out["plan_sampler"] = best = f"cached_{dtype}" if dtype is not None else "cached"
     out["speedup"] = out[f"{best}_tok_s"] / out["naive_tok_s"]
@@ -162,8 +159,7 @@ def bench_sampling(config: GPTConfig, device: torch.device, new_tokens: int, rou
 @torch.no_grad()
 def full_split_loss(model: nn.Module, data: torch.Tensor, block_size: int,
                     device: torch.device | str | None = None, batch_size: int = 64) -> float:
-    """The mean loss over *every* token of ``data`` in eval mode, on ``device`` (default: the model's):
-    consecutive chunks of ``block_size`` (the last one shorter), so each token is predicted once."""
+    """The mean loss over *every* token of ``data`` (each predicted once), in eval mode, on ``device``."""
     device = next(model.parameters()).device if device is None else device
     was_training = model.training
     model.eval()
@@ -178,8 +174,7 @@ def full_split_loss(model: nn.Module, data: torch.Tensor, block_size: int,
 
 def time_to_loss(preset_name: str, target: float, device: torch.device, plan: SpeedConfig,
                  corpus: Corpus, progress: bool = False, score=full_split_loss) -> dict:
-    """Train ``preset_name`` with ``plan`` until ``score`` (the whole val split's loss, checked once the
-    estimate is within `CHECK_MARGIN`) is <= ``target``; ``seconds`` leaves out the checks' time."""
+    """Train ``preset_name`` with ``plan`` until the val split's ``score`` <= ``target`` (checks untimed)."""
     preset = get_preset(preset_name)
     block_size, checks = preset.model.block_size, []
 
@@ -220,7 +215,8 @@ def machine_info(device: torch.device) -> dict:
     cpuinfo = Path("/proc/cpuinfo")
     found = re.search(r"^model name[^:]*:(.*)$", cpuinfo.read_text(), re.M) if cpuinfo.exists() else None
     info = {"date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "device": str(device),
-            "torch": torch.version.__version__, "threads": torch.get_num_threads(), "cpu_count": os.cpu_count(),
+            "torch": torch.version.__version__, "threads": torch.get_num_threads(),
+            "cpu_count": os.cpu_count(),
             "cpu": found[1].strip() if found else platform.processor() or platform.machine()}
     if device.type == "cuda":
         info["gpu"] = torch.cuda.get_device_name(device)
@@ -285,11 +281,9 @@ def format_report(results: dict) -> str:
              + (f", {m['load_average_end']} at end" if "load_average_end" in m else "")
              + (", freed memory kept for reuse" if m.get("keep_freed_memory") else ""),
              f"speed plan: {describe_plan(SpeedConfig(**plan))}"]
-    if plan.get("why"):
-        lines.append(f"  why: {plan['why']}")
-    if "peaks" in results:
-        lines.append("matmul peak: " + ", ".join(f"{dtype} {flops / 1e9:,.0f} GFLOP/s"
-                                                 for dtype, flops in results["peaks"].items()))
+    lines += [f"  why: {plan['why']}"] if plan.get("why") else []
+    peaks = ", ".join(f"{dt} {flops / 1e9:,.0f} GFLOP/s" for dt, flops in results.get("peaks", {}).items())
+    lines += [f"matmul peak: {peaks}"] if "peaks" in results else []
     for key, part in ("train", _train_lines), ("sample", _sample_lines), ("time_to_loss", _ttl_lines):
         if key in results:
             lines += part(results[key])
@@ -329,8 +323,7 @@ def run_bench(args: argparse.Namespace) -> dict:
         raise ConfigError(f"--target must be a finite val loss > 0, got {args.target}")
     preset, ttl_preset = get_preset(args.preset), get_preset(args.ttl_preset)
     if args.json is not None:
-        check_writable_file(args.json, "--json",
-                            "give a file name such as bench.json in a folder you can write to")
+        check_writable_file(args.json, "--json", "give a file like bench.json in a folder you can write to")
     device = pick_device(args.device)
     machine = machine_info(device)  # the load average before anything runs
     corpus = load_corpus()

@@ -52,12 +52,9 @@ def merge(ids: Sequence[int], pair: Pair, new_id: int) -> list[int]:
     """``ids`` with every occurrence of ``pair``, left to right, replaced by ``new_id``."""
     out, i = [], 0
     while i < len(ids):
-        if i + 1 < len(ids) and ids[i] == pair[0] and ids[i + 1] == pair[1]:
-            out.append(new_id)
-            i += 2
-        else:
-            out.append(ids[i])
-            i += 1
+        hit = i + 1 < len(ids) and ids[i] == pair[0] and ids[i + 1] == pair[1]
+        out.append(new_id if hit else ids[i])
+        i += 2 if hit else 1
     return out
 
 
@@ -149,10 +146,8 @@ class BPETokenizer:
                               f"to {MAX_VOCAB_SIZE:,}, got {vocab_size!r}")
         if not isinstance(text, str) or not text:
             raise DataError("BPE needs a non-empty text to learn its merges from")
-        # Count each distinct chunk once, with how often it occurs: far fewer than the text's bytes.
-        chunk_counts = Counter(re.findall(pattern, text))
-        words = [list(chunk.encode("utf-8")) for chunk in chunk_counts]
-        pairs = PairCounts(words, list(chunk_counts.values()))
+        chunk_counts = Counter(re.findall(pattern, text))  # each distinct chunk once: far fewer than bytes
+        pairs = PairCounts([list(c.encode("utf-8")) for c in chunk_counts], list(chunk_counts.values()))
         merges = []
         for new_id in range(MIN_VOCAB_SIZE, vocab_size):
             pair = pairs.best()

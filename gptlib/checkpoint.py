@@ -172,8 +172,7 @@ def load_weights(model: nn.Module, state: dict, tokenizer: CharTokenizer | None 
 
 
 def check_fit(model: nn.Module, state: dict, message: str) -> None:
-    """A `CheckpointError`, ``message`` with how they differ, if ``state``'s tensors are not ``model``'s
-    (which may be on the meta device)."""
+    """A `CheckpointError`, ``message`` with how they differ, if ``state``'s tensors are not ``model``'s."""
     own = model.state_dict()
     missing, unexpected = sorted(set(own) - set(state)), sorted(set(state) - set(own))
     mismatched = [f"{k}: checkpoint {tuple(state[k].shape)} vs model {tuple(own[k].shape)}"

@@ -27,8 +27,7 @@ def repo_root() -> Path | None:
 def default_cache_dir() -> Path:
     """``data/`` beside the package in a checkout (editable install), else ``~/.cache/gptlib``."""
     repo = repo_root()
-    in_checkout = repo is not None and (repo / "data").is_dir()
-    return repo / "data" if in_checkout else Path.home() / ".cache" / "gptlib"
+    return repo / "data" if repo and (repo / "data").is_dir() else Path.home() / ".cache" / "gptlib"
 
 
 def resolve_override(value: str) -> Path:
@@ -90,8 +89,7 @@ def download(url: str, dest: Path, sha256: str, *, timeout: float = 30.0, progre
 def tiny_shakespeare_path(*, cache_dir: Path | None = None, url: str = TINY_SHAKESPEARE_URL,
                           progress: bool = True) -> Path:
     """The path of a verified copy of Tiny Shakespeare, downloading it into the cache if needed."""
-    override = os.environ.get(ENV_VAR)
-    if override:
+    if override := os.environ.get(ENV_VAR):
         path = resolve_override(override)
         if sha256_of(path) != TINY_SHAKESPEARE_SHA256:
             raise DataError(f"{path} (from {ENV_VAR}) is not Tiny Shakespeare: its sha256 is not "

@@ -138,8 +138,7 @@ def split_batch(batch_size: int, world_size: int, grad_accum: int) -> int:
         raise ConfigError(f"grad_accum must be a positive integer, got {grad_accum!r}")
     parts = world_size * grad_accum
     if batch_size % parts:
-        who = f"{world_size} processes x {grad_accum} micro-batches" if world_size > 1 else \
-            f"{grad_accum} micro-batches"
+        who = (f"{world_size} processes x " if world_size > 1 else "") + f"{grad_accum} micro-batches"
         raise ConfigError(f"batch_size {batch_size} cannot be split evenly into {who} ({parts} parts): "
                           f"use a batch_size that is a multiple of {parts}, or another "
                           f"{'--nproc_per_node or ' if world_size > 1 else ''}--grad-accum")

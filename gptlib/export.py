@@ -93,8 +93,7 @@ def _parse(data: bytes, where: str = "the file") -> tuple[dict, dict[str, torch.
 
 
 def load_browser_export(path: str | os.PathLike) -> tuple[GPT, CharTokenizer]:
-    """The `GPT` (eval mode, CPU) and `CharTokenizer` rebuilt from a browser model file, with the
-    de-quantised float32 weights that ``gpt.js`` computes with."""
+    """The `GPT` (eval mode, CPU) and `CharTokenizer` of a browser model file, de-quantised as gpt.js does."""
     header, state = _parse(Path(path).read_bytes(), str(path))
     model, tokenizer = GPT(GPTConfig(**header["config"])), CharTokenizer(header["vocab"])
     load_weights(model, state, tokenizer)
@@ -103,8 +102,7 @@ def load_browser_export(path: str | os.PathLike) -> tuple[GPT, CharTokenizer]:
 
 @torch.no_grad()
 def export_error(model: GPT, rebuilt: GPT, n_prompts: int = ERROR_PROMPTS) -> float:
-    """Max |logit difference| of ``model`` and ``rebuilt`` (CPU, eval mode) on ``n_prompts`` random
-    sequences of ``block_size`` tokens (seed 0)."""
+    """Max |logit difference| of ``model`` and ``rebuilt`` on ``n_prompts`` random block-long sequences."""
     idx = torch.randint(model.config.vocab_size, (n_prompts, model.config.block_size),
                         generator=torch.Generator().manual_seed(0))  # (n,T)
     return (rebuilt(idx)[0] - model(idx)[0]).abs().max().item()  # (n,T,V) logits
@@ -118,17 +116,15 @@ def browser_export_path(run_out: str | os.PathLike, preset: str, book: str | os.
     """Where chapter 7 writes a run's browser export: beside the run's checkpoints; over the book's own
     model (``book/_static``) only for the page's preset when ``GPTLIB_RESULTS`` is ``book/results``."""
     book = Path(book)
-    if preset == BOOK_PRESET and results_folder().resolve() == (book / "results").resolve():
-        return book / "_static" / EXPORT_NAME
-    return Path(run_out) / EXPORT_NAME
+    over_book = preset == BOOK_PRESET and results_folder().resolve() == (book / "results").resolve()
+    return (book / "_static" if over_book else Path(run_out)) / EXPORT_NAME
 
 
 def export_for_browser(model: nn.Module, tokenizer: CharTokenizer, path: str | os.PathLike,
                        dtype: str = "float16", step: int | None = None, val_loss: float | None = None,
                        origin: str | None = None) -> dict:
     """Write ``model`` (a `GPT` or `FastGPT`) and ``tokenizer`` to ``path`` for ``gpt.js`` in ``dtype``
-    ("float16" or "int8"), and the sidecar beside it; return the sidecar's dict. ``step``, ``val_loss``
-    and ``origin`` (which run made it) are shown by the page."""
+    (`DTYPES`), and the sidecar beside it; returns the sidecar dict. The page shows step, val_loss, origin."""
     if dtype not in DTYPES:
         raise ConfigError(f"dtype must be one of {', '.join(DTYPES)}, got {dtype!r}")
     if not isinstance(tokenizer, CharTokenizer):

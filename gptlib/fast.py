@@ -11,11 +11,8 @@ from torch.nn import functional as F
 from gptlib.config import GPTConfig
 from gptlib.model import GPT, Block, FeedForward
 
-# A keep/drop decision needs 16 random bits, not ``bernoulli_``'s 32-bit float: four per 64-bit draw.
-_BITS = 16
-
-# The ways `CausalSelfAttention` can compute attention; `gptlib.speed.SpeedConfig` checks the name.
-ATTENTION = ("sdpa", "explicit")
+_BITS = 16  # a keep/drop decision needs 16 random bits, not ``bernoulli_``'s 32-bit float: 4 per 64-bit draw
+ATTENTION = ("sdpa", "explicit")  # how `CausalSelfAttention` attends; `gptlib.speed.SpeedConfig` checks it
 
 
 def _random16(shape: torch.Size, device: torch.device | str) -> torch.Tensor:
@@ -42,7 +39,6 @@ def dropout_keep_mask(shape: torch.Size, p: float, device: torch.device | str) -
 
 
 def _scaled(keep: torch.Tensor, dtype: torch.dtype, scale: float) -> torch.Tensor:
-    """The 1/0 mask ``keep`` as ``dtype``, times ``scale`` unless it is 1."""
     mask = keep.to(dtype)
     return mask if scale == 1.0 else mask.mul_(scale)
 
@@ -77,7 +73,6 @@ class FastDropout(nn.Module):
         self.p = p
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Zero each element with probability p (in training), scale the rest by 1/(1-p)."""
         if not self.training or self.p == 0.0:
             return x
         if not cpu_kernels(x):
@@ -102,16 +97,13 @@ class CausalSelfAttention(nn.Module):
         self.register_load_state_dict_pre_hook(lambda m, sd, prefix, *_: _from_heads(sd, prefix, m.n_head))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """(B,T,C) -> (B,T,C)."""
         B, T, C = x.shape
         nh, hs = self.n_head, C // self.n_head
         q, k, v = self.qkv(x).split(C, dim=2)  # (B,T,C) -> (B,T,3C) -> 3 x (B,T,C)
         q, k, v = (t.view(B, T, nh, hs).transpose(1, 2) for t in (q, k, v))  # 3 x (B,nh,T,hs)
-        dropout_on_cpu = self.training and self.dropout > 0 and cpu_kernels(x)
-        if self.attention == "explicit" or dropout_on_cpu:
+        if self.attention == "explicit" or (self.training and self.dropout > 0 and cpu_kernels(x)):
             y = self.explicit_attention(q, k, v)  # (a CPU's SDPA with dropout is slow and unfused)
-        else:
-            # One fused kernel (flash attention): the (T,T) matrix is never written to memory.
+        else:  # one fused kernel (flash attention): the (T,T) matrix is never written to memory
             p = self.dropout if self.training else 0.0
             y = F.scaled_dot_product_attention(q, k, v, dropout_p=p, is_causal=True)  # (B,nh,T,hs)
         y = y.transpose(1, 2).reshape(B, T, C)  # (B,nh,T,hs) -> (B,T,nh,hs) -> (B,T,C)
@@ -121,17 +113,14 @@ class CausalSelfAttention(nn.Module):
         """dropout(softmax(q k^T / sqrt(hs) + causal mask)) @ v for all heads at once -> (B,nh,T,hs)."""
         B, nh, T, hs = q.shape
         q, k, v = (t.reshape(B * nh, T, hs) for t in (q, k, v))  # (B*nh,T,hs): one batched matmul
-        # 0 on and below the diagonal, -inf above (made per call: a (T,T) fill costs microseconds)
+        # 0 on and below the diagonal, -inf above; it and the scale ride in the matmul: no extra (T,T) pass
         causal = torch.full((T, T), float("-inf"), dtype=q.dtype, device=q.device).triu_(1)
-        # The scale and the causal mask ride along inside the matmul: no extra passes over (T,T).
         att = torch.baddbmm(causal, q, k.transpose(1, 2), alpha=hs ** -0.5)  # (B*nh,T,T)
         att = torch.softmax(att, dim=-1)  # autograd's softmax saves the probabilities for backward
         if self.training and self.dropout > 0 and not cpu_kernels(att):
-            # a GPU: the device's fused dropout (it scales the survivors by 1/(1-p))
-            y = F.dropout(att, self.dropout, training=True) @ v  # (B*nh,T,hs)
-        elif self.training and self.dropout > 0:
+            y = F.dropout(att, self.dropout, training=True) @ v  # (B*nh,T,hs); a GPU's fused dropout
+        elif self.training and self.dropout > 0:  # dropout's 1/(1-p) scales the (T,hs) output, not (T,T)
             att = _Dropout.apply(att, self.dropout, 1.0)  # (B*nh,T,T), dropped weights are 0
-            # Dropout's 1/(1-p) scale, applied to the (T,hs) output rather than the (T,T) weights.
             y = (att @ v) * (1.0 / (1.0 - self.dropout))  # (B*nh,T,T) @ (B*nh,T,hs) -> (B*nh,T,hs)
         else:
             y = att @ v  # (B*nh,T,hs)
@@ -161,8 +150,7 @@ def _to_heads(state_dict: dict, prefix: str, n_head: int) -> None:
     """Replace ``qkv.weight`` (3C,C) in ``state_dict`` by the 3*nh per-head (hs,C) matrices."""
     qkv = state_dict.pop(prefix + "qkv.weight")  # (3C,C)
     parts = qkv.split(qkv.shape[0] // (3 * n_head), dim=0)  # 3*nh x (hs,C)
-    for name, part in zip(_head_names(prefix, n_head), parts):
-        state_dict[name] = part
+    state_dict.update(zip(_head_names(prefix, n_head), parts))
 
 
 def _from_heads(state_dict: dict, prefix: str, n_head: int) -> None:

@@ -74,8 +74,7 @@ def make_folder(path: str | os.PathLike, what: str, hint: str) -> list[Path]:
             raise
         raise OutputPathError(f"{what} {path} cannot be created ({err.strerror or err}); {hint}") from None
     try:
-        with tempfile.TemporaryFile(dir=path):  # what a save does first: create a file there
-            pass
+        tempfile.TemporaryFile(dir=path).close()  # what a save does first: create a file there
     except OSError as err:  # ENOENT in a folder that exists: /proc, /sys, which take no new files
         reason = "it takes no new files" if err.errno == errno.ENOENT else err.strerror or str(err)
         raise OutputPathError(f"{what} {path} cannot be written ({reason}); {hint}") from None

@@ -2,8 +2,7 @@
 token. Positions are absolute, so a full cache is rebuilt from the last ``block_size // 2`` tokens: the
 text is `generate`'s while it fits in ``block_size``. The cache has the weights' dtype (bf16: half the bytes).
 
-Shapes: B = batch, T = time, C = channels, nh = heads, hs = head size, V = vocabulary size.
-"""
+Shapes: B = batch, T = time, C = channels, nh = heads, hs = head size, V = vocabulary size."""
 
 from collections.abc import Iterator
 
@@ -40,16 +39,10 @@ def _attend_cached(sa: CausalSelfAttention, x: torch.Tensor, cache: KVCache, lay
     q, k, v = (t.view(B, Tn, nh, hs).transpose(1, 2) for t in (q, k, v))  # 3 x (B,nh,Tn,hs)
     cache.k[layer, :, :, T0:T0 + Tn], cache.v[layer, :, :, T0:T0 + Tn] = k, v  # at their positions
     keys, values = cache.k[layer, :, :, :T0 + Tn], cache.v[layer, :, :, :T0 + Tn]  # 2 x (B,nh,T0+Tn,hs)
-    if Tn == 1:
-        y = F.scaled_dot_product_attention(q, keys, values)  # one new token may read every cached one
-    elif T0 == 0:
-        y = F.scaled_dot_product_attention(q, keys, values, is_causal=True)  # prefill: plain causal
-    else:
-        # new token i (at position T0 + i) reads positions <= T0 + i
-        allowed = torch.ones(Tn, T0 + Tn, dtype=torch.bool, device=x.device).tril(T0)  # (Tn,T0+Tn)
-        y = F.scaled_dot_product_attention(q, keys, values, attn_mask=allowed)
-    y = y.transpose(1, 2).reshape(B, Tn, C)  # (B,nh,Tn,hs) -> (B,Tn,C)
-    return sa.proj(y)  # (B,Tn,C); no dropout when sampling
+    # One new token reads every cached one; a prefill is plain causal; else new token i reads <= T0 + i.
+    mask = None if Tn == 1 or T0 == 0 else torch.ones(Tn, T0 + Tn, dtype=torch.bool, device=x.device).tril(T0)
+    y = F.scaled_dot_product_attention(q, keys, values, attn_mask=mask, is_causal=T0 == 0 and Tn > 1)
+    return sa.proj(y.transpose(1, 2).reshape(B, Tn, C))  # (B,nh,Tn,hs) -> (B,Tn,C); no dropout when sampling
 
 
 @torch.no_grad()
@@ -57,8 +50,7 @@ def forward_cached(model: FastGPT, idx: torch.Tensor, cache: KVCache) -> torch.T
     """Logits (B,Tn,V) for the new tokens ``idx`` (B,Tn), placed after the ``cache.length`` cached ones."""
     Tn, T0 = idx.shape[1], cache.length
     if T0 + Tn > cache.block_size:
-        raise ConfigError(f"the cache holds {T0} tokens; {Tn} more would exceed block_size "
-                          f"{cache.block_size}")
+        raise ConfigError(f"{T0} cached tokens and {Tn} new ones exceed block_size {cache.block_size}")
     x = model.embed(idx, start=T0)  # (B,Tn,C), the new tokens at their absolute positions
     for layer, block in enumerate(model.blocks):
         x = x + _attend_cached(block.sa, block.ln1(x), cache, layer)  # (B,Tn,C)

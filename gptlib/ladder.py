@@ -29,8 +29,7 @@ LADDER = Preset("ladder", "the shared budget of the ablation ladder: the lecture
                 TrainConfig(batch_size=32, max_iters=3000, eval_interval=300, eval_iters=50,
                             learning_rate=3e-3, min_lr=3e-4, warmup_iters=100, decay_lr=True, grad_clip=1.0))
 
-# The rung names in ladder order, and how the table labels them.
-RUNGS: dict[str, str] = {
+RUNGS: dict[str, str] = {  # the rung names in ladder order, and how the table labels them
     "bigram": "bigram",
     "single_head": "+ one head (with positions)",
     "multi_head": "multi-head (4 heads)",
@@ -43,8 +42,7 @@ RUNGS: dict[str, str] = {
 LADDER_SEEDS = (1337, 1338, 1339)  # a rung trains once per seed: how far apart two runs of it land
 SPLIT_SCORES = "whole val split; as many chunks spread over train"
 
-# Counterfactual rungs: one change to a rung, to measure a claim the chapters make. Name -> label.
-COUNTERFACTUALS: dict[str, str] = {
+COUNTERFACTUALS: dict[str, str] = {  # name -> label: one change to a rung, to measure a claim of the chapters
     "multi_head_no_proj": "multi-head, no projection",
     "multi_head_ff_init": "+ feed-forward, N(0, 0.02) init",
     "residual_init": "+ residual, N(0, 0.02) init",
@@ -271,8 +269,7 @@ def ladder_file(folder: str | Path | None = None) -> Path:
     return Path(folder if folder is not None else results_folder()) / "ladder.json"
 
 
-def record_rung(rung: dict, path: str | Path | None = None,
-                start_from: str | Path | None = None) -> dict:
+def record_rung(rung: dict, path: str | Path | None = None, start_from: str | Path | None = None) -> dict:
     """Add ``rung`` to the ladder file ``path`` (`ladder_file`; a new one copies ``start_from``; a ``smoke``
     rung: ``ladder-smoke.json``), atomically: in its namesake's place, else in ladder order, others last."""
     path = ladder_file() if path is None else Path(path)

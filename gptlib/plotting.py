@@ -1,6 +1,5 @@
-"""The book's plots: loss curves (static, and live during training), the ablation ladder, attention maps.
-Each takes data (a `History` or its ``to_dict()``, a ladder dict, attention weights), never a trainer, and
-draws on ``ax`` (a new figure if None). Only this module imports matplotlib."""
+"""The book's plots (loss curves, also live; the ablation ladder; attention maps) from data, never a trainer,
+drawn on ``ax`` (a new figure if None). Only this module imports matplotlib."""
 
 import math
 
@@ -82,26 +81,21 @@ def plot_ladder(ladder: dict, ax=None, names=None, lecture: bool = True, xlim=No
 
 def tokens_per_step(rung: dict, ladder: dict | None = None) -> int:
     """Tokens a step of ``rung`` reads: its batch (its own, else its budget's) x its ``block_size``."""
-    batch = rung.get("batch_size")
-    if batch is None:
-        budget = (ladder or {}).get("budget") or {}
-        if budget.get("name") == rung.get("budget") and "train" in budget:
-            batch = budget["train"]["batch_size"]
-        else:
-            from gptlib.presets import get_preset  # only for a rung trained with a named preset
-
-            batch = get_preset(rung["budget"]).train.batch_size
+    batch, budget = rung.get("batch_size"), (ladder or {}).get("budget") or {}
+    if batch is None and budget.get("name") == rung.get("budget") and "train" in budget:
+        batch = budget["train"]["batch_size"]
+    elif batch is None:
+        from gptlib.presets import get_preset  # only for a rung trained with a named preset
+        batch = get_preset(rung["budget"]).train.batch_size
     return batch * rung["model"]["block_size"]
 
 
 def plot_ladder_histories(ladder: dict, ax=None, names=None, lecture: bool = True):
-    """Each rung's val loss curve (its first seed's) against the tokens read by then, so budgets with
-    different batches or contexts share one axis; ``lecture`` draws `LECTURE_VAL_LOSS`."""
+    """Each rung's (first seed's) val loss against the tokens read by then: budgets share one axis."""
     ax = _axes(ax, figsize=(7, 4))
     for r in _rungs(ladder, names):
         h, per_step = _as_dict(r["history"]), tokens_per_step(r, ladder)
-        tokens = [step * per_step / 1e6 for step in h["step"]]
-        ax.plot(tokens, h["val_loss"], "-", label=r.get("label", r["name"]))
+        ax.plot([s * per_step / 1e6 for s in h["step"]], h["val_loss"], "-", label=r.get("label", r["name"]))
     if lecture:
         ax.axhline(LECTURE_VAL_LOSS, **_LECTURE)
     ax.set(xlabel="tokens seen in training (millions)", ylabel="validation loss")
@@ -117,8 +111,7 @@ def token_labels(tokens) -> list[str]:
 
 def plot_loss_curves(history, ax=None, title: str | None = None):
     """Train and val loss against the step from step 0, with the best val loss marked."""
-    h = _as_dict(history)
-    ax = plot_history(h, ax=ax)
+    h, ax = _as_dict(history), plot_history(history, ax=ax)
     ax.set_xlim(0, max(h["step"], default=1) * 1.03)
     if h["val_loss"]:
         best = min(range(len(h["val_loss"])), key=h["val_loss"].__getitem__)
@@ -151,8 +144,7 @@ def plot_attention(weights, tokens, ax=None, title: str | None = None, labels: b
                    colorbar: bool = True):
     """One head's (T,T) attention weights as a heatmap: row = the token reading, column = the token read."""
     ax = _axes(ax, figsize=(5.6, 5))
-    if hasattr(weights, "detach"):  # a torch tensor: matplotlib wants a NumPy array
-        weights = weights.detach().cpu().numpy()
+    weights = weights.detach().cpu().numpy() if hasattr(weights, "detach") else weights  # matplotlib: NumPy
     image = ax.imshow(weights, cmap="viridis", vmin=0.0, vmax=1.0)
     ax.tick_params(length=0, pad=1)
     ax.set(xticks=[], yticks=[])  # unless labelled
@@ -174,8 +166,7 @@ def _thinned_ticks(set_ticks, names: list[str], fontsize: float, every: int) -> 
 
 
 def plot_attention_grid(maps, tokens, cell_size: float = 2.5, title: str | None = None):
-    """Every layer (rows) x head (columns) of ``maps`` (L,nh,T,T) as heatmaps with one colour bar;
-    tokens label the outer rows and columns, thinned to stay readable. Returns the figure."""
+    """Each layer (row) x head (column) of ``maps`` (L,nh,T,T) as heatmaps, one colour bar: the figure."""
     L, nh = maps.shape[:2]
     fig, axes = plt.subplots(L, nh, figsize=(cell_size * nh + 1.2, cell_size * L + 0.9), squeeze=False,
                              layout="constrained")
@@ -193,8 +184,7 @@ def plot_attention_grid(maps, tokens, cell_size: float = 2.5, title: str | None 
                 _thinned_ticks(ax.set_xticks, names, fontsize, every)
     if title:  # a suptitle, which the constrained layout places above the heads' titles
         fig.suptitle(title, fontsize=11)
-    ordinal = {2: "second", 3: "third"}.get(every, f"{every}th")
-    labelled = "every token labelled" if every == 1 else f"every {ordinal} token labelled"
-    fig.supxlabel(f"rows: the token reading; columns: the token read ({labelled})", fontsize=9)
+    nth = {1: "every", 2: "every second", 3: "every third"}.get(every, f"every {every}th")
+    fig.supxlabel(f"rows: the token reading; columns: the token read ({nth} token labelled)", fontsize=9)
     fig.colorbar(axes[-1][-1].images[0], ax=axes, shrink=0.6, label="attention weight")
     return fig

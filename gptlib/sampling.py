@@ -1,8 +1,7 @@
 """Sampling text (chapter 2): `generate` (model, prompt, ``torch.Generator``) and `sample_text` (string to
 string), each checking its arguments once; a seed draws on the CPU: one text on a CPU or a GPU.
 
-Shapes: B = batch, T = time, V = vocabulary size.
-"""
+Shapes: B = batch, T = time, V = vocabulary size."""
 
 import codecs
 import math

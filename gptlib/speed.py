@@ -113,8 +113,7 @@ def _probe(shape: tuple) -> CpuProbe:
     from gptlib.model import Block
     started = time.perf_counter()
     block_size, n_embd, n_head, dropout = shape
-    config = GPTConfig(vocab_size=65, block_size=block_size, n_embd=n_embd, n_head=n_head, n_layer=1,
-                       dropout=dropout)
+    config = GPTConfig(65, block_size, n_embd, n_head, n_layer=1, dropout=dropout)
     bf16 = cpu_bf16_instructions()
     batch = max(1, 512 // block_size)  # ~512 tokens: big enough for the matmuls to matter, fast
     threads = torch.get_num_threads()
@@ -248,8 +247,7 @@ def backend_flags(speed: SpeedConfig | None):
     saved = process_settings()
     try:
         if speed is not None and speed.tf32:
-            torch.backends.cuda.matmul.allow_tf32 = True
-            torch.backends.cudnn.allow_tf32 = True
+            torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
         yield
     finally:
         for name, (get, set_) in _settings().items():
