@@ -43,6 +43,9 @@ class Checkpoint:
     def build_model(self, device: torch.device | str = "cpu") -> GPT:
         """A `GPT` with these weights, in eval mode on ``device``; weights that misfit the config, or a
         model larger than the free memory, fail on the meta device before anything is allocated."""
+        if "lora" in self.extra:  # a LoRA run's last.pt: frozen weights beside adapters
+            raise CheckpointError("this checkpoint holds LoRA adapters beside frozen weights, to resume "
+                                  "the run; sample its best.pt (the adapters merged into plain weights)")
         with torch.device("meta"):
             sizes = GPT(self.model_config)
         check_fit(sizes, self.model_state, "the checkpoint's weights do not fit its own model config ({}); "

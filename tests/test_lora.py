@@ -16,7 +16,7 @@ from gptlib import finetune
 from gptlib.checkpoint import load_checkpoint
 from gptlib.cli import main
 from gptlib.config import GPTConfig, TrainConfig
-from gptlib.errors import ConfigError, TrainingInterrupted
+from gptlib.errors import CheckpointError, ConfigError, TrainingInterrupted
 from gptlib.fast import FastGPT
 from gptlib.lora import LoRAConfig, LoRALinear, add_lora, count_trainable, merge_lora
 from gptlib.model import GPT
@@ -132,6 +132,8 @@ def test_a_lora_run_starts_from_the_checkpoint_and_resumes_exactly(tmp_path, pre
     assert all(torch.equal(best.model_state[k], base.model_state[k]) for k in frozen)
     last = load_checkpoint(whole.last_path)
     assert last.extra["lora"] == {"rank": 2, "alpha": 16.0} and last.resumable
+    with pytest.raises(CheckpointError, match="sample its best.pt"):  # what `sample last.pt` says
+        last.build_model()
     with pytest.raises(ConfigError, match="resume it as it was"):
         train_run(replace(run, lora=LoRAConfig(rank=4)), resume=True, **quiet)
 
