@@ -55,8 +55,7 @@ def _export_bytes(model: GPT, tokenizer: CharTokenizer, dtype: str, source: dict
     entries, blobs, offset = [], [], 0
     for name, w in model.state_dict().items():
         raw, stored, scale = _encode(w, dtype)
-        entries.append({"name": name, "shape": list(w.shape), "dtype": stored, "offset": offset,
-                        "scale": scale})
+        entries.append({"name": name, "shape": [*w.shape], "dtype": stored, "offset": offset, "scale": scale})
         blobs.append(raw + b"\0" * (-len(raw) % 8))  # the next tensor starts 8-byte aligned
         offset += len(blobs[-1])
     header = {"format": FORMAT, "version": VERSION, "config": asdict(model.config),
