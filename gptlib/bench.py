@@ -230,35 +230,31 @@ def _row(label: str, *numbers) -> str:
     return "  ".join([label.ljust(26)] + [str(c).rjust(w) for c, w in zip(numbers, (11, 13, 11, 7))])
 
 
-def _speedup_row(label: str, value: float, rounds: dict, digits: int) -> str:
-    return (_row(label, "", "", f"{value:.{digits}f}x", "")
-            + f"   (per round: {rounds['min']:.{digits}f}-{rounds['max']:.{digits}f}x)")
+def _table(r: dict, title: str, head: tuple, rows: list[tuple], speedup: str, digits: int) -> list[str]:
+    """A titled table: its column heads, ``rows``, then ``r``'s speed-up with its per-round range."""
+    q, x = r["speedup_rounds"], f"{r['speedup']:.{digits}f}x"
+    last = _row(speedup, "", "", x, "") + f"   (per round: {q['min']:.{digits}f}-{q['max']:.{digits}f}x)"
+    return ["", title, _row("", *head)] + [_row(*row) for row in rows] + [last]
 
 
 def _train_lines(t: dict) -> list[str]:
-    lines = ["", f"training: batch {t['batch_size']} x {t['block_size']} tokens, {t['steps_per_round']} "
-                 f"step(s) per round, median of {t['rounds']} alternating rounds after a warm-up",
-             _row("", "ms/iter", "q1-q3 ms", "tokens/s", "MFU")]
-    for name, label in (("readable", "readable GPT, fp32"), ("fast", f"fast path, {t['fast_dtype']}")):
-        q = t[f"{name}_ms_spread"]
-        lines.append(_row(label, f"{t[name + '_ms_per_iter']:,.1f}", f"{q['q1']:,.0f}-{q['q3']:,.0f}",
-                          f"{t[name + '_tok_s']:,.0f}", f"{100 * t[name + '_mfu']:.0f}%"))
-    return lines + [_speedup_row("speed-up", t["speedup"], t["speedup_rounds"], 2)]
+    rows = [(label, f"{t[n + '_ms_per_iter']:,.1f}", "{q1:,.0f}-{q3:,.0f}".format(**t[n + "_ms_spread"]),
+             f"{t[n + '_tok_s']:,.0f}", f"{100 * t[n + '_mfu']:.0f}%")
+            for n, label in (("readable", "readable GPT, fp32"), ("fast", f"fast path, {t['fast_dtype']}"))]
+    return _table(t, f"training: batch {t['batch_size']} x {t['block_size']} tokens, {t['steps_per_round']} "
+                     f"step(s) per round, median of {t['rounds']} alternating rounds after a warm-up",
+                  ("ms/iter", "q1-q3 ms", "tokens/s", "MFU"), rows, "speed-up", 2)
 
 
 def _sample_lines(s: dict) -> list[str]:
     best = s["plan_sampler"]
     labels = {"naive": "naive generate", "cached": "KV cache, fp32"}
     labels.setdefault(best, f"KV cache, {best.removeprefix('cached_')}")
-    lines = ["", f"sampling {s['new_tokens']} new tokens, median of {s['rounds']} alternating rounds",
-             _row("", "seconds", "min-max s", "tokens/s", "")]
-    for name, label in labels.items():
-        sp = s[f"{name}_seconds_spread"]
-        lines.append(_row(label, f"{s[name + '_seconds']:.2f}", f"{sp['min']:.2f}-{sp['max']:.2f}",
-                          f"{s[name + '_tok_s']:,.0f}", ""))
-    if best != "cached":
-        lines.append(_row("speed-up, fp32 KV cache", "", "", f"{s['cache_speedup']:.1f}x", ""))
-    return lines + [_speedup_row("speed-up, plan's", s["speedup"], s["speedup_rounds"], 1)]
+    rows = [(label, f"{s[n + '_seconds']:.2f}", "{min:.2f}-{max:.2f}".format(**s[n + "_seconds_spread"]),
+             f"{s[n + '_tok_s']:,.0f}", "") for n, label in labels.items()]
+    rows += [("speed-up, fp32 KV cache", "", "", f"{s['cache_speedup']:.1f}x", "")] if best != "cached" else []
+    return _table(s, f"sampling {s['new_tokens']} new tokens, median of {s['rounds']} alternating rounds",
+                  ("seconds", "min-max s", "tokens/s", ""), rows, "speed-up, plan's", 1)
 
 
 def _ttl_lines(r: dict) -> list[str]:
