@@ -101,8 +101,10 @@ def _train_step(model: nn.Module, optimizer, x, y, speed: SpeedConfig | None, de
 
 
 def bench_training(config: GPTConfig, train_data: torch.Tensor, batch_size: int, device: torch.device,
-                   plan: SpeedConfig, rounds: int, steps: int, progress: bool = False) -> dict:
-    """ms per training step of the readable `GPT` (fp32) and `FastGPT` with ``plan``, ``rounds`` rounds."""
+                   plan: SpeedConfig, rounds: int, steps: int, progress: bool = False) -> tuple[dict, dict]:
+    """The matmul peaks; ms per step and MFU of the readable `GPT` (fp32) and `FastGPT` with ``plan``."""
+    peaks = {dt: matmul_peak(device, getattr(torch, dt)) for dt in ("float32", plan.autocast_dtype) if dt}
+    fast_dtype = plan.autocast_dtype or "float32"
     torch.manual_seed(1337)
     readable = GPT(config).to(device).train()
     fast = fast_from_readable(readable, plan.attention).train()
@@ -114,16 +116,16 @@ def bench_training(config: GPTConfig, train_data: torch.Tensor, batch_size: int,
     times = _alternate(jobs, rounds, device, f"train {batch_size}x{config.block_size}: readable vs fast",
                        progress, repeat=steps)
     out = {"batch_size": batch_size, "block_size": config.block_size, "rounds": rounds,
-           "steps_per_round": steps, "flops_per_token": flops_per_token(config),
-           "fast_dtype": plan.autocast_dtype or "float32"}
-    for name, ts in times.items():
+           "steps_per_round": steps, "flops_per_token": flops_per_token(config), "fast_dtype": fast_dtype}
+    for (name, ts), dtype in zip(times.items(), ("float32", fast_dtype)):
         ms = spread([1000 * t / steps for t in ts])  # per step
         out[f"{name}_ms_per_iter"], out[f"{name}_ms_spread"] = ms["median"], ms
         out[f"{name}_tok_s"] = 1000 * batch_size * config.block_size / ms["median"]
+        out[f"{name}_mfu"] = out[f"{name}_tok_s"] * out["flops_per_token"] / peaks[dtype]
     out["speedup"] = out["fast_tok_s"] / out["readable_tok_s"]
     # each round's two measurements ran back to back: their ratio is the least disturbed by load
     out["speedup_rounds"] = spread([r / f for r, f in zip(times["readable"], times["fast"])])
-    return out
+    return peaks, out
 
 
 def bench_sampling(config: GPTConfig, device: torch.device, new_tokens: int, rounds: int,
@@ -252,7 +254,8 @@ def _sample_lines(s: dict) -> list[str]:
     labels.setdefault(best, f"KV cache, {best.removeprefix('cached_')}")
     rows = [(label, f"{s[n + '_seconds']:.2f}", "{min:.2f}-{max:.2f}".format(**s[n + "_seconds_spread"]),
              f"{s[n + '_tok_s']:,.0f}", "") for n, label in labels.items()]
-    rows += [("speed-up, fp32 KV cache", "", "", f"{s['cache_speedup']:.1f}x", "")] if best != "cached" else []
+    if best != "cached":
+        rows.append(("speed-up, fp32 KV cache", "", "", f"{s['cache_speedup']:.1f}x", ""))
     return _table(s, f"sampling {s['new_tokens']} new tokens, median of {s['rounds']} alternating rounds",
                   ("seconds", "min-max s", "tokens/s", ""), rows, "speed-up, plan's", 1)
 
@@ -331,13 +334,9 @@ def run_bench(args: argparse.Namespace) -> dict:
     results = {"preset": preset.name, "machine": machine, "plan": asdict(plan),
                "model": asdict(config), "parameters": count_parameters(GPT(config))}
     if not args.no_train:
-        results["peaks"] = peaks = {dtype: matmul_peak(device, getattr(torch, dtype))
-                                    for dtype in ("float32", plan.autocast_dtype) if dtype}
         batch = args.batch_size or preset.train.batch_size
-        results["train"] = t = bench_training(config, corpus.train_data, batch, device, plan, args.rounds,
-                                              args.steps, args.progress)
-        for name, dtype in (("readable", "float32"), ("fast", t["fast_dtype"])):  # the MFU
-            t[f"{name}_mfu"] = t[f"{name}_tok_s"] * t["flops_per_token"] / peaks[dtype]
+        results["peaks"], results["train"] = bench_training(config, corpus.train_data, batch, device, plan,
+                                                            args.rounds, args.steps, args.progress)
     if not args.no_sample:
         results["sample"] = bench_sampling(config, device, args.new_tokens, args.sample_rounds, args.progress,
                                            dtype=plan.autocast_dtype)
