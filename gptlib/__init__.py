@@ -1,8 +1,5 @@
-"""gptlib: the GPT that the book "GPT from Scratch" builds, one module per chapter's concept.
-
-The chapters build each piece inline, check it against its module here, then import it; docs/layout.md
-lists the modules in book order. The names below are the ones the chapters use most.
-"""
+"""gptlib: the GPT that the book "GPT from Scratch" builds, one module per concept, which the chapters
+build inline, check against it, then import (docs/layout.md: the modules in book order)."""
 
 from gptlib.attention import Head, MultiHeadAttention
 from gptlib.attention_maps import attention_maps

@@ -159,10 +159,9 @@ def bench_sampling(config: GPTConfig, device: torch.device, new_tokens: int, rou
 
 
 @torch.no_grad()
-def full_split_loss(model: nn.Module, data: torch.Tensor, block_size: int,
-                    device: torch.device | str | None = None, batch_size: int = 64) -> float:
+def full_split_loss(model: nn.Module, data: torch.Tensor, block_size: int, device: torch.device | str,
+                    batch_size: int = 64) -> float:
     """The mean loss over *every* token of ``data`` (each predicted once), in eval mode, on ``device``."""
-    device = next(model.parameters()).device if device is None else device
     was_training = model.training
     model.eval()
     n = len(data) - 1  # targets: data[1:]

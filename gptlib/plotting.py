@@ -10,19 +10,22 @@ def _as_dict(history) -> dict:
     return history.to_dict() if hasattr(history, "to_dict") else dict(history)
 
 
-def _axes(ax, figsize=(6, 3.5)):
-    return plt.subplots(figsize=figsize)[1] if ax is None else ax
+def _axes(ax, figsize=(6, 3.5), grid: str | None = None, **labels):
+    """``ax`` (a new figure's if None) with ``ax.set(**labels)`` and a faint grid on the ``grid`` axis."""
+    ax = plt.subplots(figsize=figsize)[1] if ax is None else ax
+    ax.set(**labels)
+    if grid:
+        ax.grid(axis=grid, alpha=0.3)
+    return ax
 
 
 def plot_history(history, ax=None, label: str | None = None, color=None, show_train: bool = True):
     """Train (dashed) and val (solid) loss against the step, one point per evaluation."""
-    h, ax = _as_dict(history), _axes(ax)
+    h, ax = _as_dict(history), _axes(ax, grid="both", xlabel="step", ylabel="loss")
     prefix = f"{label}: " if label else ""
     (line,) = ax.plot(h["step"], h["val_loss"], "-", color=color, label=f"{prefix}val")
     if show_train:
         ax.plot(h["step"], h["train_loss"], "--", color=line.get_color(), alpha=0.7, label=f"{prefix}train")
-    ax.set(xlabel="step", ylabel="loss")
-    ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
     return ax
 
@@ -41,7 +44,7 @@ def plot_ladder(ladder: dict, ax=None, names=None, lecture: bool = True, xlim=No
     """Each rung's final val loss, bottom rung first (``names`` picks and orders them): the mean over
     seeds ± one std (dots: the axis does not start at 0), a mark per seed; ``lecture``: the lecture's."""
     rungs = _rungs(ladder, names)
-    ax = _axes(ax, figsize=(7, 0.45 * len(rungs) + 1.2))
+    ax = _axes(ax, (7, 0.45 * len(rungs) + 1.2), grid="x", xlabel="validation loss (lower is better)")
     texts = []
     for y, r in enumerate(rungs):
         color = "tab:orange" if r.get("kind") == "counterfactual" else "tab:blue"
@@ -58,8 +61,6 @@ def plot_ladder(ladder: dict, ax=None, names=None, lecture: bool = True, xlim=No
     if lecture:
         ax.axvline(LECTURE_VAL_LOSS, **_LECTURE)
         ax.legend(fontsize=7.5, loc="upper left")
-    ax.set_xlabel("validation loss (lower is better)")
-    ax.grid(axis="x", alpha=0.3)
     if xlim is not None:
         ax.set_xlim(*xlim)
     elif rungs:  # an empty ladder draws empty axes
@@ -92,14 +93,12 @@ def tokens_per_step(rung: dict, ladder: dict | None = None) -> int:
 
 def plot_ladder_histories(ladder: dict, ax=None, names=None, lecture: bool = True):
     """Each rung's (first seed's) val loss against the tokens read by then: budgets share one axis."""
-    ax = _axes(ax, figsize=(7, 4))
+    ax = _axes(ax, (7, 4), grid="both", xlabel="tokens seen in training (millions)", ylabel="validation loss")
     for r in _rungs(ladder, names):
         h, per_step = _as_dict(r["history"]), tokens_per_step(r, ladder)
         ax.plot([s * per_step / 1e6 for s in h["step"]], h["val_loss"], "-", label=r.get("label", r["name"]))
     if lecture:
         ax.axhline(LECTURE_VAL_LOSS, **_LECTURE)
-    ax.set(xlabel="tokens seen in training (millions)", ylabel="validation loss")
-    ax.grid(alpha=0.3)
     ax.legend(fontsize=7.5)
     return ax
 
@@ -143,11 +142,10 @@ class LiveLossPlot:
 def plot_attention(weights, tokens, ax=None, title: str | None = None, labels: bool = True,
                    colorbar: bool = True):
     """One head's (T,T) attention weights as a heatmap: row = the token reading, column = the token read."""
-    ax = _axes(ax, figsize=(5.6, 5))
+    ax = _axes(ax, (5.6, 5), xticks=[], yticks=[])  # no ticks unless labelled
     weights = weights.detach().cpu().numpy() if hasattr(weights, "detach") else weights  # matplotlib: NumPy
     image = ax.imshow(weights, cmap="viridis", vmin=0.0, vmax=1.0)
     ax.tick_params(length=0, pad=1)
-    ax.set(xticks=[], yticks=[])  # unless labelled
     if labels:
         for set_ticks in (ax.set_xticks, ax.set_yticks):
             _thinned_ticks(set_ticks, token_labels(tokens), fontsize=8, every=1)
