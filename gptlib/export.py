@@ -31,6 +31,8 @@ DTYPES = ("float16", "int8")
 ERROR_PROMPTS = 4  # random sequences of block_size tokens (seed 0) on which the export error is measured
 _PREFIX = struct.Struct("<4sII")  # magic, version, header length
 _NUMPY = {"float16": np.dtype("<f2"), "int8": np.dtype("i1"), "float32": np.dtype("<f4")}  # little-endian
+BOOK_PRESET = "cpu"  # the preset the book's page is made for: its model fits the page in float16
+EXPORT_NAME = "gpt-model.bin"
 
 
 def sidecar_path(path: str | os.PathLike) -> Path:
@@ -105,10 +107,6 @@ def export_error(model: GPT, rebuilt: GPT, n_prompts: int = ERROR_PROMPTS) -> fl
     idx = torch.randint(model.config.vocab_size, (n_prompts, model.config.block_size),
                         generator=torch.Generator().manual_seed(0))  # (n,T)
     return (rebuilt(idx)[0] - model(idx)[0]).abs().max().item()  # (n,T,V) logits
-
-
-BOOK_PRESET = "cpu"  # the preset the book's page is made for: its model fits the page in float16
-EXPORT_NAME = "gpt-model.bin"
 
 
 def browser_export_path(run_out: str | os.PathLike, preset: str, book: str | os.PathLike) -> Path:

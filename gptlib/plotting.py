@@ -5,6 +5,11 @@ import math
 
 import matplotlib.pyplot as plt
 
+# The val loss of the lecture's final model (Karpathy, "Let's build GPT", 2023: 10.8M parameters,
+# context 256, 5,000 steps on an A100): the ladder plots draw it to measure the rungs against.
+LECTURE_VAL_LOSS = 1.48
+_LECTURE = dict(color="tab:green", ls=":", lw=1.5, gid="lecture", label="the lecture's GPT on a GPU: 1.48")
+
 
 def _as_dict(history) -> dict:
     return history.to_dict() if hasattr(history, "to_dict") else dict(history)
@@ -28,12 +33,6 @@ def plot_history(history, ax=None, label: str | None = None, color=None, show_tr
         ax.plot(h["step"], h["train_loss"], "--", color=line.get_color(), alpha=0.7, label=f"{prefix}train")
     ax.legend(fontsize=8)
     return ax
-
-
-# The val loss of the lecture's final model (Karpathy, "Let's build GPT", 2023: 10.8M parameters,
-# context 256, 5,000 steps on an A100): the ladder plots draw it to measure the rungs against.
-LECTURE_VAL_LOSS = 1.48
-_LECTURE = dict(color="tab:green", ls=":", lw=1.5, gid="lecture", label="the lecture's GPT on a GPU: 1.48")
 
 
 def _rungs(ladder: dict, names=None) -> list[dict]:
