@@ -171,9 +171,8 @@ def plot_attention_grid(maps, tokens, cell_size: float = 2.5, title: str | None 
     every = max(1, math.ceil(len(tokens) * fontsize * 1.1 / (72 * cell_size * 0.85)))
     for layer in range(L):
         for head in range(nh):
-            ax = plot_attention(maps[layer, head], tokens, ax=axes[layer][head], labels=False, colorbar=False)
-            if layer == 0:
-                ax.set_title(f"head {head}", fontsize=9)
+            ax = plot_attention(maps[layer, head], tokens, ax=axes[layer][head], labels=False, colorbar=False,
+                                title=f"head {head}" if layer == 0 else None)  # heads named on the top row
             if head == 0:
                 ax.set_ylabel(f"layer {layer}", fontsize=9)
                 _thinned_ticks(ax.set_yticks, names, fontsize, every)
