@@ -80,17 +80,14 @@ def _iter_tokens_cached(fast: FastGPT, idx: torch.Tensor, max_new_tokens: int, t
                     p.device, p.dtype)
     try:
         context = idx[:, -block_size:]  # the tokens the cache holds (for re-prefilling)
-        logits = forward_cached(fast, context, cache)  # prefill with the (cropped) prompt
-        for i in range(max_new_tokens):
+        for _ in range(max_new_tokens):
+            logits = forward_cached(fast, context[:, cache.length:], cache)  # the prompt (prefill), then 1 token
             idx_next = sample_next(logits[:, -1, :].float(), temperature, top_k, generator)  # (B,1)
             yield idx_next
-            if i == max_new_tokens - 1:
-                break
             context = torch.cat((context, idx_next), dim=1)  # (B,T+1): the cache's tokens and the new one
             if cache.length == block_size:  # full: positions are absolute, so rebuild from position 0
                 context = context[:, -max(1, block_size // 2):]  # with the last block_size // 2 tokens
                 cache.reset()
-            logits = forward_cached(fast, context[:, cache.length:], cache)  # (B,1,V): one token's work
     finally:
         fast.train(was_training)
 
