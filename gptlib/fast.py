@@ -93,8 +93,8 @@ class CausalSelfAttention(nn.Module):
         self.proj = nn.Linear(config.n_embd, config.n_embd)
         self.resid_dropout = FastDropout(config.dropout)
         # One checkpoint layout for both models: save and load `MultiHeadAttention`'s per-head matrices.
-        self.register_state_dict_post_hook(lambda m, sd, prefix, _: _to_heads(sd, prefix, m.n_head))
-        self.register_load_state_dict_pre_hook(lambda m, sd, prefix, *_: _from_heads(sd, prefix, m.n_head))
+        self.register_state_dict_post_hook(lambda m, sd, p, _: _relayout(sd, p, m.n_head, fused=False))
+        self.register_load_state_dict_pre_hook(lambda m, sd, p, *_: _relayout(sd, p, m.n_head, fused=True))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         B, T, C = x.shape
@@ -141,30 +141,21 @@ class FastGPT(GPT):
         super().__init__(config, block=lambda c: FastBlock(c, attention))
 
 
-def _head_names(prefix: str, n_head: int) -> list[str]:
-    """A block's per-head matrices in the readable layout, in qkv's row order (queries, keys, values)."""
-    return [f"{prefix}heads.{h}.{kind}.weight" for kind in ("query", "key", "value") for h in range(n_head)]
-
-
-def _to_heads(state_dict: dict, prefix: str, n_head: int) -> None:
-    """Replace ``qkv.weight`` (3C,C) in ``state_dict`` by the 3*nh per-head (hs,C) matrices."""
-    qkv = state_dict.pop(prefix + "qkv.weight")  # (3C,C)
-    parts = qkv.split(qkv.shape[0] // (3 * n_head), dim=0)  # 3*nh x (hs,C)
-    state_dict.update(zip(_head_names(prefix, n_head), parts))
-
-
-def _from_heads(state_dict: dict, prefix: str, n_head: int) -> None:
-    """Stack the readable per-head matrices in ``state_dict`` into ``qkv.weight`` (3C,C)."""
-    names = _head_names(prefix, n_head)
-    if all(name in state_dict for name in names):  # else: already fused, or missing (torch says so)
+def _relayout(state_dict: dict, prefix: str, n_head: int, fused: bool) -> None:
+    """In place: a block's per-head (hs,C) matrices into ``qkv.weight`` (3C,C) if ``fused``, else back."""
+    names = [f"{prefix}heads.{h}.{kind}.weight" for kind in ("query", "key", "value") for h in range(n_head)]
+    if fused and all(name in state_dict for name in names):  # else: fused already, or missing (torch says)
         state_dict[prefix + "qkv.weight"] = torch.cat([state_dict.pop(n) for n in names], dim=0)
+    elif not fused and prefix + "qkv.weight" in state_dict:  # else: readable already
+        qkv = state_dict.pop(prefix + "qkv.weight")  # (3C,C), qkv's row order: queries, keys, values
+        state_dict.update(zip(names, qkv.split(qkv.shape[0] // (3 * n_head), dim=0)))  # 3*nh x (hs,C)
 
 
 def readable_to_fast(state_dict: dict, config: GPTConfig) -> dict:
     """A `GPT` state dict in `FastGPT`'s layout (a qkv matrix a block), as its ``load_state_dict`` does."""
     out = dict(state_dict)
     for layer in range(config.n_layer):
-        _from_heads(out, f"blocks.{layer}.sa.", config.n_head)
+        _relayout(out, f"blocks.{layer}.sa.", config.n_head, fused=True)
     return out
 
 
@@ -172,8 +163,7 @@ def fast_to_readable(state_dict: dict, config: GPTConfig) -> dict:
     """The inverse of `readable_to_fast` (e.g. `FastGPT`'s gradients by name), as its ``state_dict`` does."""
     out = dict(state_dict)
     for layer in range(config.n_layer):
-        if f"blocks.{layer}.sa.qkv.weight" in out:
-            _to_heads(out, f"blocks.{layer}.sa.", config.n_head)
+        _relayout(out, f"blocks.{layer}.sa.", config.n_head, fused=False)
     return out
 
 

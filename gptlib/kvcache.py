@@ -13,7 +13,7 @@ from torch.nn import functional as F
 from gptlib.errors import ConfigError
 from gptlib.fast import CausalSelfAttention, FastGPT, fast_from_readable
 from gptlib.model import GPT
-from gptlib.sampling import check_generate_args, sample_next
+from gptlib.sampling import check_sampling_args, sample_next
 
 
 class KVCache:
@@ -63,9 +63,9 @@ def iter_generate_cached(model: nn.Module, idx: torch.Tensor, max_new_tokens: in
                          top_k: int | None = None,
                          generator: torch.Generator | None = None) -> Iterator[torch.Tensor]:
     """`gptlib.sampling.iter_generate` with a KV cache: each new token (B,1); checked as it checks."""
-    check_generate_args(model, idx, max_new_tokens, temperature, top_k)
     if not isinstance(model, GPT):
         raise ConfigError(f"KV-cache generation needs a GPT or FastGPT, got {type(model).__name__}")
+    check_sampling_args(max_new_tokens, temperature, top_k, model.config.vocab_size, idx)
     fast = model if isinstance(model, FastGPT) else fast_from_readable(model)  # the GPT's weights as they are
     return _iter_tokens_cached(fast, idx, max_new_tokens, temperature, top_k, generator)
 
@@ -80,17 +80,14 @@ def _iter_tokens_cached(fast: FastGPT, idx: torch.Tensor, max_new_tokens: int, t
                     p.device, p.dtype)
     try:
         context = idx[:, -block_size:]  # the tokens the cache holds (for re-prefilling)
-        logits = forward_cached(fast, context, cache)  # prefill with the (cropped) prompt
-        for i in range(max_new_tokens):
+        for _ in range(max_new_tokens):
+            logits = forward_cached(fast, context[:, cache.length:], cache)  # the prompt, then 1 token a step
             idx_next = sample_next(logits[:, -1, :].float(), temperature, top_k, generator)  # (B,1)
             yield idx_next
-            if i == max_new_tokens - 1:
-                break
             context = torch.cat((context, idx_next), dim=1)  # (B,T+1): the cache's tokens and the new one
             if cache.length == block_size:  # full: positions are absolute, so rebuild from position 0
                 context = context[:, -max(1, block_size // 2):]  # with the last block_size // 2 tokens
                 cache.reset()
-            logits = forward_cached(fast, context[:, cache.length:], cache)  # (B,1,V): one token's work
     finally:
         fast.train(was_training)
 

@@ -55,19 +55,18 @@ COUNTERFACTUALS: dict[str, str] = {  # name -> label: one change to a rung, to m
 
 
 class RungLM(LanguageModel):
-    """`SingleHeadLM` to `ResidualLM`: embeddings, the layers ``layers(config)`` names, a head; torch init."""
+    """`SingleHeadLM` to `ResidualLM`: embeddings, the ``LAYERS`` (name -> maker of the config), a head."""
+    LAYERS: dict[str, Callable[[GPTConfig], nn.Module]] = {}
 
     def __init__(self, config: GPTConfig):
         super().__init__(config)  # the token and position embedding tables
-        layers = self.layers(config)
-        for name, layer in layers.items():
-            setattr(self, name, layer)
-        self.layer_names = list(layers)
+        for name, make in self.LAYERS.items():
+            setattr(self, name, make(config))
         self.lm_head = nn.Linear(config.n_embd, config.vocab_size)
 
     def forward(self, idx: torch.Tensor, targets: torch.Tensor | None = None):
         x = self.embed(idx)  # (B,T,C)
-        for name in self.layer_names:
+        for name in self.LAYERS:
             x = getattr(self, name)(x)  # (B,T,C)
         logits = self.lm_head(x)  # (B,T,V)
         return logits, None if targets is None else lm_loss(logits, targets)
@@ -75,16 +74,12 @@ class RungLM(LanguageModel):
 
 class SingleHeadLM(RungLM):
     """Token + position embeddings, one self-attention head as wide as the embedding, a linear head."""
-
-    def layers(self, config: GPTConfig) -> dict[str, nn.Module]:
-        return {"sa_head": Head(config, config.n_embd)}  # head_size = C, so the output is (B,T,C)
+    LAYERS = {"sa_head": lambda config: Head(config, config.n_embd)}  # head_size = C: the output is (B,T,C)
 
 
 class MultiHeadLM(RungLM):
     """`SingleHeadLM` with n_head heads of C / n_head channels each, concatenated and projected."""
-
-    def layers(self, config: GPTConfig) -> dict[str, nn.Module]:
-        return {"sa_heads": MultiHeadAttention(config)}  # n_head x (B,T,hs) -> (B,T,C)
+    LAYERS = {"sa_heads": MultiHeadAttention}  # n_head x (B,T,hs) -> (B,T,C)
 
 
 class ConcatHeads(nn.Module):
@@ -100,16 +95,12 @@ class ConcatHeads(nn.Module):
 
 class MultiHeadConcatLM(RungLM):
     """`MultiHeadLM` without the projection after the heads, as the lecture's multi-head step has it."""
-
-    def layers(self, config: GPTConfig) -> dict[str, nn.Module]:
-        return {"sa_heads": ConcatHeads(config)}  # n_head x (B,T,hs) -> (B,T,C), no Linear after
+    LAYERS = {"sa_heads": ConcatHeads}  # n_head x (B,T,hs) -> (B,T,C), no Linear after
 
 
 class MultiHeadFeedForwardLM(RungLM):
     """`MultiHeadLM` plus a feed-forward layer: communication, then computation (no residual yet)."""
-
-    def layers(self, config: GPTConfig) -> dict[str, nn.Module]:
-        return {"sa_heads": MultiHeadAttention(config), "ffwd": FeedForward(config)}  # talk, then think
+    LAYERS = {"sa_heads": MultiHeadAttention, "ffwd": FeedForward}  # talk, then think
 
 
 class ResidualBlock(Block):
@@ -122,9 +113,7 @@ class ResidualBlock(Block):
 
 class ResidualLM(RungLM):
     """n_layer `ResidualBlock`s between the embeddings and the linear head: the GPT without LayerNorm."""
-
-    def layers(self, config: GPTConfig) -> dict[str, nn.Module]:
-        return {"blocks": nn.Sequential(*[ResidualBlock(config) for _ in range(config.n_layer)])}
+    LAYERS = {"blocks": lambda config: nn.Sequential(*[ResidualBlock(config) for _ in range(config.n_layer)])}
 
 
 class LayerNormLM(GPT):
@@ -292,9 +281,8 @@ def record_rung(rung: dict, path: str | Path | None = None, start_from: str | Pa
 def ladder_table(ladder: dict, names=None) -> str:
     """The ladder (or its ``names``) as a text table: the budget column only if the rungs' budgets differ."""
     rungs = ladder["rungs"]
-    if names is not None:
-        by_name = {r["name"]: r for r in rungs}
-        rungs = [by_name[n] for n in names if n in by_name]
+    if names is not None:  # those rungs, in the order of names
+        rungs = [r for n in names for r in rungs if r["name"] == n]
     rows = [("rung", "budget", "params", "seeds", "train", "val", "±", "val-train", "wall s")]
     for r in rungs:
         std = "" if r.get("val_std") is None else f"{r['val_std']:.4f}"

@@ -16,8 +16,11 @@ from gptlib.errors import ConfigError
 
 
 def check_sampling_args(max_new_tokens: int, temperature: float, top_k: int | None,
-                        vocab_size: int | None) -> None:
-    """A `ConfigError` that names the sampling argument out of range, if one is."""
+                        vocab_size: int | None, idx: torch.Tensor | None = None) -> None:
+    """A `ConfigError` that names the sampling argument (or prompt ids ``idx``) out of range, if one is."""
+    if idx is not None and (idx.dim() != 2 or idx.shape[1] == 0):
+        raise ConfigError(f"idx must be a (B,T) tensor of token ids with T >= 1 (a non-empty prompt), "
+                          f"got shape {tuple(idx.shape)}")
     if not isinstance(max_new_tokens, int) or isinstance(max_new_tokens, bool) or max_new_tokens < 0:
         raise ConfigError(f"max_new_tokens must be an integer >= 0, got {max_new_tokens!r}")
     if not isinstance(temperature, (int, float)) or not math.isfinite(temperature) or temperature < 0:
@@ -26,16 +29,6 @@ def check_sampling_args(max_new_tokens: int, temperature: float, top_k: int | No
         raise ConfigError(f"top_k must be an integer >= 1 (or None for no limit), got {top_k!r}")
     if top_k is not None and vocab_size is not None and top_k > vocab_size:
         raise ConfigError(f"top_k ({top_k}) cannot exceed the vocabulary size ({vocab_size})")
-
-
-def check_generate_args(model: nn.Module, idx: torch.Tensor, max_new_tokens: int, temperature: float,
-                        top_k: int | None) -> None:
-    """The checks of the tensor entry points (`generate` and `gptlib.kvcache.generate_cached`)."""
-    if idx.dim() != 2 or idx.shape[1] == 0:
-        raise ConfigError(f"idx must be a (B,T) tensor of token ids with T >= 1 (a non-empty prompt), "
-                          f"got shape {tuple(idx.shape)}")
-    vocab_size = getattr(getattr(model, "config", None), "vocab_size", None)
-    check_sampling_args(max_new_tokens, temperature, top_k, vocab_size)
 
 
 def default_prompt(tokenizer) -> str:
@@ -82,7 +75,8 @@ def iter_generate(model: nn.Module, idx: torch.Tensor, max_new_tokens: int, temp
                   top_k: int | None = None,
                   generator: torch.Generator | None = None) -> Iterator[torch.Tensor]:
     """Each new token (B,1) as it is made (arguments checked now), from the whole context (<= block_size)."""
-    check_generate_args(model, idx, max_new_tokens, temperature, top_k)
+    vocab_size = getattr(getattr(model, "config", None), "vocab_size", None)  # (the bigram model: None)
+    check_sampling_args(max_new_tokens, temperature, top_k, vocab_size, idx)
     return _iter_tokens(model, idx, max_new_tokens, temperature, top_k, generator)
 
 
