@@ -14,7 +14,8 @@ import torch.nn as nn
 
 from gptlib.config import GPTConfig
 from gptlib.errors import ConfigError
-from gptlib.fast import ATTENTION
+from gptlib.fast import ATTENTION, FastBlock, FastGPT
+from gptlib.model import GPT, Block
 
 _DTYPES = {"bfloat16": torch.bfloat16, "float16": torch.float16}
 PRECISIONS = ("float32", *_DTYPES)  # ``--dtype``'s names: float32 is no autocast, the others autocast to it
@@ -109,8 +110,6 @@ def cpu_bf16_instructions() -> str:
 
 @functools.lru_cache(maxsize=None)
 def _probe(shape: tuple) -> CpuProbe:
-    from gptlib.fast import FastBlock
-    from gptlib.model import Block
     started = time.perf_counter()
     block_size, n_embd, n_head, dropout = shape
     config = GPTConfig(65, block_size, n_embd, n_head, n_layer=1, dropout=dropout)
@@ -187,8 +186,6 @@ def speed_plan(device: torch.device | str, config: GPTConfig | None = None) -> S
 
 def build_model(config: GPTConfig, speed: SpeedConfig | None = None) -> nn.Module:
     """A `FastGPT` if ``speed.fast_model`` (the default), else the readable `GPT`."""
-    from gptlib.fast import FastGPT
-    from gptlib.model import GPT
     speed = speed or SpeedConfig()
     return FastGPT(config, speed.attention) if speed.fast_model else GPT(config)
 
@@ -206,6 +203,7 @@ def autocast(speed: SpeedConfig | None, device: torch.device | str):
 _SETTINGS = ("cudnn.allow_tf32", "cuda.matmul.allow_tf32", "float32_matmul_precision", "fp32_precision",
              "cuda.matmul.fp32_precision", "cudnn.fp32_precision", "cudnn.conv.fp32_precision",
              "cudnn.rnn.fp32_precision", "mkldnn.matmul.fp32_precision", "num_threads")
+_UNREADABLE = "unreadable"  # `process_settings`' value for a setting torch refuses to read
 
 
 def _settings() -> dict:
@@ -225,13 +223,10 @@ def _settings() -> dict:
     return found
 
 
-_UNREADABLE = "unreadable"  # torch refuses to read a legacy TF32 flag after a mix of both APIs
-
-
 def _read(get) -> object:
     try:
         return get()
-    except RuntimeError:
+    except RuntimeError:  # torch refuses to read a legacy TF32 flag after a mix of both APIs
         return _UNREADABLE
 
 
