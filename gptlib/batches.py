@@ -1,7 +1,5 @@
 """The 90/10 train/val split and random batches of ``block_size`` tokens with targets shifted by one.
-
-Shapes: B = batch size, T = block size (time).
-"""
+Shapes: B = batch size, T = block size (time)."""
 
 import torch
 
@@ -19,10 +17,9 @@ def train_val_split(data: torch.Tensor, train_fraction: float = 0.9) -> tuple[to
 
 def get_batch(data: torch.Tensor, batch_size: int, block_size: int, generator: torch.Generator,
               device: torch.device | str = "cpu") -> tuple[torch.Tensor, torch.Tensor]:
-    """``batch_size`` random chunks of ``block_size`` tokens (x) and the same chunks shifted by one (y):
-    for every t, x[:t+1] is a context and y[t] the token that comes next. ``generator`` makes them
-    reproducible without touching torch's global random state; one on a GPU draws there (`draw_batch`).
-    The sizes are checked once, where a run starts (`gptlib.run`)."""
+    """``batch_size`` random chunks of ``block_size`` tokens (x) and the same chunks shifted by one (y): for
+    every t, x[:t+1] is a context and y[t] the next token. ``generator`` makes them reproducible without
+    touching torch's global random state. The sizes are checked once, where a run starts (`gptlib.run`)."""
     x, y = draw_batch(data, batch_size, block_size, generator)  # (B,T), (B,T) where ``generator`` draws
     if generator.device.type != "cpu":
         return x, y

@@ -158,20 +158,17 @@ def speed_plan(device: torch.device | str, config: GPTConfig | None = None) -> S
         return replace(default, why=f"the default CPU plan, not measured: a block {shape[1]} wide takes "
                                     f"about a millisecond, too little for timings to tell variants apart")
     probe = _probe(shape)
-    t = probe.seconds
-    dtypes = [d for d in ("float32", "bfloat16") if ("fast", d, "sdpa") in t]
-
-    def best_attention(dtype: str) -> tuple:  # sdpa unless explicit is clearly faster
+    t, best = probe.seconds, {}  # best: each dtype's attention, sdpa unless explicit is clearly faster
+    for dtype in [d for d in ("float32", "bfloat16") if ("fast", d, "sdpa") in t]:
         sdpa, explicit = ("fast", dtype, "sdpa"), ("fast", dtype, "explicit")
-        return explicit if t[sdpa] >= _MARGIN["explicit"] * t[explicit] else sdpa
-
-    pick = best_attention("float32")
-    if "bfloat16" in dtypes and t[pick] >= _MARGIN["bfloat16"] * t[best_attention("bfloat16")]:
-        pick = best_attention("bfloat16")
+        best[dtype] = explicit if t[sdpa] >= _MARGIN["explicit"] * t[explicit] else sdpa
+    pick = best["float32"]
+    if "bfloat16" in best and t[pick] >= _MARGIN["bfloat16"] * t[best["bfloat16"]]:
+        pick = best["bfloat16"]
     readable = t[("readable", "float32", "heads")]
     measured = f"readable {1000 * readable:.1f} ms" + "".join(
         f" | {dtype}: " + ", ".join(f"{att} {1000 * t[('fast', dtype, att)]:.1f}" for att in ATTENTION)
-        for dtype in dtypes)
+        for dtype in best)
     how = (f"one block of {probe.tokens} tokens, forward + backward, best of 3 on one thread: {measured}; "
            + (f"the CPU reports {probe.bf16_instructions}" if probe.bf16_instructions
               else "no bf16 instructions reported, so bf16 not tried")
@@ -252,9 +249,8 @@ def backend_flags(speed: SpeedConfig | None):
 
 @functools.lru_cache(maxsize=None)
 def keep_freed_memory() -> bool:
-    """Keep freed memory for the next tensors (glibc only, else False): a CPU step frees and reallocates
-    the same big activations, which glibc would give back to the kernel and page-fault in again, zeroed.
-    Process-wide and lasting (glibc cannot read it back); it changes the memory kept, never a result."""
+    """Keep freed memory (glibc only, else False): a CPU step reallocates the same big activations, which
+    glibc would hand back and page-fault in again. Lasting (glibc cannot read it back); no result changes."""
     if platform.libc_ver()[0] != "glibc":
         return False
     mallopt = ctypes.CDLL("libc.so.6").mallopt
