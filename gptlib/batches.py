@@ -1,7 +1,5 @@
 """The 90/10 train/val split and random batches of ``block_size`` tokens with targets shifted by one.
-
-Shapes: B = batch size, T = block size (time).
-"""
+Shapes: B = batch size, T = block size (time)."""
 
 import torch
 
@@ -19,17 +17,12 @@ def train_val_split(data: torch.Tensor, train_fraction: float = 0.9) -> tuple[to
 
 def get_batch(data: torch.Tensor, batch_size: int, block_size: int, generator: torch.Generator,
               device: torch.device | str = "cpu") -> tuple[torch.Tensor, torch.Tensor]:
-    """``batch_size`` random chunks of ``block_size`` tokens (x) and the same chunks shifted by one (y):
-    for every t, x[:t+1] is a context and y[t] the token that comes next. ``generator`` makes them
-    reproducible without touching torch's global random state; one on a GPU draws there (`draw_batch`).
-    The sizes are checked once, where a run starts (`gptlib.run`)."""
-    starts = len(data) - block_size  # every start position that leaves room for the shifted target
+    """``batch_size`` random chunks of ``block_size`` tokens (x) and the same chunks shifted by one (y): for
+    every t, x[:t+1] is a context and y[t] the next token. ``generator`` makes them reproducible without
+    touching torch's global random state. The sizes are checked once, where a run starts (`gptlib.run`)."""
+    x, y = draw_batch(data, batch_size, block_size, generator)  # (B,T), (B,T) where ``generator`` draws
     if generator.device.type != "cpu":
-        return draw_batch(data, batch_size, block_size, generator)
-    ix = torch.randint(starts, (batch_size,), generator=generator)  # (B,)
-    # One gather instead of a Python loop: row b holds data[ix[b] : ix[b] + T + 1].
-    chunk = data[ix[:, None] + torch.arange(block_size + 1)]  # (B, T+1)
-    x, y = chunk[:, :-1].contiguous(), chunk[:, 1:].contiguous()  # (B,T), (B,T)
+        return x, y
     device = torch.device(device)
     if device.type == "cuda":
         # pinned memory lets the copy to the GPU overlap with compute
@@ -39,8 +32,8 @@ def get_batch(data: torch.Tensor, batch_size: int, block_size: int, generator: t
 
 def draw_batch(data: torch.Tensor, batch_size: int, block_size: int,
                generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
-    """`get_batch`'s draw where ``generator`` lives (a CUDA run's GPU): kernels queued there, nothing the
-    CPU waits for (``data`` elsewhere is copied there first). -> x, y (B,T) on that device."""
+    """`get_batch`'s draw where ``generator`` lives (on a CUDA run's GPU: kernels queued there, nothing the
+    CPU waits for; ``data`` elsewhere is copied there first). -> x, y (B,T) on that device."""
     data = data.to(generator.device)  # itself when already there
     starts = len(data) - block_size  # every start position that leaves room for the shifted target
     ix = torch.randint(starts, (batch_size,), generator=generator, device=generator.device)  # (B,)

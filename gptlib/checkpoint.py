@@ -154,14 +154,13 @@ def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
     if vocab_size != ckpt.model_config.vocab_size:
         raise CheckpointError(f"{path}: the vocabulary has {vocab_size} characters but the model config "
                               f"says {ckpt.model_config.vocab_size}")
-    if resumable:
-        _check_resumable(ckpt, path)
-    return ckpt
+    return _check_resumable(ckpt, path) if resumable else ckpt
 
 
-def _check_resumable(ckpt: Checkpoint, where: object) -> None:
+def _check_resumable(ckpt: Checkpoint, where: object) -> Checkpoint:
     if not ckpt.resumable:
         raise CheckpointError(f"{where} holds weights only, not a training state, so it cannot be resumed")
+    return ckpt
 
 
 def load_weights(model: nn.Module, state: dict, tokenizer: CharTokenizer | None = None) -> None:

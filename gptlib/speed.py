@@ -14,7 +14,8 @@ import torch.nn as nn
 
 from gptlib.config import GPTConfig
 from gptlib.errors import ConfigError
-from gptlib.fast import ATTENTION
+from gptlib.fast import ATTENTION, FastBlock, FastGPT
+from gptlib.model import GPT, Block
 
 _DTYPES = {"bfloat16": torch.bfloat16, "float16": torch.float16}
 PRECISIONS = ("float32", *_DTYPES)  # ``--dtype``'s names: float32 is no autocast, the others autocast to it
@@ -109,8 +110,6 @@ def cpu_bf16_instructions() -> str:
 
 @functools.lru_cache(maxsize=None)
 def _probe(shape: tuple) -> CpuProbe:
-    from gptlib.fast import FastBlock
-    from gptlib.model import Block
     started = time.perf_counter()
     block_size, n_embd, n_head, dropout = shape
     config = GPTConfig(65, block_size, n_embd, n_head, n_layer=1, dropout=dropout)
@@ -159,20 +158,17 @@ def speed_plan(device: torch.device | str, config: GPTConfig | None = None) -> S
         return replace(default, why=f"the default CPU plan, not measured: a block {shape[1]} wide takes "
                                     f"about a millisecond, too little for timings to tell variants apart")
     probe = _probe(shape)
-    t = probe.seconds
-    dtypes = [d for d in ("float32", "bfloat16") if ("fast", d, "sdpa") in t]
-
-    def best_attention(dtype: str) -> tuple:  # sdpa unless explicit is clearly faster
+    t, best = probe.seconds, {}  # best: each dtype's attention, sdpa unless explicit is clearly faster
+    for dtype in [d for d in ("float32", "bfloat16") if ("fast", d, "sdpa") in t]:
         sdpa, explicit = ("fast", dtype, "sdpa"), ("fast", dtype, "explicit")
-        return explicit if t[sdpa] >= _MARGIN["explicit"] * t[explicit] else sdpa
-
-    pick = best_attention("float32")
-    if "bfloat16" in dtypes and t[pick] >= _MARGIN["bfloat16"] * t[best_attention("bfloat16")]:
-        pick = best_attention("bfloat16")
+        best[dtype] = explicit if t[sdpa] >= _MARGIN["explicit"] * t[explicit] else sdpa
+    pick = best["float32"]
+    if "bfloat16" in best and t[pick] >= _MARGIN["bfloat16"] * t[best["bfloat16"]]:
+        pick = best["bfloat16"]
     readable = t[("readable", "float32", "heads")]
     measured = f"readable {1000 * readable:.1f} ms" + "".join(
         f" | {dtype}: " + ", ".join(f"{att} {1000 * t[('fast', dtype, att)]:.1f}" for att in ATTENTION)
-        for dtype in dtypes)
+        for dtype in best)
     how = (f"one block of {probe.tokens} tokens, forward + backward, best of 3 on one thread: {measured}; "
            + (f"the CPU reports {probe.bf16_instructions}" if probe.bf16_instructions
               else "no bf16 instructions reported, so bf16 not tried")
@@ -187,8 +183,6 @@ def speed_plan(device: torch.device | str, config: GPTConfig | None = None) -> S
 
 def build_model(config: GPTConfig, speed: SpeedConfig | None = None) -> nn.Module:
     """A `FastGPT` if ``speed.fast_model`` (the default), else the readable `GPT`."""
-    from gptlib.fast import FastGPT
-    from gptlib.model import GPT
     speed = speed or SpeedConfig()
     return FastGPT(config, speed.attention) if speed.fast_model else GPT(config)
 
@@ -206,6 +200,7 @@ def autocast(speed: SpeedConfig | None, device: torch.device | str):
 _SETTINGS = ("cudnn.allow_tf32", "cuda.matmul.allow_tf32", "float32_matmul_precision", "fp32_precision",
              "cuda.matmul.fp32_precision", "cudnn.fp32_precision", "cudnn.conv.fp32_precision",
              "cudnn.rnn.fp32_precision", "mkldnn.matmul.fp32_precision", "num_threads")
+_UNREADABLE = "unreadable"  # `process_settings`' value for a setting torch refuses to read
 
 
 def _settings() -> dict:
@@ -225,13 +220,10 @@ def _settings() -> dict:
     return found
 
 
-_UNREADABLE = "unreadable"  # torch refuses to read a legacy TF32 flag after a mix of both APIs
-
-
 def _read(get) -> object:
     try:
         return get()
-    except RuntimeError:
+    except RuntimeError:  # torch refuses to read a legacy TF32 flag after a mix of both APIs
         return _UNREADABLE
 
 
@@ -257,9 +249,8 @@ def backend_flags(speed: SpeedConfig | None):
 
 @functools.lru_cache(maxsize=None)
 def keep_freed_memory() -> bool:
-    """Keep freed memory for the next tensors (glibc only, else False): a CPU step frees and reallocates
-    the same big activations, which glibc would give back to the kernel and page-fault in again, zeroed.
-    Process-wide and lasting (glibc cannot read it back); it changes the memory kept, never a result."""
+    """Keep freed memory (glibc only, else False): a CPU step reallocates the same big activations, which
+    glibc would hand back and page-fault in again. Lasting (glibc cannot read it back); no result changes."""
     if platform.libc_ver()[0] != "glibc":
         return False
     mallopt = ctypes.CDLL("libc.so.6").mallopt
