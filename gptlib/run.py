@@ -56,12 +56,11 @@ def load_corpus(path: str | os.PathLike | None = None, tokenizer=None, *, kind: 
     tokenizers per character), tokenize it with ``tokenizer``, else a new ``kind`` (BPE: fit on train)."""
     text = load_text(path)
     n = int(0.9 * len(text))  # the first 90% of the characters to train on
-    if tokenizer is None:
-        if kind == "bpe":
-            from gptlib.bpe import BPETokenizer
-            tokenizer = BPETokenizer.train(text[:n], vocab_size or DEFAULT_BPE_VOCAB)
-        else:
-            tokenizer = CharTokenizer.from_text(text)
+    if tokenizer is None and kind == "bpe":
+        from gptlib.bpe import BPETokenizer
+        tokenizer = BPETokenizer.train(text[:n], vocab_size or DEFAULT_BPE_VOCAB)
+    elif tokenizer is None:
+        tokenizer = CharTokenizer.from_text(text)
     train_data = torch.tensor(tokenizer.encode(text[:n]), dtype=torch.long)  # (N_train,)
     val_data = torch.tensor(tokenizer.encode(text[n:]), dtype=torch.long)  # (N_val,)
     return Corpus(text, tokenizer, train_data, val_data, hashlib.sha256(text.encode("utf-8")).hexdigest(),
@@ -324,8 +323,7 @@ def _kept(out: Path, step: int | None) -> str:
 
 def _interrupted(run: Run, opts: RunOptions, out: Path, step: int | None) -> TrainingInterrupted:
     if step is None:
-        return TrainingInterrupted(f"no resumable checkpoint had been saved yet (the first comes at step "
-                                   f"{run.train.eval_interval})")
+        return TrainingInterrupted(f"{_kept(out, step)} (the first comes at step {run.train.eval_interval})")
     how = "train_run(run, resume=True" + (", make_model=...)" if opts.make_model is not None else ")")
     return TrainingInterrupted(f"the last checkpoint is {out / LAST} (step {step} of {run.train.max_iters}); "
                                f"resume it with: {how}", path=out / LAST, step=step,
