@@ -376,18 +376,17 @@ def speed_from_checkpoint(checkpoint: Checkpoint) -> SpeedConfig:
 def _check_same_run(run: Run, checkpoint: Checkpoint, path: Path) -> None:
     """A resumed run continues with the saved configs and plan; any difference is a `ConfigError`."""
     saved = {**asdict(checkpoint.model_config), **asdict(checkpoint.train_config)}
-    asked = {**asdict(replace(run.model, vocab_size=checkpoint.model_config.vocab_size)), **asdict(run.train)}
-    conflicts = [f"{name} (saved {saved[name]!r}, asked {value!r})" for name, value in asked.items()
-                 if saved[name] != value]
+    ask = {**asdict(replace(run.model, vocab_size=checkpoint.model_config.vocab_size)), **asdict(run.train)}
     plan, tokenizer = speed_from_checkpoint(checkpoint), checkpoint.tokenizer
     model, on = ("readable GPT", "FastGPT"), ("off", "on")
-    choices = [("the model", run.speed and model[run.speed.fast_model], model[plan.fast_model]),
-               ("the precision", run.dtype, plan.precision),
-               ("torch.compile", None if run.compile is None else on[run.compile], on[plan.compile]),
-               ("tokenizer", run.tokenizer, tokenizer.to_dict()["kind"]),
-               ("vocab_size", run.vocab_size, tokenizer.vocab_size)]
-    conflicts += [f"{what} (saved {had}, asked {asked})" for what, asked, had in choices
-                  if asked is not None and asked != had]
+    choices = [(name, value, saved[name]) for name, value in ask.items()]  # numbers: str == repr
+    choices += [("the model", run.speed and model[run.speed.fast_model], model[plan.fast_model]),
+                ("the precision", run.dtype, plan.precision),
+                ("torch.compile", None if run.compile is None else on[run.compile], on[plan.compile]),
+                ("tokenizer", run.tokenizer, tokenizer.to_dict()["kind"]),
+                ("vocab_size", run.vocab_size, tokenizer.vocab_size)]
+    conflicts = [f"{what} (saved {had}, asked {asked})" for what, asked, had in choices
+                 if asked is not None and asked != had]
     if conflicts:
         raise ConfigError(f"`resume` continues with the configs saved in {path}, but the run asks for "
                           f"others: {'; '.join(conflicts)}. Drop those options, or start a new run with "
