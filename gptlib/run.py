@@ -6,7 +6,7 @@ import hashlib
 import os
 import re
 from collections.abc import Callable, Iterable, Iterator
-from contextlib import contextmanager, suppress
+from contextlib import contextmanager, nullcontext, suppress
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
@@ -189,9 +189,8 @@ def train_run(run: Run, **options) -> RunResult:
     out = None if run.out is None else Path(run.out).expanduser()
     if opts.resume:
         resume_path(out)
-    if out is None or not dist.is_main:  # under torchrun, rank 0 owns the folder and writes it
-        return _train_run(run, opts, out, dist)
-    with _own_folder(out):
+    # under torchrun, rank 0 owns the folder and writes it
+    with nullcontext() if out is None or not dist.is_main else _own_folder(out):
         return _train_run(run, opts, out, dist)
 
 
