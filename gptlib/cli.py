@@ -113,6 +113,10 @@ def _print_sample(model, tokenizer, prompt: str, max_new_tokens: int, *, prompt_
 
 def run_from_args(args: argparse.Namespace) -> Run:
     """The `Run` of ``train``'s options: a preset's (``--resume`` alone: the saved run's) with overrides."""
+    if args.lora_alpha is not None and args.lora_rank is None:
+        raise GPTLibError("--lora-alpha scales LoRA adapters; give --lora-rank too")
+    alpha = LoRAConfig.alpha if args.lora_alpha is None else args.lora_alpha
+    lora = None if args.lora_rank is None else LoRAConfig(args.lora_rank, alpha)  # None: no adapters
     if args.resume and args.preset is None:
         saved = load_checkpoint(resume_path(Path(args.out)), resumable=True)
         base = Preset("resumed", "", saved.model_config, saved.train_config)
@@ -130,16 +134,7 @@ def run_from_args(args: argparse.Namespace) -> Run:
                speed=READABLE if args.readable else None, dtype=args.dtype, compile=args.compile,
                data=args.data, tokenizer=args.tokenizer, vocab_size=args.vocab_size, out=Path(args.out),
                device=args.device, name=base.name, grad_accum=args.grad_accum,
-               init_from=args.init_from, lora=_lora(args))
-
-
-def _lora(args: argparse.Namespace) -> LoRAConfig | None:
-    """``--lora-rank`` and ``--lora-alpha`` as a `LoRAConfig` (None: no adapters)."""
-    if args.lora_rank is None:
-        if args.lora_alpha is not None:
-            raise GPTLibError("--lora-alpha scales LoRA adapters; give --lora-rank too")
-        return None
-    return LoRAConfig(args.lora_rank, LoRAConfig.alpha if args.lora_alpha is None else args.lora_alpha)
+               init_from=args.init_from, lora=lora)
 
 
 def _per_character(val_loss: float, corpus) -> str:
@@ -190,11 +185,10 @@ def cmd_sample(args: argparse.Namespace) -> None:
 
 def read_prompt(path: Path) -> str:
     """``--prompt-file``: the file's text (``-``: standard input's), its line ends read as --data's are."""
+    if str(path) == "-" and sys.stdin is None:  # started with "<&-"
+        raise DataError("--prompt-file - reads standard input, which is closed; give a file instead")
     try:
-        if str(path) == "-" and sys.stdin is None:  # started with "<&-"
-            raise DataError("--prompt-file - reads standard input, which is closed; give a file instead")
-        data = sys.stdin.buffer.read() if str(path) == "-" else path.read_bytes()
-        text = data.decode("utf-8")
+        text = (sys.stdin.buffer.read() if str(path) == "-" else path.read_bytes()).decode("utf-8")
     except UnicodeDecodeError as err:
         raise DataError(f"--prompt-file {path} is not UTF-8 ({err.reason} at byte {err.start})") from None
     except FileNotFoundError:

@@ -6,7 +6,7 @@ import hashlib
 import os
 import re
 from collections.abc import Callable, Iterable, Iterator
-from contextlib import contextmanager, suppress
+from contextlib import contextmanager, nullcontext, suppress
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
@@ -56,12 +56,11 @@ def load_corpus(path: str | os.PathLike | None = None, tokenizer=None, *, kind: 
     tokenizers per character), tokenize it with ``tokenizer``, else a new ``kind`` (BPE: fit on train)."""
     text = load_text(path)
     n = int(0.9 * len(text))  # the first 90% of the characters to train on
-    if tokenizer is None:
-        if kind == "bpe":
-            from gptlib.bpe import BPETokenizer
-            tokenizer = BPETokenizer.train(text[:n], vocab_size or DEFAULT_BPE_VOCAB)
-        else:
-            tokenizer = CharTokenizer.from_text(text)
+    if tokenizer is None and kind == "bpe":
+        from gptlib.bpe import BPETokenizer
+        tokenizer = BPETokenizer.train(text[:n], vocab_size or DEFAULT_BPE_VOCAB)
+    elif tokenizer is None:
+        tokenizer = CharTokenizer.from_text(text)
     train_data = torch.tensor(tokenizer.encode(text[:n]), dtype=torch.long)  # (N_train,)
     val_data = torch.tensor(tokenizer.encode(text[n:]), dtype=torch.long)  # (N_val,)
     return Corpus(text, tokenizer, train_data, val_data, hashlib.sha256(text.encode("utf-8")).hexdigest(),
@@ -190,9 +189,8 @@ def train_run(run: Run, **options) -> RunResult:
     out = None if run.out is None else Path(run.out).expanduser()
     if opts.resume:
         resume_path(out)
-    if out is None or not dist.is_main:  # under torchrun, rank 0 owns the folder and writes it
-        return _train_run(run, opts, out, dist)
-    with _own_folder(out):
+    # under torchrun, rank 0 owns the folder and writes it
+    with nullcontext() if out is None or not dist.is_main else _own_folder(out):
         return _train_run(run, opts, out, dist)
 
 
@@ -324,8 +322,7 @@ def _kept(out: Path, step: int | None) -> str:
 
 def _interrupted(run: Run, opts: RunOptions, out: Path, step: int | None) -> TrainingInterrupted:
     if step is None:
-        return TrainingInterrupted(f"no resumable checkpoint had been saved yet (the first comes at step "
-                                   f"{run.train.eval_interval})")
+        return TrainingInterrupted(f"{_kept(out, step)} (the first comes at step {run.train.eval_interval})")
     how = "train_run(run, resume=True" + (", make_model=...)" if opts.make_model is not None else ")")
     return TrainingInterrupted(f"the last checkpoint is {out / LAST} (step {step} of {run.train.max_iters}); "
                                f"resume it with: {how}", path=out / LAST, step=step,
@@ -378,18 +375,17 @@ def speed_from_checkpoint(checkpoint: Checkpoint) -> SpeedConfig:
 def _check_same_run(run: Run, checkpoint: Checkpoint, path: Path) -> None:
     """A resumed run continues with the saved configs and plan; any difference is a `ConfigError`."""
     saved = {**asdict(checkpoint.model_config), **asdict(checkpoint.train_config)}
-    asked = {**asdict(replace(run.model, vocab_size=checkpoint.model_config.vocab_size)), **asdict(run.train)}
-    conflicts = [f"{name} (saved {saved[name]!r}, asked {value!r})" for name, value in asked.items()
-                 if saved[name] != value]
+    ask = {**asdict(replace(run.model, vocab_size=checkpoint.model_config.vocab_size)), **asdict(run.train)}
     plan, tokenizer = speed_from_checkpoint(checkpoint), checkpoint.tokenizer
     model, on = ("readable GPT", "FastGPT"), ("off", "on")
-    choices = [("the model", run.speed and model[run.speed.fast_model], model[plan.fast_model]),
-               ("the precision", run.dtype, plan.precision),
-               ("torch.compile", None if run.compile is None else on[run.compile], on[plan.compile]),
-               ("tokenizer", run.tokenizer, tokenizer.to_dict()["kind"]),
-               ("vocab_size", run.vocab_size, tokenizer.vocab_size)]
-    conflicts += [f"{what} (saved {had}, asked {asked})" for what, asked, had in choices
-                  if asked is not None and asked != had]
+    choices = [(name, value, saved[name]) for name, value in ask.items()]  # numbers: str == repr
+    choices += [("the model", run.speed and model[run.speed.fast_model], model[plan.fast_model]),
+                ("the precision", run.dtype, plan.precision),
+                ("torch.compile", None if run.compile is None else on[run.compile], on[plan.compile]),
+                ("tokenizer", run.tokenizer, tokenizer.to_dict()["kind"]),
+                ("vocab_size", run.vocab_size, tokenizer.vocab_size)]
+    conflicts = [f"{what} (saved {had}, asked {asked})" for what, asked, had in choices
+                 if asked is not None and asked != had]
     if conflicts:
         raise ConfigError(f"`resume` continues with the configs saved in {path}, but the run asks for "
                           f"others: {'; '.join(conflicts)}. Drop those options, or start a new run with "
