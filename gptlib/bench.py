@@ -22,6 +22,7 @@ from gptlib.errors import ConfigError, OutOfMemoryError
 from gptlib.fast import fast_from_readable
 from gptlib.files import atomic_write, check_writable_file, path_arg
 from gptlib.kvcache import generate_cached
+from gptlib.ladder import split_loss
 from gptlib.model import GPT, count_parameters
 from gptlib.presets import PRESETS, get_preset
 from gptlib.run import Corpus, Run, describe_plan, load_corpus, memory_message, train_run
@@ -158,23 +159,8 @@ def bench_sampling(config: GPTConfig, device: torch.device, new_tokens: int, rou
     return out
 
 
-@torch.no_grad()
-def full_split_loss(model: nn.Module, data: torch.Tensor, block_size: int, device: torch.device | str,
-                    batch_size: int = 64) -> float:
-    """The mean loss over *every* token of ``data`` (each predicted once), in eval mode, on ``device``."""
-    was_training = model.training
-    model.eval()
-    n = len(data) - 1  # targets: data[1:]
-    full = n // block_size * block_size  # the tokens in chunks of exactly block_size
-    chunks = list(torch.arange(full).view(-1, block_size).split(batch_size))  # (b,T) positions each
-    chunks += [torch.arange(full, n)[None]] if full < n else []  # then the shorter one
-    total = sum(model(data[p].to(device), data[p + 1].to(device))[1].item() * p.numel() for p in chunks)
-    model.train(was_training)
-    return total / n
-
-
 def time_to_loss(preset_name: str, target: float, device: torch.device, plan: SpeedConfig,
-                 corpus: Corpus, progress: bool = False, score=full_split_loss) -> dict:
+                 corpus: Corpus, progress: bool = False, score=split_loss) -> dict:
     """Train ``preset_name`` with ``plan`` until the val split's ``score`` <= ``target`` (checks untimed)."""
     preset = get_preset(preset_name)
     block_size, checks = preset.model.block_size, []
@@ -184,7 +170,7 @@ def time_to_loss(preset_name: str, target: float, device: torch.device, plan: Sp
         if h.val_loss[-1] > target + CHECK_MARGIN:
             return
         t0 = time.perf_counter()
-        full = score(state.model, corpus.val_data, block_size, device)
+        full = score(state.model, corpus.val_data, block_size, device=device)
         checks.append({"step": h.step[-1], "val_loss_estimate": h.val_loss[-1], "val_loss_full": full,
                        "seconds": h.elapsed[-1] - sum(c["check_seconds"] for c in checks),  # clock ran on
                        "check_seconds": time.perf_counter() - t0})
@@ -207,7 +193,7 @@ def time_to_loss(preset_name: str, target: float, device: torch.device, plan: Sp
     if not hit:  # say how far it got, on the whole split too
         checked = checks and checks[-1]["step"] == h.step[-1]
         out["final_val_loss_full"] = (checks[-1]["val_loss_full"] if checked
-                                      else score(result.model, corpus.val_data, block_size, device))
+                                      else score(result.model, corpus.val_data, block_size, device=device))
     return out
 
 

@@ -9,11 +9,11 @@ import math
 
 import pytest
 import torch
-from torch.nn import functional as F
 
-from gptlib.bench import flops_per_token, format_report, full_split_loss, spread
+from gptlib.bench import flops_per_token, format_report, spread
 from gptlib.cli import main
 from gptlib.config import GPTConfig
+from gptlib.ladder import split_loss
 from gptlib.model import GPT, count_parameters
 
 KEYS = ["train.readable_tok_s", "train.fast_tok_s", "train.speedup", "train.fast_mfu", "train.readable_mfu",
@@ -81,33 +81,15 @@ def test_spread_of_a_few_numbers():
     assert spread([7.0])["q1"] == spread([7.0])["q3"] == 7.0
 
 
-def test_full_split_loss_counts_every_token_once():
-    """Against a direct sum over consecutive chunks (the last one shorter), token by token."""
-    config = GPTConfig(vocab_size=11, block_size=8, n_embd=16, n_head=2, n_layer=1, dropout=0.0)
-    torch.manual_seed(0)
-    model = GPT(config).train()  # full_split_loss evaluates in eval mode and puts the mode back
-    data = torch.randint(11, (43,), generator=torch.Generator().manual_seed(1))  # 42 targets: 5 x 8 + 2
-    total, count = 0.0, 0
-    with torch.no_grad():
-        for start in range(0, 42, 8):
-            x, y = data[start:min(start + 8, 42)], data[start + 1:min(start + 9, 43)]
-            logits, _ = model.eval()(x[None])
-            total += F.cross_entropy(logits[0], y, reduction="sum").item()
-            count += len(y)
-    model.train()
-    assert count == 42
-    assert full_split_loss(model, data, 8, "cpu", batch_size=2) == pytest.approx(total / count, rel=1e-5)
-    assert model.training
-
-
-def test_full_split_loss_of_a_uniform_model_is_log_vocab():
+def test_the_whole_split_loss_of_a_uniform_model_is_log_vocab():
+    """`split_loss`, which `time_to_loss` scores with, on a model whose every logit is 0."""
     config = GPTConfig(vocab_size=13, block_size=8, n_embd=16, n_head=2, n_layer=1, dropout=0.0)
     model = GPT(config)
     with torch.no_grad():
         model.lm_head.weight.zero_()
         model.lm_head.bias.zero_()  # every logit 0: the uniform distribution
     data = torch.randint(13, (100,), generator=torch.Generator().manual_seed(0))
-    assert full_split_loss(model, data, 8, "cpu") == pytest.approx(math.log(13), rel=1e-6)
+    assert split_loss(model, data, 8, device="cpu") == pytest.approx(math.log(13), rel=1e-6)
 
 
 def test_time_to_loss_reports_the_step_it_reached_the_target(tmp_path):
@@ -135,7 +117,7 @@ def test_time_to_loss_is_judged_on_the_whole_split_not_the_estimate():
 
     device = torch.device("cpu")
     plan = speed_plan(device, get_preset("smoke").model)
-    r = time_to_loss("smoke", 10, device, plan, load_corpus(), score=lambda *args: 11.0)
+    r = time_to_loss("smoke", 10, device, plan, load_corpus(), score=lambda *args, **kwargs: 11.0)
     assert not r["reached"] and r["seconds"] is None and r["val_loss_full"] is None
     assert [c["step"] for c in r["checks"]] == [10, 20] and all(c["val_loss_estimate"] <= 10 for c in r["checks"])
     assert r["final_step"] == 20 and r["final_val_loss_full"] == 11.0

@@ -352,15 +352,11 @@ def test_the_default_ladder_file_is_in_the_results_folder(tmp_path, monkeypatch)
 
 @pytest.mark.parametrize("device", DEVICES)
 def test_a_model_is_scored_on_its_own_device(device, config):
-    """`split_loss`, `split_scores` and the bench's `full_split_loss` send the batches where the
+    """`split_loss` and `split_scores` (and so the bench's time to a loss) send the batches where the
     model lives (a model trained on a GPU is scored there), and score it as on the CPU."""
-    from gptlib.bench import full_split_loss
-
     torch.manual_seed(0)
     model = GPT(config)
     data = torch.randint(config.vocab_size, (300,))
     on_cpu = split_loss(model, data, config.block_size)
-    full_on_cpu = full_split_loss(model, data, config.block_size)
     model.to(device)
     assert split_loss(model, data, config.block_size) == pytest.approx(on_cpu, rel=1e-4)
-    assert full_split_loss(model, data, config.block_size) == pytest.approx(full_on_cpu, rel=1e-4)
