@@ -8,6 +8,7 @@ import os
 import re
 import shlex
 import sys
+from contextlib import suppress
 from dataclasses import fields, replace
 from pathlib import Path
 
@@ -34,10 +35,9 @@ def _add_config_options(parser: argparse.ArgumentParser, config_class, skip=(), 
                                       description)
     for f in (f for f in fields(config_class) if f.name not in skip):
         flag, text = "--" + f.name.replace("_", "-"), comments[f.name].replace("%", "%%")
-        if f.type is bool:
-            group.add_argument(flag, dest=f.name, action=argparse.BooleanOptionalAction, help=text)
-        else:
-            group.add_argument(flag, dest=f.name, type=f.type, metavar=f.type.__name__.upper(), help=text)
+        kind = ({"action": argparse.BooleanOptionalAction} if f.type is bool else
+                {"type": f.type, "metavar": f.type.__name__.upper()})
+        group.add_argument(flag, dest=f.name, help=text, **kind)
 
 
 class _Parser(argparse.ArgumentParser):
@@ -100,11 +100,10 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _print_sample(model, tokenizer, prompt: str, max_new_tokens: int, *, prompt_name: str = "--prompt",
-                  **kwargs) -> None:
+def _print_sample(model, tokenizer, prompt: str, max_new_tokens: int, **kwargs) -> None:
     """Print ``prompt`` and then each sampled token as soon as it is made."""
     # stream_text checks everything before anything is printed
-    pieces = stream_text(model, tokenizer, prompt, max_new_tokens, prompt_name=prompt_name, **kwargs)
+    pieces = stream_text(model, tokenizer, prompt, max_new_tokens, **kwargs)
     sys.stdout.write(prompt)
     for piece in pieces:
         print(piece, end="", flush=True)
@@ -152,12 +151,10 @@ def cmd_train(args: argparse.Namespace) -> None:
     if args.sample_tokens < 0:
         raise GPTLibError(f"--sample-tokens must be >= 0, got {args.sample_tokens}")
     run = run_from_args(args)  # a bad preset name or config value fails here, before the data loads
-
     def report(state) -> None:  # each evaluation's losses
         h = state.history
         tqdm.write(f"step {h.step[-1]:>5}: train loss {h.train_loss[-1]:.4f}, val loss {h.val_loss[-1]:.4f}"
                    f" ({h.elapsed[-1]:.1f}s)")
-
     result = train_run(run, resume=args.resume, overwrite=args.overwrite, callbacks=[report],
                        log=lambda message: print(one_line(message)))
     if not result.dist.is_main:
@@ -246,7 +243,5 @@ def one_line(message: str) -> str:
 
 def _drop_stdout() -> None:
     """Point stdout at /dev/null, or Python's own flush at exit fails on it again, with a traceback."""
-    try:
+    with suppress(OSError, ValueError):  # stdout is not a real file (a test's capture): nothing to flush
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-    except (OSError, ValueError):  # stdout is not a real file (a test's capture): nothing to flush
-        pass

@@ -1,7 +1,7 @@
 """What the model is (`GPTConfig`) and how it trains (`TrainConfig`): frozen, checked when made."""
 
 import math
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 
 from gptlib.errors import ConfigError
 
@@ -82,8 +82,3 @@ class TrainConfig:
             raise ConfigError(f"min_lr ({self.min_lr}) must not exceed learning_rate ({self.learning_rate})")
         _check_fraction(self, "beta1", "beta2")
         check_seed(self.seed)
-
-
-def field_names(config_class) -> list[str]:
-    """The field names of a config dataclass, in order (the CLI makes one option per field)."""
-    return [f.name for f in fields(config_class)]

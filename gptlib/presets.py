@@ -10,9 +10,6 @@ import torch
 from gptlib.config import GPTConfig, TrainConfig
 from gptlib.errors import ConfigError
 
-PRESET_ENV_VAR = "GPTLIB_PRESET"
-
-
 @dataclass(frozen=True)
 class Preset:
     """A named pair of configs: what to build and how to train it."""
@@ -59,11 +56,10 @@ def get_preset(name: str) -> Preset:
 
 def choose(default: Preset) -> Preset:
     """``default``, unless ``$GPTLIB_PRESET`` names another preset (the tests set ``smoke``)."""
-    name = os.environ.get(PRESET_ENV_VAR)
+    name = os.environ.get("GPTLIB_PRESET")
     return get_preset(name) if name else default
 
 
 def auto_preset(device: torch.device | str) -> Preset:
-    """The preset for this run: ``lecture`` on a CUDA GPU and ``cpu`` anywhere else, unless
-    ``$GPTLIB_PRESET`` names another (see `choose`)."""
+    """``lecture`` on a CUDA GPU and ``cpu`` anywhere else, unless ``$GPTLIB_PRESET`` names another."""
     return choose(get_preset("lecture" if torch.device(device).type == "cuda" else "cpu"))

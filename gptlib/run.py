@@ -35,7 +35,6 @@ except ImportError:
 
 BEST, LAST = "best.pt", "last.pt"
 LOCK = ".lock"  # held while a run writes to its folder (`_own_folder`)
-DEFAULT_BPE_VOCAB = 512
 
 
 @dataclass(frozen=True)
@@ -58,7 +57,7 @@ def load_corpus(path: str | os.PathLike | None = None, tokenizer=None, *, kind: 
     n = int(0.9 * len(text))  # the first 90% of the characters to train on
     if tokenizer is None and kind == "bpe":
         from gptlib.bpe import BPETokenizer
-        tokenizer = BPETokenizer.train(text[:n], vocab_size or DEFAULT_BPE_VOCAB)
+        tokenizer = BPETokenizer.train(text[:n], vocab_size or 512)  # 512: the default BPE vocabulary
     elif tokenizer is None:
         tokenizer = CharTokenizer.from_text(text)
     train_data = torch.tensor(tokenizer.encode(text[:n]), dtype=torch.long)  # (N_train,)

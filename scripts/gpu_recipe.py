@@ -19,7 +19,7 @@ from dataclasses import asdict, replace
 from pathlib import Path
 
 from gptlib.checkpoint import load_checkpoint
-from gptlib.config import TrainConfig, field_names
+from gptlib.config import TrainConfig
 from gptlib.fast import FastGPT
 from gptlib.ladder import split_loss
 from gptlib.presets import get_preset
@@ -33,11 +33,11 @@ TARGET = 1.47  # whole-split val loss the lecture recipe aims at (nanoGPT's best
 def parse_candidate(text: str) -> tuple[str, dict]:
     """"steps3000:max_iters=3000,weight_decay=0.1" -> ("steps3000", {"max_iters": 3000, ...})."""
     name, _, fields = text.partition(":")
-    changes = {}
+    changes, known = {}, list(asdict(TrainConfig()))  # TrainConfig's field names
     for item in filter(None, fields.split(",")):
         key, _, value = item.partition("=")
-        if key not in field_names(TrainConfig):
-            raise SystemExit(f"error: {key!r} is not a TrainConfig field ({', '.join(field_names(TrainConfig))})")
+        if key not in known:
+            raise SystemExit(f"error: {key!r} is not a TrainConfig field ({', '.join(known)})")
         changes[key] = json.loads(value)
     return name, changes
 
