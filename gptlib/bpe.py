@@ -97,11 +97,10 @@ class PairCounts:
             weight = self.weights[w]
             for p in zip(old, old[1:]):  # take the word's old pairs out...
                 self.counts[p] -= weight
-                changed.add(p)
             for p in zip(new, new[1:]):  # ...and put its new pairs in
                 self.counts[p] += weight
                 self.where[p].add(w)
-                changed.add(p)
+            changed.update(zip(old, old[1:]), zip(new, new[1:]))
             self.words[w] = new
         for p in changed:
             if self.counts[p] > 0:
