@@ -149,8 +149,7 @@ class BPETokenizer:
         pairs = PairCounts([list(c.encode("utf-8")) for c in chunk_counts], list(chunk_counts.values()))
         merges = []
         for new_id in range(MIN_VOCAB_SIZE, vocab_size):
-            pair = pairs.best()
-            if pair is None:
+            if (pair := pairs.best()) is None:
                 raise DataError(f"the text allows only {len(merges)} merges (every chunk is one token by "
                                 f"then); use vocab_size <= {MIN_VOCAB_SIZE + len(merges)} or a longer text")
             pairs.merge(pair, new_id)
