@@ -180,8 +180,7 @@ class BPETokenizer:
         """Text to token ids; every string encodes (a lone surrogate is a `DataError`)."""
         out = []
         for chunk in self.pattern.findall(text):
-            ids = self._cache.get(chunk)
-            if ids is None:
+            if (ids := self._cache.get(chunk)) is None:
                 try:
                     ids = self._cache[chunk] = self._encode_chunk(chunk)
                 except UnicodeEncodeError as err:
