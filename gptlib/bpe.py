@@ -97,11 +97,10 @@ class PairCounts:
             weight = self.weights[w]
             for p in zip(old, old[1:]):  # take the word's old pairs out...
                 self.counts[p] -= weight
-                changed.add(p)
             for p in zip(new, new[1:]):  # ...and put its new pairs in
                 self.counts[p] += weight
                 self.where[p].add(w)
-                changed.add(p)
+            changed.update(zip(old, old[1:]), zip(new, new[1:]))
             self.words[w] = new
         for p in changed:
             if self.counts[p] > 0:
@@ -150,8 +149,7 @@ class BPETokenizer:
         pairs = PairCounts([list(c.encode("utf-8")) for c in chunk_counts], list(chunk_counts.values()))
         merges = []
         for new_id in range(MIN_VOCAB_SIZE, vocab_size):
-            pair = pairs.best()
-            if pair is None:
+            if (pair := pairs.best()) is None:
                 raise DataError(f"the text allows only {len(merges)} merges (every chunk is one token by "
                                 f"then); use vocab_size <= {MIN_VOCAB_SIZE + len(merges)} or a longer text")
             pairs.merge(pair, new_id)
@@ -182,8 +180,7 @@ class BPETokenizer:
         """Text to token ids; every string encodes (a lone surrogate is a `DataError`)."""
         out = []
         for chunk in self.pattern.findall(text):
-            ids = self._cache.get(chunk)
-            if ids is None:
+            if (ids := self._cache.get(chunk)) is None:
                 try:
                     ids = self._cache[chunk] = self._encode_chunk(chunk)
                 except UnicodeEncodeError as err:

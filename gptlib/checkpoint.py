@@ -132,9 +132,8 @@ def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
         raise CheckpointError(f"{path} is checkpoint format version {payload.get('version')}; this gptlib "
                               f"reads version {VERSION}")
     try:
-        train = payload["train_config"]
         ckpt = Checkpoint(GPTConfig(**payload["model_config"]),
-                          None if train is None else TrainConfig(**train),
+                          None if (train := payload["train_config"]) is None else TrainConfig(**train),
                           tokenizer_from_dict(payload["tokenizer"]) if "tokenizer" in payload
                           else CharTokenizer(payload["vocab"]), payload["model"], int(payload["step"]),
                           payload.get("extra") or {})

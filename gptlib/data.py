@@ -40,8 +40,7 @@ def resolve_override(value: str) -> Path:
         return path
     root, cwd = repo_root(), Path.cwd()  # at the repository root the two places are one: name it once
     places = [cwd] + ([root] if root not in (None, cwd.resolve()) else [])
-    found = [place / path for place in places if (place / path).is_file()]
-    if found:
+    if found := [place / path for place in places if (place / path).is_file()]:
         return found[0].resolve()
     looked = " nor ".join(f"{place / path}" for place in places)
     raise DataNotFoundError(f"{ENV_VAR}={value} is a relative path, and there is no file at {looked}. A "

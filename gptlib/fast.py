@@ -85,9 +85,7 @@ class CausalSelfAttention(nn.Module):
 
     def __init__(self, config: GPTConfig, attention: str = "sdpa"):
         super().__init__()
-        self.n_head = config.n_head
-        self.dropout = config.dropout
-        self.attention = attention
+        self.n_head, self.dropout, self.attention = config.n_head, config.dropout, attention
         # The heads' query, key and value matrices as one (C, 3C) matmul: x read once, not 3 * n_head times.
         self.qkv = nn.Linear(config.n_embd, 3 * config.n_embd, bias=False)
         self.proj = nn.Linear(config.n_embd, config.n_embd)

@@ -22,8 +22,7 @@ class KVCache:
     def __init__(self, n_layer: int, batch_size: int, n_head: int, block_size: int, head_size: int,
                  device: torch.device | str, dtype: torch.dtype = torch.float32):
         shape = (n_layer, batch_size, n_head, block_size, head_size)  # (L,B,nh,block_size,hs)
-        self.k = torch.zeros(shape, device=device, dtype=dtype)
-        self.v = torch.zeros(shape, device=device, dtype=dtype)
+        self.k, self.v = (torch.zeros(shape, device=device, dtype=dtype) for _ in range(2))
         self.length, self.block_size = 0, block_size  # tokens held (the next one's position), room
 
     def reset(self) -> None:

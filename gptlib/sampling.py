@@ -33,11 +33,7 @@ def check_sampling_args(max_new_tokens: int, temperature: float, top_k: int | No
 
 def default_prompt(tokenizer) -> str:
     """The prompt when none is given: a newline (where a speech starts), else the vocabulary's first token."""
-    try:
-        tokenizer.encode("\n")
-    except ValueError:  # a DataError: a text without a newline
-        return tokenizer.decode([0])
-    return "\n"
+    return tokenizer.decode([0]) if tokenizer.unknown_chars("\n") else "\n"  # (BPE: every text is known)
 
 
 def sample_next(logits: torch.Tensor, temperature: float = 1.0, top_k: int | None = None,

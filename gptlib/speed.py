@@ -91,10 +91,6 @@ class CpuProbe:
     probe_seconds: float  # how long probing took
 
 
-def _probe_shape(config: GPTConfig | None) -> tuple:
-    return (config.block_size, config.n_embd, config.n_head, config.dropout) if config else _DEFAULT_SHAPE
-
-
 def cpu_bf16_instructions() -> str:
     """The bf16 matrix instructions Linux reports for this CPU ("avx512_bf16", "amx_bf16"), "" if none
     or elsewhere; "arm" for an ARM CPU, which the probe tries bf16 on and times."""
@@ -142,7 +138,8 @@ def _probe(shape: tuple) -> CpuProbe:
 def probe_cpu(config: GPTConfig | None = None) -> CpuProbe:
     """Time one block of ``config``'s shape forward + backward on one thread (once per shape): `Block`, and
     `FastBlock` with each attention in fp32 and, if the CPU reports bf16 instructions, bf16 autocast."""
-    return _probe(_probe_shape(config))
+    shape = (config.block_size, config.n_embd, config.n_head, config.dropout) if config else _DEFAULT_SHAPE
+    return _probe(shape)
 
 
 def speed_plan(device: torch.device | str, config: GPTConfig | None = None) -> SpeedConfig:
@@ -152,12 +149,12 @@ def speed_plan(device: torch.device | str, config: GPTConfig | None = None) -> S
         return cuda_plan(torch.cuda.get_device_capability(device) if torch.cuda.is_available() else (8, 0))
     if device.type != "cpu":
         return SpeedConfig(fast_model=True)  # MPS and others: only the model-level tricks
-    shape = _probe_shape(config)
+    n_embd = config.n_embd if config else _DEFAULT_SHAPE[1]
     default = SpeedConfig(fast_model=True, fused_adamw=True)
-    if shape[1] < _PROBE_MIN_EMBD:
-        return replace(default, why=f"the default CPU plan, not measured: a block {shape[1]} wide takes "
+    if n_embd < _PROBE_MIN_EMBD:
+        return replace(default, why=f"the default CPU plan, not measured: a block {n_embd} wide takes "
                                     f"about a millisecond, too little for timings to tell variants apart")
-    probe = _probe(shape)
+    probe = probe_cpu(config)
     t, best = probe.seconds, {}  # best: each dtype's attention, sdpa unless explicit is clearly faster
     for dtype in [d for d in ("float32", "bfloat16") if ("fast", d, "sdpa") in t]:
         sdpa, explicit = ("fast", dtype, "sdpa"), ("fast", dtype, "explicit")

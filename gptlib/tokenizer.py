@@ -56,7 +56,6 @@ class CharTokenizer:
 def look_up(vocab: Sequence, ids: Iterable[int]) -> list:
     """``vocab[i]`` for each token id ``i``; an id outside the vocabulary is a `DataError`."""
     ids = list(map(int, ids))
-    for i in ids:
-        if not 0 <= i < len(vocab):
-            raise DataError(f"token id {i} is outside the vocabulary (0..{len(vocab) - 1})")
+    if outside := [i for i in ids if not 0 <= i < len(vocab)]:
+        raise DataError(f"token id {outside[0]} is outside the vocabulary (0..{len(vocab) - 1})")
     return [vocab[i] for i in ids]
