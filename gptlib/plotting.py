@@ -129,7 +129,6 @@ class LiveLossPlot:
 
     def __call__(self, state) -> None:
         from IPython.display import display
-
         fig = plot_loss_curves(state.history, ax=_axes(None, self.figsize), title=self.title).figure
         plt.close(fig)  # shown through the handle only, not again when the cell ends
         if self.handle is None:
