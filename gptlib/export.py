@@ -53,7 +53,6 @@ def _encode(w: torch.Tensor, dtype: str) -> tuple[bytes, str, float]:
 
 
 def _export_bytes(model: GPT, tokenizer: CharTokenizer, dtype: str, source: dict) -> bytes:
-    """The whole file, as bytes."""
     entries, blobs, offset = [], [], 0
     for name, w in model.state_dict().items():
         raw, stored, scale = _encode(w, dtype)
