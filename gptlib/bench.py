@@ -81,7 +81,6 @@ def _alternate(jobs: dict, rounds: int, device: torch.device, desc: str, progres
                repeat: int = 1) -> dict[str, list]:
     """Seconds of ``repeat`` calls of each ``jobs[name](round)``: a warm-up round, then ``rounds`` rounds."""
     from tqdm.auto import tqdm
-
     times = {name: [] for name in jobs}
     with tqdm(total=len(jobs) * (rounds + 1), desc=desc, disable=not progress, file=sys.stderr,
               dynamic_ncols=True) as bar:  # on stderr: the results go to stdout

@@ -53,7 +53,6 @@ def _encode(w: torch.Tensor, dtype: str) -> tuple[bytes, str, float]:
 
 
 def _export_bytes(model: GPT, tokenizer: CharTokenizer, dtype: str, source: dict) -> bytes:
-    """The whole file, as bytes."""
     entries, blobs, offset = [], [], 0
     for name, w in model.state_dict().items():
         raw, stored, scale = _encode(w, dtype)
@@ -112,9 +111,8 @@ def export_error(model: GPT, rebuilt: GPT, n_prompts: int = ERROR_PROMPTS) -> fl
 def browser_export_path(run_out: str | os.PathLike, preset: str, book: str | os.PathLike) -> Path:
     """Where chapter 7 writes a run's browser export: beside the run's checkpoints; over the book's own
     model (``book/_static``) only for the page's preset when ``GPTLIB_RESULTS`` is ``book/results``."""
-    book = Path(book)
-    over_book = preset == BOOK_PRESET and results_folder().resolve() == (book / "results").resolve()
-    return (book / "_static" if over_book else Path(run_out)) / EXPORT_NAME
+    over_book = preset == BOOK_PRESET and results_folder().resolve() == (Path(book) / "results").resolve()
+    return (Path(book) / "_static" if over_book else Path(run_out)) / EXPORT_NAME
 
 
 def export_for_browser(model: nn.Module, tokenizer: CharTokenizer, path: str | os.PathLike,

@@ -281,8 +281,7 @@ def record_rung(rung: dict, path: str | Path | None = None, start_from: str | Pa
 def ladder_table(ladder: dict, names=None) -> str:
     """The ladder (or its ``names``) as a text table: the budget column only if the rungs' budgets differ."""
     rungs = ladder["rungs"]
-    if names is not None:  # those rungs, in the order of names
-        rungs = [r for n in names for r in rungs if r["name"] == n]
+    rungs = rungs if names is None else [r for n in names for r in rungs if r["name"] == n]  # in names' order
     rows = [("rung", "budget", "params", "seeds", "train", "val", "±", "val-train", "wall s")]
     for r in rungs:
         std = "" if r.get("val_std") is None else f"{r['val_std']:.4f}"

@@ -129,7 +129,6 @@ class LiveLossPlot:
 
     def __call__(self, state) -> None:
         from IPython.display import display
-
         fig = plot_loss_curves(state.history, ax=_axes(None, self.figsize), title=self.title).figure
         plt.close(fig)  # shown through the handle only, not again when the cell ends
         if self.handle is None:
@@ -147,7 +146,7 @@ def plot_attention(weights, tokens, ax=None, title: str | None = None, labels: b
     ax.tick_params(length=0, pad=1)
     if labels:
         for set_ticks in (ax.set_xticks, ax.set_yticks):
-            _thinned_ticks(set_ticks, token_labels(tokens), fontsize=8, every=1)
+            set_ticks(range(len(tokens)), token_labels(tokens), fontsize=8, fontfamily="monospace")
         ax.set_xlabel("token read", fontsize=8)
         ax.set_ylabel("token reading", fontsize=8)
     if colorbar:
@@ -157,11 +156,6 @@ def plot_attention(weights, tokens, ax=None, title: str | None = None, labels: b
     return ax
 
 
-def _thinned_ticks(set_ticks, names: list[str], fontsize: float, every: int) -> None:
-    """Tick labels for every ``every``-th token (all of them if 1), so that each stays readable."""
-    set_ticks(range(0, len(names), every), names[::every], fontsize=fontsize, fontfamily="monospace")
-
-
 def plot_attention_grid(maps, tokens, cell_size: float = 2.5, title: str | None = None):
     """Each layer (row) x head (column) of ``maps`` (L,nh,T,T) as heatmaps, one colour bar: the figure."""
     L, nh = maps.shape[:2]
@@ -169,15 +163,16 @@ def plot_attention_grid(maps, tokens, cell_size: float = 2.5, title: str | None 
                              layout="constrained")
     names, fontsize = token_labels(tokens), 6.5
     every = max(1, math.ceil(len(tokens) * fontsize * 1.1 / (72 * cell_size * 0.85)))
+    ticks = range(0, len(names), every), names[::every]  # every every-th token's, so that each stays readable
     for layer in range(L):
         for head in range(nh):
             ax = plot_attention(maps[layer, head], tokens, ax=axes[layer][head], labels=False, colorbar=False,
                                 title=f"head {head}" if layer == 0 else None)  # heads named on the top row
             if head == 0:
                 ax.set_ylabel(f"layer {layer}", fontsize=9)
-                _thinned_ticks(ax.set_yticks, names, fontsize, every)
+                ax.set_yticks(*ticks, fontsize=fontsize, fontfamily="monospace")
             if layer == L - 1:
-                _thinned_ticks(ax.set_xticks, names, fontsize, every)
+                ax.set_xticks(*ticks, fontsize=fontsize, fontfamily="monospace")
     if title:  # a suptitle, which the constrained layout places above the heads' titles
         fig.suptitle(title, fontsize=11)
     nth = {1: "every", 2: "every second", 3: "every third"}.get(every, f"every {every}th")

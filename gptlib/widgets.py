@@ -19,7 +19,6 @@ class SamplerWidget:
     def __init__(self, model: nn.Module, tokenizer: CharTokenizer, prompt: str = "ROMEO:\n",
                  max_new_tokens: int = 300, temperature: float = 0.8, top_k: int = 0, seed: int = 1337):
         import ipywidgets as widgets  # only when a panel is built
-
         self.model, self.tokenizer = model, tokenizer
         wide, style = widgets.Layout(width="95%"), {"description_width": "130px"}
         self.prompt = widgets.Textarea(value=prompt, description="prompt", rows=2, layout=wide, style=style)
@@ -66,7 +65,6 @@ class SamplerWidget:
 
     def _ipython_display_(self) -> None:
         from IPython.display import display
-
         display(self.panel)
 
 
