@@ -101,8 +101,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _print_sample(model, tokenizer, prompt: str, max_new_tokens: int, **kwargs) -> None:
-    """Print ``prompt`` and then each sampled token as soon as it is made."""
-    # stream_text checks everything before anything is printed
+    """Print ``prompt``, then each sampled token as soon as it is made (all checked before any is printed)."""
     pieces = stream_text(model, tokenizer, prompt, max_new_tokens, **kwargs)
     sys.stdout.write(prompt)
     for piece in pieces:

@@ -188,8 +188,7 @@ def train_run(run: Run, **options) -> RunResult:
     out = None if run.out is None else Path(run.out).expanduser()
     if opts.resume:
         resume_path(out)
-    # under torchrun, rank 0 owns the folder and writes it
-    with nullcontext() if out is None or not dist.is_main else _own_folder(out):
+    with nullcontext() if out is None or not dist.is_main else _own_folder(out):  # torchrun: rank 0 owns it
         return _train_run(run, opts, out, dist)
 
 
