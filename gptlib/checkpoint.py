@@ -205,8 +205,8 @@ def resume_training_state(checkpoint: "Checkpoint | str | os.PathLike", model: n
                           device: torch.device | str = "cpu", *, fused: bool = False) -> TrainState:
     """Load a `save_training_state` checkpoint into ``model`` and torch's random state (build the model
     before, call `train(..., state=...)` right after); return its `TrainState`. ``fused``: fused AdamW."""
-    ckpt = checkpoint if isinstance(checkpoint, Checkpoint) else load_checkpoint(checkpoint, resumable=True)
-    _check_resumable(ckpt, "this checkpoint")
+    ckpt = (_check_resumable(checkpoint, "this checkpoint") if isinstance(checkpoint, Checkpoint)
+            else load_checkpoint(checkpoint, resumable=True))  # a path: the reader checks it
     rng = ckpt.extra["rng"]
     drawn_on = rng.get("batch_device", "cpu") if isinstance(rng, dict) else "cpu"  # the batches' device
     if drawn_on != "cpu" and torch.device(device).type != drawn_on:
