@@ -9,7 +9,7 @@ from collections.abc import Callable
 import torch
 
 from gptlib.config import GPTConfig, TrainConfig
-from gptlib.speed import SpeedConfig, probe_cpu
+from gptlib.speed import PROBE_MIN_EMBD, SpeedConfig, probe_cpu
 
 SLOW = 3.0  # a step this many times the one-idle-thread estimate is far slower than this CPU runs it
 WARM_UP = 2  # steps not timed: the first steps allocate memory and pick kernels
@@ -19,7 +19,7 @@ TIMED = 10  # steps timed before deciding
 def expected_step_seconds(model: GPTConfig, train: TrainConfig, plan: SpeedConfig) -> float | None:
     """A training step's seconds on one idle thread from the probe's time for one block (an underestimate:
     n_layer blocks of batch x block_size tokens); None where the probe does not measure."""
-    probe = probe_cpu(model) if model.n_embd >= 64 else None  # narrower: not measured (as `speed_plan`)
+    probe = probe_cpu(model) if model.n_embd >= PROBE_MIN_EMBD else None  # narrower: not measured
     key = (("fast", plan.precision, plan.attention) if plan.fast_model else ("readable", "float32", "heads"))
     if probe is None or key not in probe.seconds:
         return None

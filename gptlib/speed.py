@@ -77,7 +77,7 @@ def make_grad_scaler(speed: SpeedConfig | None, device: torch.device | str) -> t
 # How much faster a variant must be to replace fp32 with fused attention, so timing noise in a near tie
 # never changes a seeded run's numbers between processes (bf16 most: autocast adds casts outside blocks).
 _MARGIN = {"bfloat16": 1.25, "explicit": 1.1, "readable": 1.1}
-_PROBE_MIN_EMBD = 64  # narrower blocks take ~1 ms, too little to time: the default plan
+PROBE_MIN_EMBD = 64  # narrower blocks take ~1 ms, too little to time: the default plan
 _DEFAULT_SHAPE = (64, 128, 4, 0.0)  # block_size, n_embd, n_head, dropout: the `cpu` preset's block
 
 
@@ -151,7 +151,7 @@ def speed_plan(device: torch.device | str, config: GPTConfig | None = None) -> S
         return SpeedConfig(fast_model=True)  # MPS and others: only the model-level tricks
     n_embd = config.n_embd if config else _DEFAULT_SHAPE[1]
     default = SpeedConfig(fast_model=True, fused_adamw=True)
-    if n_embd < _PROBE_MIN_EMBD:
+    if n_embd < PROBE_MIN_EMBD:
         return replace(default, why=f"the default CPU plan, not measured: a block {n_embd} wide takes "
                                     f"about a millisecond, too little for timings to tell variants apart")
     probe = probe_cpu(config)
