@@ -145,7 +145,7 @@ class BPETokenizer:
                               f"to {MAX_VOCAB_SIZE:,}, got {vocab_size!r}")
         if not isinstance(text, str) or not text:
             raise DataError("BPE needs a non-empty text to learn its merges from")
-        chunk_counts = Counter(re.findall(pattern, text))  # each distinct chunk once: far fewer than bytes
+        chunk_counts = Counter(split_text(text, pattern))  # each distinct chunk once: far fewer than bytes
         pairs = PairCounts([list(c.encode("utf-8")) for c in chunk_counts], list(chunk_counts.values()))
         merges = []
         for new_id in range(MIN_VOCAB_SIZE, vocab_size):
