@@ -6,7 +6,7 @@ that layout too), ``step`` and ``extra`` ({} for weights only; `save_training_st
 import glob
 import os
 import pickle
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import torch
@@ -33,12 +33,12 @@ class Checkpoint:
     tokenizer: CharTokenizer
     model_state: dict
     step: int = 0
-    extra: dict | None = None  # optimizer state, history, random states: what resuming needs
+    extra: dict = field(default_factory=dict)  # optimizer state, history, random states: what resuming needs
 
     @property
     def resumable(self) -> bool:
         """Whether this checkpoint holds a full training state (see `save_training_state`)."""
-        return self.train_config is not None and {"history", "optimizer", "rng"} <= (self.extra or {}).keys()
+        return self.train_config is not None and {"history", "optimizer", "rng"} <= self.extra.keys()
 
     def build_model(self, device: torch.device | str = "cpu") -> GPT:
         """A `GPT` with these weights, in eval mode on ``device``; weights that misfit the config, or a
