@@ -235,7 +235,7 @@ def resume_training_state(checkpoint: "Checkpoint | str | os.PathLike", model: n
 
 
 def tokenizer_from_dict(d: dict):
-    """The tokenizer that ``tokenizer.to_dict()`` described (`Run` checked its kind): characters or BPE."""
+    """The tokenizer ``tokenizer.to_dict()`` described: BPE, else characters (the reader reports damage)."""
     if d["kind"] != "bpe":
         return CharTokenizer(d["chars"])
     from gptlib.bpe import BPETokenizer  # here: `python -m gptlib.bpe` then runs without runpy's warning
