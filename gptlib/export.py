@@ -19,9 +19,8 @@ import torch.nn as nn
 from gptlib.checkpoint import load_weights
 from gptlib.config import GPTConfig
 from gptlib.errors import CheckpointError, ConfigError
-from gptlib.fast import FastGPT, readable_from_fast
 from gptlib.files import atomic_write, results_folder
-from gptlib.model import GPT
+from gptlib.model import GPT, count_parameters
 from gptlib.tokenizer import CharTokenizer
 
 MAGIC = b"GPTB"
@@ -124,9 +123,7 @@ def export_for_browser(model: nn.Module, tokenizer: CharTokenizer, path: str | o
         raise ConfigError(f"dtype must be one of {', '.join(DTYPES)}, got {dtype!r}")
     if not isinstance(tokenizer, CharTokenizer):
         raise ConfigError(f"the page reads characters: pass a CharTokenizer, not {type(tokenizer).__name__}")
-    if isinstance(model, FastGPT):
-        model = readable_from_fast(model)
-    if not isinstance(model, GPT):
+    if not isinstance(model, GPT):  # a FastGPT is one, and its state_dict is in the readable layout
         raise ConfigError(f"export_for_browser needs a gptlib GPT (or FastGPT), got {type(model).__name__}")
     copy = GPT(model.config)  # on the CPU, in float32
     copy.load_state_dict({k: v.detach().to("cpu", torch.float32) for k, v in model.state_dict().items()})
@@ -140,7 +137,7 @@ def export_for_browser(model: nn.Module, tokenizer: CharTokenizer, path: str | o
     rebuilt = GPT(model.config)
     rebuilt.load_state_dict(_parse(data)[1])
     info = {"file": Path(path).name, "sha256": hashlib.sha256(data).hexdigest(), "bytes": len(data),
-            "dtype": dtype, "parameters": sum(p.numel() for p in model.parameters()),
+            "dtype": dtype, "parameters": count_parameters(model),
             "config": asdict(model.config), "max_abs_logit_error": export_error(model, rebuilt.eval()),
             "error_measured_on": f"{ERROR_PROMPTS} random sequences of {model.config.block_size} tokens "
                                  f"(seed 0): the float32 model vs the model rebuilt from the file", **source}

@@ -13,6 +13,7 @@ import torch
 
 from gptlib.attention_maps import attention_maps
 from gptlib.errors import ConfigError
+from gptlib.fast import FastGPT, fast_to_readable, readable_to_fast
 from gptlib.model import GPT
 
 
@@ -101,11 +102,8 @@ def test_bad_input_is_a_clear_error(model, data, tiny_config):
 
 
 def test_fast_model_gives_the_outputs_of_the_model_whose_maps_we_plot(model, data, tiny_config):
-    fast = pytest.importorskip("gptlib.fast")
-    if not hasattr(fast, "readable_to_fast"):
-        pytest.skip("gptlib.fast has no readable_to_fast weight mapping yet")
-    fast_model = fast.FastGPT(tiny_config).eval()
-    fast_model.load_state_dict(fast.readable_to_fast(model.state_dict(), tiny_config))
+    fast_model = FastGPT(tiny_config).eval()
+    fast_model.load_state_dict(readable_to_fast(model.state_dict(), tiny_config))
     idx = data[:tiny_config.block_size]  # (T,), the full context
     with torch.no_grad():
         fast_logits, _ = fast_model(idx[None])  # fused attention: no weights to look at
@@ -114,13 +112,10 @@ def test_fast_model_gives_the_outputs_of_the_model_whose_maps_we_plot(model, dat
 
 
 def test_a_fast_models_maps_through_its_readable_twin(data, tiny_config):
-    fast = pytest.importorskip("gptlib.fast")
-    if not hasattr(fast, "fast_to_readable"):
-        pytest.skip("gptlib.fast has no fast_to_readable weight mapping yet")
     torch.manual_seed(1)
-    fast_model = fast.FastGPT(tiny_config).eval()  # e.g. trained with the fast path
+    fast_model = FastGPT(tiny_config).eval()  # e.g. trained with the fast path
     readable = GPT(tiny_config).eval()
-    readable.load_state_dict(fast.fast_to_readable(fast_model.state_dict(), tiny_config))
+    readable.load_state_dict(fast_to_readable(fast_model.state_dict(), tiny_config))
     idx = data[:tiny_config.block_size]
     with torch.no_grad():
         maps = attention_maps(readable, idx)

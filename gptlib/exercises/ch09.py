@@ -83,6 +83,6 @@ def attention_only(add_adapters) -> Verdict:
         return not_yet("freeze every parameter but the adapters' lora_A and lora_B")
     if not torch.equal(got(idx)[0], before):
         return not_yet("a fresh adapter must leave the outputs as they were: start B at zero")
-    count = sum(p.numel() for n, p in got.named_parameters() if n in trainable)
-    return correct(f"adapters on the {len(want)} attention matrices only, {count:,} parameters train")
+    return correct(f"adapters on the {len(want)} attention matrices only, "
+                   f"{count_trainable(got):,} parameters train")
 
