@@ -39,7 +39,7 @@ def base_checkpoint(init_from: str | os.PathLike | None, model: GPTConfig) -> Ch
     return base
 
 
-def run_lora(asked: LoRAConfig | None, resumed: Checkpoint | None) -> LoRAConfig | None:
+def run_lora(asked: LoRAConfig | None, resumed: Checkpoint) -> LoRAConfig | None:
     """A resumed run's adapters, as saved; ``asked`` for others is a `ConfigError`."""
     saved = resumed.extra.get("lora")
     saved = None if saved is None else LoRAConfig(**saved)

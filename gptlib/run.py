@@ -21,7 +21,7 @@ from gptlib.device import out_of_memory
 from gptlib.errors import (CheckpointError, ConfigError, DataError, GPTLibError, OutOfMemoryError,
                            OutputPathError, TrainingDivergedError, TrainingInterrupted)
 from gptlib.files import make_folder, remove_empty_folders
-from gptlib.lora import LoRAConfig, merge_lora
+from gptlib.lora import LoRAConfig, lora_config, merge_lora
 from gptlib.pace import PaceWatch, expected_step_seconds
 from gptlib.presets import Preset
 from gptlib.speed import PRECISIONS, READABLE, SpeedConfig, build_model, speed_plan, with_precision
@@ -277,7 +277,7 @@ def _log_start(result: "RunResult", opts: RunOptions, checkpoint: Checkpoint | N
         f"vocab {corpus.tokenizer.vocab_size}")
     plan = describe_plan(result.plan) if opts.make_model is None else type(result.model).__name__
     log(f"speed plan: {plan}")
-    if run.init_from is not None or finetune.lora_info(result.model):  # fine-tuning, or resuming one
+    if run.init_from is not None or lora_config(result.model) is not None:  # fine-tuning, or resuming one
         log(finetune.describe(result.model, run.init_from))
     if opts.make_model is None and result.plan.why:
         log(f"  why: {result.plan.why}")
